@@ -1,0 +1,7 @@
+//! Radbridge core: CT volumes (DICOM series and NIfTI) in patient geometry, and the exact
+//! input preprocessing of the BrgSA and CT-CLIP models. Builds and tests without a window;
+//! the CLI (`radbridge`) and the desktop app call the same functions.
+
+pub mod bench;
+pub mod preprocess;
+pub mod volume;

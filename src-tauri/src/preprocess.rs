@@ -1,0 +1,361 @@
+//! Model input preprocessing: resampling, crop/pad and intensity mapping, driven by a
+//! `PreprocessConfig` so a model package can carry its own.
+//!
+//! Orientation. Both official pipelines read CT-RATE NIfTI files whose voxel axes are
+//! (A0, A1, A2) = (patient right→left, anterior→posterior, inferior→superior), i.e. the
+//! DICOM row direction, column direction and ascending slice position of an axial scan —
+//! "LPS" in our orientation letters. Neither pipeline reorients, so we bring every volume to
+//! that canonical LPS order first (`Volume::to_canonical`: an exact permutation/flip, no
+//! interpolation). A volume stored in another order (e.g. RAS NIfTI) then reaches the model
+//! the way a CT-RATE scan of the same patient would.
+//!
+//! BrgSA (spec §3): SimpleITK ResampleImageFilter, linear, to 1.5 × 1.5 × 3 mm with the same
+//! origin and direction (output index n samples input continuous index n·target/spacing; ITK
+//! treats [-0.5, size-0.5) as inside and clamps neighbours at the edge; outside = 0),
+//! size = round(size·spacing/target); centre crop (lower = ceil(excess/2)) / pad (lower =
+//! pad/2, value -1024) to 256 × 256 × 128; clamp to [-1000, 1000];
+//! x = (clip(HU/1000, -1, 1) - 0.4978) / 0.2449. Tensor (1, 1, A0, A1, A2) = (1, 1, 256, 256, 128).
+//!
+//! CT-CLIP (spec §7.1): clip to [-1000, 1000]; torch `F.interpolate(trilinear,
+//! align_corners=False)` to size floor(n·spacing/target), target 0.75 × 0.75 × 1.5 mm;
+//! /1000; centre crop (start = (n-t)/2) / pad (before = (t-n)/2, value -1) to 480 × 480 × 240;
+//! tensor (1, 1, A2, A0, A1) = (1, 1, 240, 480, 480).
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::volume::Volume;
+
+/// How samples between voxels are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resampler {
+    /// SimpleITK `ResampleImageFilter` + `sitkLinear`, same origin/direction: output index n
+    /// reads input continuous index n·target/spacing; outside [-0.5, size-0.5) → `outside_hu`.
+    ItkLinear,
+    /// torch `F.interpolate(mode="trilinear", align_corners=False)` to a given size: source
+    /// coordinate (n+0.5)·in/out - 0.5, clamped at 0, neighbours clamped at the end.
+    TorchTrilinear,
+}
+
+/// How the output grid size is derived from size·spacing/target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeRule {
+    /// Python `round` (half to even).
+    Round,
+    /// Python `int()` of a positive number.
+    Floor,
+}
+
+/// Where a centre crop starts when the excess is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropRule {
+    /// lower = ceil(excess/2)
+    CeilLower,
+    /// lower = floor(excess/2)
+    FloorLower,
+}
+
+/// Preprocessing for one model, in the order: [clip] → resample → crop/pad → clip → map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessConfig {
+    /// Target voxel spacing (mm) along canonical (A0, A1, A2) = (L, P, S).
+    pub target_spacing: [f64; 3],
+    /// Output grid along (A0, A1, A2).
+    pub target_shape: [usize; 3],
+    pub resampler: Resampler,
+    pub size_rule: SizeRule,
+    pub crop_rule: CropRule,
+    /// HU written where the resampler reads outside the input (ITK default pixel value).
+    pub outside_hu: f32,
+    /// Clip HU to `hu_window` before resampling (CT-CLIP does; BrgSA does not).
+    pub clip_before_resample: bool,
+    /// HU given to padded voxels.
+    pub pad_hu: f32,
+    /// HU clamp applied after crop/pad.
+    pub hu_window: [f32; 2],
+    /// x = (clip(HU / hu_scale, -1, 1) - mean) / std.
+    pub hu_scale: f32,
+    pub mean: f32,
+    pub std: f32,
+    /// Order of the spatial axes in the output tensor, as indices into (A0, A1, A2).
+    pub output_axes: [usize; 3],
+}
+
+impl PreprocessConfig {
+    pub fn brgsa() -> Self {
+        PreprocessConfig {
+            target_spacing: [1.5, 1.5, 3.0],
+            target_shape: [256, 256, 128],
+            resampler: Resampler::ItkLinear,
+            size_rule: SizeRule::Round,
+            crop_rule: CropRule::CeilLower,
+            outside_hu: 0.0,
+            clip_before_resample: false,
+            pad_hu: -1024.0,
+            hu_window: [-1000.0, 1000.0],
+            hu_scale: 1000.0,
+            mean: 0.4978,
+            std: 0.2449,
+            output_axes: [0, 1, 2],
+        }
+    }
+
+    pub fn ctclip() -> Self {
+        PreprocessConfig {
+            target_spacing: [0.75, 0.75, 1.5],
+            target_shape: [480, 480, 240],
+            resampler: Resampler::TorchTrilinear,
+            size_rule: SizeRule::Floor,
+            crop_rule: CropRule::FloorLower,
+            outside_hu: 0.0,
+            clip_before_resample: true,
+            pad_hu: -1000.0,
+            hu_window: [-1000.0, 1000.0],
+            hu_scale: 1000.0,
+            mean: 0.0,
+            std: 1.0,
+            output_axes: [2, 0, 1],
+        }
+    }
+
+    /// Preset by model name ("brgsa" or "ctclip").
+    pub fn for_model(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "brgsa" => Some(Self::brgsa()),
+            "ctclip" => Some(Self::ctclip()),
+            _ => None,
+        }
+    }
+
+    /// Output tensor shape (1, 1, ...spatial axes in output order).
+    pub fn tensor_shape(&self) -> [usize; 5] {
+        let s = self.target_shape;
+        let o = self.output_axes;
+        [1, 1, s[o[0]], s[o[1]], s[o[2]]]
+    }
+}
+
+/// A model input: float32, C order, `shape` = (1, 1, d0, d1, d2).
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub shape: [usize; 5],
+    pub data: Vec<f32>,
+    /// Resampled grid before crop/pad, along (A0, A1, A2).
+    pub resampled_shape: [usize; 3],
+}
+
+fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
+    let x = n as f64 * spacing / target;
+    let v = match rule {
+        SizeRule::Floor => x.floor(),
+        SizeRule::Round => {
+            // Python's round: half to even.
+            let r = x.round();
+            if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+                r - x.signum()
+            } else {
+                r
+            }
+        }
+    };
+    (v.max(1.0)) as usize
+}
+
+/// 1-D sampling plan for one axis: for each output index, (i0, i1, w1) with value
+/// (1-w1)·in[i0] + w1·in[i1], or None when outside the input.
+fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler) -> Vec<Option<(usize, usize, f32)>> {
+    (0..n_out)
+        .map(|o| match r {
+            Resampler::ItkLinear => {
+                let c = o as f64 * target / spacing;
+                if c < -0.5 || c >= n_in as f64 - 0.5 {
+                    return None;
+                }
+                let base = c.floor();
+                let w = c - base;
+                let i0 = (base.max(0.0) as usize).min(n_in - 1);
+                let i1 = ((base + 1.0).max(0.0) as usize).min(n_in - 1);
+                Some((i0, i1, w as f32))
+            }
+            Resampler::TorchTrilinear => {
+                let scale = n_in as f32 / n_out as f32;
+                let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src as usize).min(n_in - 1);
+                let i1 = if i0 < n_in - 1 { i0 + 1 } else { i0 };
+                let w = src - i0 as f32;
+                Some((i0, i1, w))
+            }
+        })
+        .collect()
+}
+
+/// Separable linear resampling of a [nx, ny, nz] (i fastest) f32 grid.
+fn resample(src: &[f32], dims: [usize; 3], out: [usize; 3], plans: &[Vec<Option<(usize, usize, f32)>>; 3], outside: f32) -> Vec<f32> {
+    let [nx, ny, nz] = dims;
+    let [ox, oy, oz] = out;
+    // Axis 0 (x): [ox, ny, nz]; outside samples marked NaN until the end.
+    let mut a = vec![0f32; ox * ny * nz];
+    a.par_chunks_mut(ox).enumerate().for_each(|(row, dst)| {
+        let s = &src[row * nx..row * nx + nx];
+        for (x, d) in dst.iter_mut().enumerate() {
+            *d = match plans[0][x] {
+                Some((i0, i1, w)) => s[i0] + (s[i1] - s[i0]) * w,
+                None => f32::NAN,
+            };
+        }
+    });
+    // Axis 1 (y): [ox, oy, nz].
+    let mut b = vec![0f32; ox * oy * nz];
+    b.par_chunks_mut(ox * oy).enumerate().for_each(|(k, dst)| {
+        let plane = &a[k * ox * ny..(k + 1) * ox * ny];
+        for (y, row) in dst.chunks_mut(ox).enumerate() {
+            match plans[1][y] {
+                Some((j0, j1, w)) => {
+                    let r0 = &plane[j0 * ox..j0 * ox + ox];
+                    let r1 = &plane[j1 * ox..j1 * ox + ox];
+                    for x in 0..ox {
+                        row[x] = r0[x] + (r1[x] - r0[x]) * w;
+                    }
+                }
+                None => row.fill(f32::NAN),
+            }
+        }
+    });
+    drop(a);
+    // Axis 2 (z): [ox, oy, oz].
+    let plane = ox * oy;
+    let mut c = vec![0f32; plane * oz];
+    c.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| match plans[2][z] {
+        Some((k0, k1, w)) => {
+            let p0 = &b[k0 * plane..(k0 + 1) * plane];
+            let p1 = &b[k1 * plane..(k1 + 1) * plane];
+            for i in 0..plane {
+                let v = p0[i] + (p1[i] - p0[i]) * w;
+                dst[i] = if v.is_nan() { outside } else { v };
+            }
+        }
+        None => dst.fill(outside),
+    });
+    c
+}
+
+/// Run a model's preprocessing on a volume (reoriented to canonical LPS first).
+pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
+    let canon = volume.to_canonical();
+    let dims = canon.dims;
+    let spacing = canon.spacing();
+    let [lo, hi] = cfg.hu_window;
+    let mut src = canon.voxels.to_f32();
+    drop(canon);
+    if cfg.clip_before_resample {
+        src.par_iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+    }
+    let out = [0, 1, 2].map(|a| output_size(dims[a], spacing[a], cfg.target_spacing[a], cfg.size_rule));
+    let plans = [0, 1, 2].map(|a| axis_plan(dims[a], out[a], spacing[a], cfg.target_spacing[a], cfg.resampler));
+    let res = resample(&src, dims, out, &plans, cfg.outside_hu);
+    drop(src);
+
+    // Crop/pad offsets: output index t reads resampled index t + start (negative = pad).
+    let start: [isize; 3] = [0, 1, 2].map(|a| {
+        let (n, t) = (out[a] as isize, cfg.target_shape[a] as isize);
+        if n >= t {
+            let excess = n - t;
+            match cfg.crop_rule {
+                CropRule::CeilLower => (excess + 1) / 2,
+                CropRule::FloorLower => excess / 2,
+            }
+        } else {
+            -((t - n) / 2)
+        }
+    });
+    let shape = cfg.tensor_shape();
+    let ts = cfg.target_shape;
+    let o = cfg.output_axes;
+    // Output is C order over (ts[o0], ts[o1], ts[o2]); the last axis is fastest.
+    let (d1, d2) = (ts[o[1]], ts[o[2]]);
+    let mut data = vec![0f32; ts.iter().product()];
+    let map = |hu: f32| -> f32 {
+        let hu = hu.clamp(lo, hi);
+        ((hu / cfg.hu_scale).clamp(-1.0, 1.0) - cfg.mean) / cfg.std
+    };
+    data.par_chunks_mut(d1 * d2).enumerate().for_each(|(u0, block)| {
+        let mut t = [0usize; 3];
+        t[o[0]] = u0;
+        for u1 in 0..d1 {
+            t[o[1]] = u1;
+            for u2 in 0..d2 {
+                t[o[2]] = u2;
+                let mut idx = [0usize; 3];
+                let mut inside = true;
+                for a in 0..3 {
+                    let s = t[a] as isize + start[a];
+                    if s < 0 || s >= out[a] as isize {
+                        inside = false;
+                        break;
+                    }
+                    idx[a] = s as usize;
+                }
+                let hu = if inside { res[idx[0] + out[0] * (idx[1] + out[1] * idx[2])] } else { cfg.pad_hu };
+                block[u1 * d2 + u2] = map(hu);
+            }
+        }
+    });
+    ModelInput { shape, data, resampled_shape: out }
+}
+
+/// Write a float32 C-order array as `.npy` (format version 1.0). The format is a short text
+/// header and raw little-endian values; no crate needed for that.
+pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+    let dims = if shape.len() == 1 { format!("{dims},") } else { dims };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    w.write_all(b"\x93NUMPY\x01\x00")?;
+    w.write_all(&(header.len() as u16).to_le_bytes())?;
+    w.write_all(header.as_bytes())?;
+    for chunk in data.chunks(1 << 16) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.write_all(&bytes)?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_round_is_half_even() {
+        assert_eq!(output_size(191, 1.5, 3.0, SizeRule::Round), 96); // 95.5 → 96
+        assert_eq!(output_size(189, 1.5, 3.0, SizeRule::Round), 94); // 94.5 → 94
+        assert_eq!(output_size(233, 1.5, 0.75, SizeRule::Floor), 466);
+        assert_eq!(output_size(7, 1.0, 3.0, SizeRule::Floor), 2);
+    }
+
+    #[test]
+    fn torch_plan_matches_half_pixel_rule() {
+        // 4 → 8 upsampling: src = (o + 0.5)/2 - 0.5, clamped at 0.
+        let p = axis_plan(4, 8, 1.0, 0.5, Resampler::TorchTrilinear);
+        assert_eq!(p[0], Some((0, 1, 0.0)));
+        assert_eq!(p[1], Some((0, 1, 0.25)));
+        assert_eq!(p[7], Some((3, 3, 0.25)));
+    }
+
+    #[test]
+    fn itk_plan_marks_outside_and_clamps_edge() {
+        // 5 voxels of 1 mm to 2 mm: indices 0, 2, 4 (inside).
+        let p = axis_plan(5, 3, 1.0, 2.0, Resampler::ItkLinear);
+        assert_eq!(p, vec![Some((0, 1, 0.0)), Some((2, 3, 0.0)), Some((4, 4, 0.0))]);
+        // 4 voxels of 1 mm to 1.5 mm: c = 0, 1.5, 3.0 (→ edge), 4.5 (outside).
+        let p = axis_plan(4, 4, 1.0, 1.5, Resampler::ItkLinear);
+        assert_eq!(p[3], None);
+        assert_eq!(p[2], Some((3, 3, 0.0)));
+    }
+}

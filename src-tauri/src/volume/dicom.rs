@@ -1,0 +1,377 @@
+//! DICOM: reading the per-slice (per-frame) header facts the volume needs, and decoding one
+//! frame's pixels into Hounsfield units.
+//!
+//! Headers are read without pixel data during the folder scan; pixels are decoded later, in
+//! parallel, only for the chosen series. Decoding goes through `dicom-pixeldata`, which covers
+//! native (implicit/explicit little and big endian, deflated), JPEG baseline/extended/lossless,
+//! JPEG-LS (CharLS), JPEG 2000 (OpenJPEG) and RLE. Rescale, bit masking, sign and padding are
+//! applied here, per frame, from the frame's own header values.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::mem::InMemDicomObject;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_encoding::TransferSyntaxIndex;
+
+use super::error::{Result, VolumeError};
+use super::PatientInfo;
+
+/// Header facts of one frame (one slice) of a DICOM image.
+#[derive(Debug, Clone)]
+pub struct SliceHeader {
+    pub path: PathBuf,
+    /// Frame number within the file (0 for single-frame images).
+    pub frame: u32,
+    pub n_frames: u32,
+    pub transfer_syntax: String,
+    pub sop_class: String,
+    pub modality: String,
+    pub series_uid: Option<String>,
+    pub series_description: Option<String>,
+    pub series_number: Option<i64>,
+    pub frame_of_reference: Option<String>,
+    pub acquisition_number: Option<i64>,
+    pub instance_number: Option<i64>,
+    pub rows: u32,
+    pub cols: u32,
+    /// ImageOrientationPatient: row direction cosines then column direction cosines.
+    pub iop: Option<[f64; 6]>,
+    pub ipp: Option<[f64; 3]>,
+    /// PixelSpacing: (row spacing = between rows, column spacing = between columns), mm.
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub slice_thickness: Option<f64>,
+    pub spacing_between_slices: Option<f64>,
+    pub slope: f64,
+    pub intercept: f64,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub pixel_representation: u16,
+    pub samples_per_pixel: u16,
+    pub photometric: String,
+    pub padding: Option<i64>,
+    pub patient: PatientInfo,
+}
+
+/// Why a file was not taken as a DICOM image (non-DICOM files are counted, not fatal).
+#[derive(Debug)]
+pub enum HeaderOutcome {
+    Image(Vec<SliceHeader>),
+    /// A DICOM file that holds no image (DICOMDIR, structured report, ...).
+    NotImage(String),
+    NotDicom(String),
+}
+
+/// Media Storage SOP Class of a DICOMDIR.
+const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+
+fn trim(s: &str) -> String {
+    s.trim_end_matches(['\0', ' ']).trim().to_string()
+}
+
+fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let s = trim(&obj.get(tag)?.to_str().ok()?);
+    (!s.is_empty()).then_some(s)
+}
+
+fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    let v = obj.get(tag)?.to_multi_float64().ok()?;
+    (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
+}
+
+fn get_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    get_f64s(obj, tag).map(|v| v[0])
+}
+
+fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.get(tag)?.to_int::<i64>().ok()
+}
+
+/// First item of a sequence attribute.
+fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+    obj.get(tag)?.items()?.first()
+}
+
+/// Look up `tag` inside functional group `group_seq` of a frame's group item, then of the
+/// shared group (per-frame values win, as the standard says).
+fn functional<'a, T>(
+    per_frame: Option<&'a InMemDicomObject>,
+    shared: Option<&'a InMemDicomObject>,
+    group_seq: Tag,
+    f: impl Fn(&'a InMemDicomObject) -> Option<T>,
+) -> Option<T> {
+    per_frame
+        .and_then(|pf| first_item(pf, group_seq))
+        .and_then(&f)
+        .or_else(|| shared.and_then(|s| first_item(s, group_seq)).and_then(&f))
+}
+
+fn six(v: Vec<f64>) -> Option<[f64; 6]> {
+    (v.len() >= 6).then(|| [v[0], v[1], v[2], v[3], v[4], v[5]])
+}
+fn three(v: Vec<f64>) -> Option<[f64; 3]> {
+    (v.len() >= 3).then(|| [v[0], v[1], v[2]])
+}
+fn two(v: Vec<f64>) -> Option<[f64; 2]> {
+    (v.len() >= 2).then(|| [v[0], v[1]])
+}
+
+fn open_options() -> OpenFileOptions {
+    OpenFileOptions::new().read_preamble(dicom_object::file::ReadPreamble::Auto)
+}
+
+/// Read the header of one file (everything before the pixel data) and describe each frame.
+pub fn read_headers(path: &Path) -> HeaderOutcome {
+    let obj = match open_options().read_until(tags::PIXEL_DATA).open_file(path) {
+        Ok(o) => o,
+        Err(e) => return HeaderOutcome::NotDicom(e.to_string()),
+    };
+    if obj.meta().media_storage_sop_class_uid().trim_end_matches('\0') == DICOMDIR_SOP_CLASS {
+        return HeaderOutcome::NotImage("DICOMDIR".into());
+    }
+    let rows = get_int(&obj, tags::ROWS);
+    let cols = get_int(&obj, tags::COLUMNS);
+    let (Some(rows), Some(cols)) = (rows, cols) else {
+        return HeaderOutcome::NotImage("no Rows/Columns (not an image)".into());
+    };
+    HeaderOutcome::Image(headers_from_object(path, &obj, rows as u32, cols as u32))
+}
+
+fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32) -> Vec<SliceHeader> {
+    let n_frames = get_int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    let per_frame: Option<&[InMemDicomObject]> =
+        obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
+    let patient = PatientInfo {
+        name: get_str(obj, tags::PATIENT_NAME),
+        id: get_str(obj, tags::PATIENT_ID),
+        birth_date: get_str(obj, tags::PATIENT_BIRTH_DATE),
+        study_date: get_str(obj, tags::STUDY_DATE),
+        accession_number: get_str(obj, tags::ACCESSION_NUMBER),
+        study_uid: get_str(obj, tags::STUDY_INSTANCE_UID),
+    };
+    let base_iop = get_f64s(obj, tags::IMAGE_ORIENTATION_PATIENT).and_then(six);
+    let base_ipp = get_f64s(obj, tags::IMAGE_POSITION_PATIENT).and_then(three);
+    let base_ps = get_f64s(obj, tags::PIXEL_SPACING).and_then(two);
+    let base_thick = get_f64(obj, tags::SLICE_THICKNESS);
+    let base_sbs = get_f64(obj, tags::SPACING_BETWEEN_SLICES);
+    let base_slope = get_f64(obj, tags::RESCALE_SLOPE);
+    let base_inter = get_f64(obj, tags::RESCALE_INTERCEPT);
+    let pixel_representation = get_int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16;
+    let bits_allocated = get_int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as u16;
+
+    (0..n_frames)
+        .map(|f| {
+            let pf = per_frame.and_then(|items| items.get(f as usize));
+            let iop = functional(pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |i| {
+                get_f64s(i, tags::IMAGE_ORIENTATION_PATIENT).and_then(six)
+            })
+            .or(base_iop);
+            let mut ipp = functional(pf, shared, tags::PLANE_POSITION_SEQUENCE, |i| {
+                get_f64s(i, tags::IMAGE_POSITION_PATIENT).and_then(three)
+            })
+            .or(base_ipp);
+            let pixel_spacing = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
+                get_f64s(i, tags::PIXEL_SPACING).and_then(two)
+            })
+            .or(base_ps);
+            let slice_thickness = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
+                get_f64(i, tags::SLICE_THICKNESS)
+            })
+            .or(base_thick);
+            let spacing_between_slices = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
+                get_f64(i, tags::SPACING_BETWEEN_SLICES)
+            })
+            .or(base_sbs);
+            let rescale = functional(pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |i| {
+                Some((get_f64(i, tags::RESCALE_SLOPE)?, get_f64(i, tags::RESCALE_INTERCEPT)?))
+            });
+            let (slope, intercept) = rescale.unwrap_or((
+                base_slope.filter(|s| *s != 0.0).unwrap_or(1.0),
+                base_inter.unwrap_or(0.0),
+            ));
+            // A classic multi-frame image without per-frame positions: frames are stacked along
+            // the normal at SpacingBetweenSlices (or SliceThickness).
+            if pf.is_none() && n_frames > 1 {
+                if let (Some(p), Some(o)) = (ipp, iop) {
+                    let n = super::geometry::cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+                    let step = spacing_between_slices.or(slice_thickness).unwrap_or(1.0);
+                    ipp = Some([0, 1, 2].map(|r| p[r] + n[r] * step * f as f64));
+                }
+            }
+            SliceHeader {
+                path: path.to_path_buf(),
+                frame: f,
+                n_frames,
+                transfer_syntax: trim(obj.meta().transfer_syntax()),
+                sop_class: trim(obj.meta().media_storage_sop_class_uid()),
+                modality: get_str(obj, tags::MODALITY).unwrap_or_else(|| "unknown".into()),
+                series_uid: get_str(obj, tags::SERIES_INSTANCE_UID),
+                series_description: get_str(obj, tags::SERIES_DESCRIPTION),
+                series_number: get_int(obj, tags::SERIES_NUMBER),
+                frame_of_reference: get_str(obj, tags::FRAME_OF_REFERENCE_UID),
+                acquisition_number: get_int(obj, tags::ACQUISITION_NUMBER),
+                instance_number: get_int(obj, tags::INSTANCE_NUMBER),
+                rows,
+                cols,
+                iop,
+                ipp,
+                pixel_spacing,
+                slice_thickness,
+                spacing_between_slices,
+                slope,
+                intercept,
+                bits_allocated,
+                bits_stored: get_int(obj, tags::BITS_STORED).unwrap_or(bits_allocated as i64) as u16,
+                pixel_representation,
+                samples_per_pixel: get_int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+                photometric: get_str(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default(),
+                padding: get_int(obj, tags::PIXEL_PADDING_VALUE),
+                patient: patient.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Human name of a transfer syntax UID, or "unknown transfer syntax".
+pub fn transfer_syntax_name(uid: &str) -> String {
+    TransferSyntaxRegistry
+        .get(uid)
+        .map(|ts| ts.name().to_string())
+        .unwrap_or_else(|| "unknown transfer syntax".to_string())
+}
+
+/// Refuse early, naming the UID, when no decoder exists for a file's transfer syntax.
+pub fn check_transfer_syntax(path: &Path, uid: &str) -> Result<()> {
+    match TransferSyntaxRegistry.get(uid) {
+        None => Err(VolumeError::UnsupportedTransferSyntax {
+            path: path.to_path_buf(),
+            uid: uid.to_string(),
+            name: "unknown transfer syntax".into(),
+        }),
+        Some(ts) if !ts.can_decode_dataset() || ts.is_unsupported_pixel_encapsulation() => {
+            Err(VolumeError::UnsupportedTransferSyntax {
+                path: path.to_path_buf(),
+                uid: uid.to_string(),
+                name: ts.name().to_string(),
+            })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Open a whole DICOM file (headers and pixel data).
+pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
+    open_options().open_file(path).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("UnexpectedEof") || msg.to_lowercase().contains("unexpected end") || msg.contains("end of file") {
+            VolumeError::Decode {
+                path: path.to_path_buf(),
+                transfer_syntax: String::new(),
+                reason: format!("file is truncated or malformed: {msg}"),
+            }
+        } else {
+            VolumeError::NotDicom { path: path.to_path_buf(), reason: msg }
+        }
+    })
+}
+
+/// Where decoded values go: one slice, as int16 when exact, else as float32.
+pub enum SliceOut<'a> {
+    I16(&'a mut [i16]),
+    F32(&'a mut [f32]),
+}
+
+/// Decode frame `h.frame` of `obj` into HU, writing `rows × cols` values (row-major, i fastest).
+/// Returns `Ok(false)` when writing int16 and some value is not an exact int16 (the caller
+/// then decodes again into float32). Also returns the number of padding voxels seen.
+pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>, padding_hu: f64) -> Result<(bool, usize)> {
+    let path = &h.path;
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(VolumeError::MissingPixelData { path: path.clone() });
+    }
+    if h.samples_per_pixel != 1 {
+        return Err(VolumeError::UnsupportedImage {
+            path: path.clone(),
+            reason: format!("{} samples per pixel ({}); a CT volume needs grayscale", h.samples_per_pixel, h.photometric),
+        });
+    }
+    check_transfer_syntax(path, &h.transfer_syntax)?;
+    let decode_err = |reason: String| VolumeError::Decode {
+        path: path.clone(),
+        transfer_syntax: format!("{} {}", h.transfer_syntax, transfer_syntax_name(&h.transfer_syntax)),
+        reason,
+    };
+    let decoded = if h.n_frames > 1 {
+        obj.decode_pixel_data_frame(h.frame)
+    } else {
+        obj.decode_pixel_data()
+    }
+    .map_err(|e| decode_err(e.to_string()))?;
+    let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;
+    let n = h.rows as usize * h.cols as usize;
+    let bytes_per = (decoded.bits_allocated() as usize).div_ceil(8);
+    if bytes_per == 0 || bytes_per > 4 {
+        return Err(decode_err(format!("unsupported BitsAllocated {}", decoded.bits_allocated())));
+    }
+    if data.len() < n * bytes_per {
+        return Err(VolumeError::Truncated {
+            path: path.clone(),
+            what: "pixel data",
+            expected: (n * bytes_per) as u64,
+            found: data.len() as u64,
+        });
+    }
+    let bits_stored = (decoded.bits_stored() as u32).clamp(1, 32);
+    let signed = h.pixel_representation == 1;
+    let mask: u64 = if bits_stored >= 32 { u32::MAX as u64 } else { (1u64 << bits_stored) - 1 };
+    let stored = |idx: usize| -> i64 {
+        let o = idx * bytes_per;
+        let raw: u64 = match bytes_per {
+            1 => data[o] as u64,
+            2 => u16::from_le_bytes([data[o], data[o + 1]]) as u64,
+            3 => u32::from_le_bytes([data[o], data[o + 1], data[o + 2], 0]) as u64,
+            _ => u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) as u64,
+        };
+        let v = raw & mask;
+        if signed && (v >> (bits_stored - 1)) & 1 == 1 {
+            v as i64 - (1i64 << bits_stored)
+        } else {
+            v as i64
+        }
+    };
+    let (slope, inter) = (h.slope, h.intercept);
+    let mut pads = 0usize;
+    match out {
+        SliceOut::I16(dst) => {
+            for (idx, d) in dst.iter_mut().enumerate().take(n) {
+                let s = stored(idx);
+                let hu = if Some(s) == h.padding {
+                    pads += 1;
+                    padding_hu
+                } else {
+                    s as f64 * slope + inter
+                };
+                if hu.fract() != 0.0 || hu < i16::MIN as f64 || hu > i16::MAX as f64 {
+                    return Ok((false, pads));
+                }
+                *d = hu as i16;
+            }
+        }
+        SliceOut::F32(dst) => {
+            for (idx, d) in dst.iter_mut().enumerate().take(n) {
+                let s = stored(idx);
+                *d = if Some(s) == h.padding {
+                    pads += 1;
+                    padding_hu as f32
+                } else {
+                    (s as f64 * slope + inter) as f32
+                };
+            }
+        }
+    }
+    Ok((true, pads))
+}

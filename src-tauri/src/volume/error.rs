@@ -1,0 +1,80 @@
+//! Typed errors for volume loading. Every variant names the file (or folder) it is about, so a
+//! user reading one line knows which input is bad and why.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: no such file or folder")]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: empty file (0 bytes)")]
+    EmptyFile { path: PathBuf },
+
+    #[error("{path}: no DICOM image or NIfTI volume found ({scanned} files scanned, {skipped} skipped as not DICOM images)")]
+    NoImages { path: PathBuf, scanned: usize, skipped: usize },
+
+    #[error("{path}: not a DICOM file ({reason})")]
+    NotDicom { path: PathBuf, reason: String },
+
+    #[error("{path}: unsupported transfer syntax {uid} ({name})")]
+    UnsupportedTransferSyntax { path: PathBuf, uid: String, name: String },
+
+    #[error("{path}: modality is {modality}, not CT (pass --any-modality to load it anyway)")]
+    WrongModality { path: PathBuf, modality: String },
+
+    #[error("{path}: no pixel data (7FE0,0010) in this DICOM file")]
+    MissingPixelData { path: PathBuf },
+
+    #[error("{path}: missing or invalid DICOM attribute {attribute}")]
+    MissingAttribute { path: PathBuf, attribute: &'static str },
+
+    #[error("{path}: cannot decode pixel data ({transfer_syntax}): {reason}")]
+    Decode { path: PathBuf, transfer_syntax: String, reason: String },
+
+    #[error("{path}: unsupported image: {reason}")]
+    UnsupportedImage { path: PathBuf, reason: String },
+
+    #[error("{path}: not a NIfTI file: {reason}")]
+    NotNifti { path: PathBuf, reason: String },
+
+    #[error("{path}: truncated {what}: expected {expected} bytes, found {found}")]
+    Truncated { path: PathBuf, what: &'static str, expected: u64, found: u64 },
+
+    #[error("{path}: corrupt file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
+    #[error("{path}: invalid NIfTI header: {reason}")]
+    BadNiftiHeader { path: PathBuf, reason: String },
+
+    #[error("{path}: volume too large: {voxels} voxels exceeds the limit of {limit}")]
+    TooLarge { path: PathBuf, voxels: u64, limit: u64 },
+
+    #[error("{path}: no series matches '{selector}'; available: {available}")]
+    SeriesNotFound { path: PathBuf, selector: String, available: String },
+
+    #[error("{path}: inconsistent geometry: {reason}")]
+    Geometry { path: PathBuf, reason: String },
+
+    #[error("{path}: cannot write output: {reason}")]
+    Write { path: PathBuf, reason: String },
+
+    #[error("loading cancelled")]
+    Cancelled,
+}
+
+impl VolumeError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            VolumeError::NotFound { path }
+        } else {
+            VolumeError::Io { path, source }
+        }
+    }
+}
+
+pub type Result<T, E = VolumeError> = std::result::Result<T, E>;

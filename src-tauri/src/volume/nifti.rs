@@ -1,0 +1,492 @@
+//! NIfTI-1 and NIfTI-2 (`.nii`, `.nii.gz`), read and write.
+//!
+//! Written by hand rather than with the `nifti` crate: that crate reads NIfTI-1 only and
+//! converts through ndarray, while we need NIfTI-2, int16 kept as int16 (memory), and both
+//! header transforms to choose from. The header layouts follow nifti1.h / nifti2.h.
+//!
+//! Spatial transform (nifti1.h, "METHOD 3 / 2 / 1"): sform when sform_code > 0, else qform
+//! when qform_code > 0, else pixdim scaling only (with a warning: orientation unknown).
+//! This is also nibabel's precedence. NIfTI world space is RAS; we convert to LPS.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use super::error::{Result, VolumeError};
+use super::geometry::Affine;
+use super::{OpenOptions, SourceMeta, Volume, Voxels, Warning, WarningCode};
+
+/// The header fields we use, for both versions.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub version: u8,
+    pub big_endian: bool,
+    pub dim: [i64; 8],
+    pub datatype: i16,
+    pub bitpix: i16,
+    pub pixdim: [f64; 8],
+    pub vox_offset: f64,
+    pub scl_slope: f64,
+    pub scl_inter: f64,
+    pub qform_code: i32,
+    pub sform_code: i32,
+    pub quatern: [f64; 3],
+    pub qoffset: [f64; 3],
+    pub srow: [[f64; 4]; 3],
+    pub descrip: String,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    be: bool,
+}
+
+impl Cursor<'_> {
+    fn bytes<const N: usize>(&self, o: usize) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.b[o..o + N]);
+        if self.be {
+            a.reverse();
+        }
+        a
+    }
+    fn i16(&self, o: usize) -> i16 {
+        i16::from_le_bytes(self.bytes(o))
+    }
+    fn i32(&self, o: usize) -> i32 {
+        i32::from_le_bytes(self.bytes(o))
+    }
+    fn i64(&self, o: usize) -> i64 {
+        i64::from_le_bytes(self.bytes(o))
+    }
+    fn f32(&self, o: usize) -> f64 {
+        f32::from_le_bytes(self.bytes(o)) as f64
+    }
+    fn f64(&self, o: usize) -> f64 {
+        f64::from_le_bytes(self.bytes(o))
+    }
+}
+
+/// Parse a NIfTI-1 or NIfTI-2 header from the start of `b`.
+pub fn parse_header(path: &Path, b: &[u8]) -> Result<Header> {
+    if b.len() < 4 {
+        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI header", expected: 348, found: b.len() as u64 });
+    }
+    let le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let (version, big_endian, need) = match (le, be) {
+        (348, _) => (1u8, false, 348usize),
+        (_, 348) => (1, true, 348),
+        (540, _) => (2, false, 540),
+        (_, 540) => (2, true, 540),
+        _ => {
+            return Err(VolumeError::NotNifti {
+                path: path.into(),
+                reason: format!("sizeof_hdr is {le}, expected 348 (NIfTI-1) or 540 (NIfTI-2)"),
+            })
+        }
+    };
+    if b.len() < need {
+        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI header", expected: need as u64, found: b.len() as u64 });
+    }
+    let c = Cursor { b, be: big_endian };
+    let bad = |reason: String| VolumeError::BadNiftiHeader { path: path.into(), reason };
+    let h = if version == 1 {
+        let magic = &b[344..348];
+        if magic == b"ni1\0" {
+            return Err(bad("a .hdr/.img pair (magic ni1) is not supported; convert it to a single .nii".into()));
+        }
+        if magic != b"n+1\0" {
+            return Err(VolumeError::NotNifti { path: path.into(), reason: format!("bad magic {:?} (expected \"n+1\")", String::from_utf8_lossy(magic)) });
+        }
+        let mut dim = [0i64; 8];
+        for (i, d) in dim.iter_mut().enumerate() {
+            *d = c.i16(40 + 2 * i) as i64;
+        }
+        let mut pixdim = [0f64; 8];
+        for (i, p) in pixdim.iter_mut().enumerate() {
+            *p = c.f32(76 + 4 * i);
+        }
+        let mut srow = [[0f64; 4]; 3];
+        for (r, row) in srow.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = c.f32(280 + 16 * r + 4 * k);
+            }
+        }
+        Header {
+            version,
+            big_endian,
+            dim,
+            datatype: c.i16(70),
+            bitpix: c.i16(72),
+            pixdim,
+            vox_offset: c.f32(108),
+            scl_slope: c.f32(112),
+            scl_inter: c.f32(116),
+            qform_code: c.i16(252) as i32,
+            sform_code: c.i16(254) as i32,
+            quatern: [c.f32(256), c.f32(260), c.f32(264)],
+            qoffset: [c.f32(268), c.f32(272), c.f32(276)],
+            srow,
+            descrip: String::from_utf8_lossy(&b[148..228]).trim_end_matches('\0').to_string(),
+        }
+    } else {
+        let magic = &b[4..12];
+        if &magic[..4] != b"n+2\0" {
+            if &magic[..4] == b"ni2\0" {
+                return Err(bad("a .hdr/.img pair (magic ni2) is not supported; convert it to a single .nii".into()));
+            }
+            return Err(VolumeError::NotNifti { path: path.into(), reason: format!("bad magic {:?} (expected \"n+2\")", String::from_utf8_lossy(&magic[..4])) });
+        }
+        let mut dim = [0i64; 8];
+        for (i, d) in dim.iter_mut().enumerate() {
+            *d = c.i64(16 + 8 * i);
+        }
+        let mut pixdim = [0f64; 8];
+        for (i, p) in pixdim.iter_mut().enumerate() {
+            *p = c.f64(104 + 8 * i);
+        }
+        let mut srow = [[0f64; 4]; 3];
+        for (r, row) in srow.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = c.f64(400 + 32 * r + 8 * k);
+            }
+        }
+        Header {
+            version,
+            big_endian,
+            dim,
+            datatype: c.i16(12),
+            bitpix: c.i16(14),
+            pixdim,
+            vox_offset: c.i64(168) as f64,
+            scl_slope: c.f64(176),
+            scl_inter: c.f64(184),
+            qform_code: c.i32(344),
+            sform_code: c.i32(348),
+            quatern: [c.f64(352), c.f64(360), c.f64(368)],
+            qoffset: [c.f64(376), c.f64(384), c.f64(392)],
+            srow,
+            descrip: String::from_utf8_lossy(&b[240..320]).trim_end_matches('\0').to_string(),
+        }
+    };
+    if h.dim[0] < 1 || h.dim[0] > 7 {
+        return Err(bad(format!("dim[0] = {} (must be 1..7)", h.dim[0])));
+    }
+    for a in 1..=h.dim[0] as usize {
+        if h.dim[a] < 0 {
+            return Err(bad(format!("dim[{a}] = {} is negative", h.dim[a])));
+        }
+    }
+    Ok(h)
+}
+
+impl Header {
+    /// Spatial dims (1 where absent).
+    pub fn dims3(&self) -> [usize; 3] {
+        [1, 2, 3].map(|a| if (a as i64) <= self.dim[0] { self.dim[a].max(1) as usize } else { 1 })
+    }
+
+    /// Number of 3-D volumes (product of dims 4..7).
+    pub fn n_volumes(&self) -> u64 {
+        (4..=7).filter(|&a| (a as i64) <= self.dim[0]).map(|a| self.dim[a].max(1) as u64).product()
+    }
+
+    fn bytes_per_voxel(&self) -> Option<usize> {
+        Some(match self.datatype {
+            2 | 256 => 1,
+            4 | 512 => 2,
+            8 | 16 | 768 => 4,
+            64 | 1024 | 1280 => 8,
+            _ => return None,
+        })
+    }
+
+    /// The qform affine (RAS), as nifti1.h method 2.
+    pub fn qform_ras(&self) -> Affine {
+        let [b, c, d] = self.quatern;
+        let a2 = 1.0 - (b * b + c * c + d * d);
+        let (a, b, c, d) = if a2 < 1e-7 {
+            // Rotation by 180°: a = 0, renormalise (b, c, d).
+            let s = (b * b + c * c + d * d).sqrt();
+            (0.0, b / s, c / s, d / s)
+        } else {
+            (a2.sqrt(), b, c, d)
+        };
+        let r = [
+            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
+            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
+            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        ];
+        let qfac = if self.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
+        let (dx, dy, dz) = (self.pixdim[1], self.pixdim[2], self.pixdim[3] * qfac);
+        let cols = [
+            [r[0][0] * dx, r[1][0] * dx, r[2][0] * dx],
+            [r[0][1] * dy, r[1][1] * dy, r[2][1] * dy],
+            [r[0][2] * dz, r[1][2] * dz, r[2][2] * dz],
+        ];
+        Affine::from_columns(cols, self.qoffset)
+    }
+
+    pub fn sform_ras(&self) -> Affine {
+        let s = &self.srow;
+        Affine([s[0], s[1], s[2], [0.0, 0.0, 0.0, 1.0]])
+    }
+
+    /// The voxel-to-LPS affine by the standard's precedence, with warnings.
+    pub fn affine_lps(&self, warnings: &mut Vec<Warning>) -> Affine {
+        let ras = if self.sform_code > 0 {
+            if self.qform_code > 0 {
+                let q = self.qform_ras();
+                let s = self.sform_ras();
+                if q.max_abs_diff(&s) > 1e-3 {
+                    warnings.push(Warning::new(
+                        WarningCode::QformSformMismatch,
+                        format!("qform and sform disagree (max difference {:.3} mm); the sform is used, as the standard says", q.max_abs_diff(&s)),
+                    ));
+                }
+            }
+            self.sform_ras()
+        } else if self.qform_code > 0 {
+            self.qform_ras()
+        } else {
+            warnings.push(Warning::new(
+                WarningCode::NoSpatialTransform,
+                "neither sform nor qform is set: orientation is unknown; using voxel sizes only (NIfTI method 1)",
+            ));
+            let p = |i: usize| if self.pixdim[i] > 0.0 { self.pixdim[i] } else { 1.0 };
+            Affine::from_columns([[p(1), 0.0, 0.0], [0.0, p(2), 0.0], [0.0, 0.0, p(3)]], [0.0; 3])
+        };
+        ras.flip_xy()
+    }
+}
+
+fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| VolumeError::io(path, e))?;
+    if raw.is_empty() {
+        return Err(VolumeError::EmptyFile { path: path.into() });
+    }
+    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        let mut d = flate2::read::MultiGzDecoder::new(&raw[..]);
+        d.read_to_end(&mut out).map_err(|e| VolumeError::Corrupt {
+            path: path.into(),
+            reason: format!("gzip stream is cut short or damaged after {} bytes ({e})", out.len()),
+        })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Read a NIfTI file into a volume (first 3-D volume of 4-D data, with a warning).
+pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
+    options.progress.stage("read", 1);
+    let bytes = read_all(path)?;
+    let h = parse_header(path, &bytes)?;
+    let mut warnings = Vec::new();
+    let dims = h.dims3();
+    let bpv = h.bytes_per_voxel().ok_or_else(|| VolumeError::BadNiftiHeader {
+        path: path.into(),
+        reason: format!("datatype {} is not supported (need an integer or real scalar type)", h.datatype),
+    })?;
+    let nvox = dims.iter().map(|&d| d as u64).product::<u64>();
+    if nvox > options.max_voxels {
+        return Err(VolumeError::TooLarge { path: path.into(), voxels: nvox, limit: options.max_voxels });
+    }
+    let nvols = h.n_volumes();
+    if nvols > 1 {
+        warnings.push(Warning::new(
+            WarningCode::FourDimensional,
+            format!("{}-D image with {nvols} volumes: only the first volume is loaded", h.dim[0]),
+        ));
+    }
+    let min_offset = if h.version == 1 { 348 } else { 540 };
+    let offset = if h.vox_offset < min_offset as f64 { min_offset } else { h.vox_offset as usize };
+    let need = offset as u64 + nvox * bpv as u64;
+    if (bytes.len() as u64) < need {
+        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI voxel data", expected: need, found: bytes.len() as u64 });
+    }
+    let data = &bytes[offset..offset + nvox as usize * bpv];
+    let c = Cursor { b: data, be: h.big_endian };
+    let n = nvox as usize;
+    let raw = |i: usize| -> f64 {
+        let o = i * bpv;
+        match h.datatype {
+            2 => data[o] as f64,
+            256 => data[o] as i8 as f64,
+            4 => c.i16(o) as f64,
+            512 => u16::from_le_bytes(c.bytes(o)) as f64,
+            8 => c.i32(o) as f64,
+            768 => u32::from_le_bytes(c.bytes(o)) as f64,
+            16 => c.f32(o),
+            64 => c.f64(o),
+            1024 => c.i64(o) as f64,
+            1280 => u64::from_le_bytes(c.bytes(o)) as f64,
+            _ => unreachable!("checked by bytes_per_voxel"),
+        }
+    };
+    // scl_slope 0 (or not finite) means "no scaling".
+    let scaled = h.scl_slope != 0.0 && h.scl_slope.is_finite() && !(h.scl_slope == 1.0 && h.scl_inter == 0.0);
+    let (slope, inter) = if scaled { (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 }) } else { (1.0, 0.0) };
+    let voxels = if h.datatype == 4 && !scaled {
+        Voxels::I16((0..n).map(|i| c.i16(i * 2)).collect())
+    } else {
+        Voxels::from_f64_values((0..n).map(|i| raw(i) * slope + inter))
+    };
+    if let Voxels::F32(v) = &voxels {
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            warnings.push(Warning::new(WarningCode::NonFiniteValues, format!("{bad} voxels are NaN or infinite")));
+        }
+    }
+    let affine = h.affine_lps(&mut warnings);
+    Ok(Volume {
+        dims,
+        voxels,
+        affine,
+        meta: SourceMeta {
+            path: path.into(),
+            format: "nifti".into(),
+            format_detail: format!("NIfTI-{}{}", h.version, if h.big_endian { " big-endian" } else { "" }),
+            modality: None,
+            series_uid: None,
+            series_description: (!h.descrip.is_empty()).then(|| h.descrip.clone()),
+            files: vec![path.into()],
+            patient: Default::default(),
+        },
+        warnings,
+    })
+}
+
+/// Quaternion (b, c, d), qfac and offset for a rigid (rotation × scale) RAS affine; None when
+/// the affine has shear (e.g. gantry tilt), which a qform cannot express.
+fn to_quatern(a: &Affine) -> Option<([f64; 3], f64)> {
+    let sp = a.spacing();
+    if sp.iter().any(|&s| s <= 0.0) {
+        return None;
+    }
+    let d = a.directions();
+    // Orthogonality check.
+    for (x, y) in [(0, 1), (0, 2), (1, 2)] {
+        if super::geometry::dot(d[x], d[y]).abs() > 1e-4 {
+            return None;
+        }
+    }
+    // R with columns d0, d1, d2; make it proper (det +1) with qfac.
+    let mut r = [[d[0][0], d[1][0], d[2][0]], [d[0][1], d[1][1], d[2][1]], [d[0][2], d[1][2], d[2][2]]];
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+        + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+    let qfac = if det < 0.0 { -1.0 } else { 1.0 };
+    if det < 0.0 {
+        for row in r.iter_mut() {
+            row[2] = -row[2];
+        }
+    }
+    // Rotation matrix to quaternion (nifti1_io's algorithm, written out).
+    let tr = r[0][0] + r[1][1] + r[2][2] + 1.0;
+    let (qa, qb, qc, qd);
+    if tr > 0.5 {
+        qa = 0.5 * tr.sqrt();
+        qb = 0.25 * (r[2][1] - r[1][2]) / qa;
+        qc = 0.25 * (r[0][2] - r[2][0]) / qa;
+        qd = 0.25 * (r[1][0] - r[0][1]) / qa;
+    } else {
+        let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+        let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+        let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+        if xd > 1.0 {
+            let b = 0.5 * xd.sqrt();
+            qb = b;
+            qc = 0.25 * (r[0][1] + r[1][0]) / b;
+            qd = 0.25 * (r[0][2] + r[2][0]) / b;
+            qa = 0.25 * (r[2][1] - r[1][2]) / b;
+        } else if yd > 1.0 {
+            let c = 0.5 * yd.sqrt();
+            qc = c;
+            qb = 0.25 * (r[0][1] + r[1][0]) / c;
+            qd = 0.25 * (r[1][2] + r[2][1]) / c;
+            qa = 0.25 * (r[0][2] - r[2][0]) / c;
+        } else {
+            let dd = 0.5 * zd.sqrt();
+            qd = dd;
+            qb = 0.25 * (r[0][2] + r[2][0]) / dd;
+            qc = 0.25 * (r[1][2] + r[2][1]) / dd;
+            qa = 0.25 * (r[1][0] - r[0][1]) / dd;
+        }
+    }
+    let s = if qa < 0.0 { -1.0 } else { 1.0 };
+    Some(([qb * s, qc * s, qd * s], qfac))
+}
+
+/// Write a volume as NIfTI-1 (`.nii` or, by extension, `.nii.gz`): int16 when the volume is
+/// int16, float32 otherwise; sform (code 1, scanner) always, qform too when the affine is rigid.
+pub fn write(volume: &Volume, path: &Path) -> Result<()> {
+    let werr = |reason: String| VolumeError::Write { path: path.into(), reason };
+    let ras = volume.affine.flip_xy();
+    let mut h = vec![0u8; 352];
+    let put_i16 = |h: &mut Vec<u8>, o: usize, v: i16| h[o..o + 2].copy_from_slice(&v.to_le_bytes());
+    let put_f32 = |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    h[0..4].copy_from_slice(&348i32.to_le_bytes());
+    let dims = volume.dims;
+    if dims.iter().any(|&d| d > i16::MAX as usize) {
+        return Err(werr(format!("dimension {:?} too large for NIfTI-1", dims)));
+    }
+    put_i16(&mut h, 40, 3);
+    for (a, &d) in dims.iter().enumerate() {
+        put_i16(&mut h, 42 + 2 * a, d as i16);
+    }
+    for a in 4..8 {
+        put_i16(&mut h, 40 + 2 * a, 1);
+    }
+    let (datatype, bitpix) = match volume.voxels {
+        Voxels::I16(_) => (4i16, 16i16),
+        Voxels::F32(_) => (16, 32),
+    };
+    put_i16(&mut h, 70, datatype);
+    put_i16(&mut h, 72, bitpix);
+    let sp = ras.spacing();
+    let quat = to_quatern(&ras);
+    put_f32(&mut h, 76, quat.map(|q| q.1).unwrap_or(1.0));
+    for (a, s) in sp.iter().enumerate() {
+        put_f32(&mut h, 80 + 4 * a, *s);
+    }
+    put_f32(&mut h, 108, 352.0);
+    put_f32(&mut h, 112, 1.0); // scl_slope
+    put_f32(&mut h, 116, 0.0);
+    h[123] = 2; // xyzt_units: mm
+    let descrip = b"radbridge: HU, converted";
+    h[148..148 + descrip.len()].copy_from_slice(descrip);
+    if let Some((q, _)) = quat {
+        put_i16(&mut h, 252, 1);
+        for (i, v) in q.iter().enumerate() {
+            put_f32(&mut h, 256 + 4 * i, *v);
+        }
+        let o = ras.origin();
+        for (i, v) in o.iter().enumerate() {
+            put_f32(&mut h, 268 + 4 * i, *v);
+        }
+    }
+    put_i16(&mut h, 254, 1);
+    for r in 0..3 {
+        for k in 0..4 {
+            put_f32(&mut h, 280 + 16 * r + 4 * k, ras.0[r][k]);
+        }
+    }
+    h[344..348].copy_from_slice(b"n+1\0");
+    let mut body = Vec::with_capacity(352 + volume.voxels.byte_len());
+    body.extend_from_slice(&h);
+    match &volume.voxels {
+        Voxels::I16(v) => v.iter().for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
+        Voxels::F32(v) => v.iter().for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
+    }
+    let gz = path.to_string_lossy().to_lowercase().ends_with(".gz");
+    let file = std::fs::File::create(path).map_err(|e| VolumeError::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    if gz {
+        let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+        enc.write_all(&body).and_then(|_| enc.finish().map(|_| ())).map_err(|e| VolumeError::io(path, e))?;
+    } else {
+        w.write_all(&body).and_then(|_| w.flush()).map_err(|e| VolumeError::io(path, e))?;
+    }
+    Ok(())
+}
