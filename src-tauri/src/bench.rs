@@ -26,6 +26,22 @@ pub struct LoadBench {
     pub slices_per_s: f64,
     pub repeats: usize,
     pub threads: usize,
+    /// Peak resident memory of this process (Linux VmHWM), bytes; 0 where unknown.
+    pub peak_rss_bytes: u64,
+}
+
+/// Peak resident set size of this process, from /proc/self/status (Linux).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 pub fn load(path: &Path, repeats: usize, options: &OpenOptions) -> Result<LoadBench> {
@@ -59,5 +75,6 @@ pub fn load(path: &Path, repeats: usize, options: &OpenOptions) -> Result<LoadBe
         slices_per_s: v.dims[2] as f64 / median,
         repeats,
         threads: rayon::current_num_threads(),
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }

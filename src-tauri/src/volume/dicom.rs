@@ -263,19 +263,12 @@ pub fn check_transfer_syntax(path: &Path, uid: &str) -> Result<()> {
     }
 }
 
-/// Open a whole DICOM file (headers and pixel data).
+/// Open a whole DICOM file (headers and pixel data). Called after the header scan read the
+/// file, so a failure here means the data after the header is cut short or damaged.
 pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
-    open_options().open_file(path).map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("UnexpectedEof") || msg.to_lowercase().contains("unexpected end") || msg.contains("end of file") {
-            VolumeError::Decode {
-                path: path.to_path_buf(),
-                transfer_syntax: String::new(),
-                reason: format!("file is truncated or malformed: {msg}"),
-            }
-        } else {
-            VolumeError::NotDicom { path: path.to_path_buf(), reason: msg }
-        }
+    open_options().open_file(path).map_err(|e| VolumeError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("the header reads but the rest does not (file cut short or damaged): {e}"),
     })
 }
 
@@ -310,7 +303,13 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
     } else {
         obj.decode_pixel_data()
     }
-    .map_err(|e| decode_err(e.to_string()))?;
+    .map_err(|e| {
+        if h.transfer_syntax == "1.2.840.10008.1.2.4.51" && h.bits_stored > 8 {
+            decode_err(format!("{}-bit JPEG Extended (process 4) is not supported by the built-in JPEG decoder ({e})", h.bits_stored))
+        } else {
+            decode_err(e.to_string())
+        }
+    })?;
     let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;
     let n = h.rows as usize * h.cols as usize;
     let bytes_per = (decoded.bits_allocated() as usize).div_ceil(8);

@@ -157,6 +157,33 @@ impl Affine {
         Some(Reorientation { src, flip, new_dims, affine: Affine::from_columns(cols, origin) })
     }
 
+    /// The inverse affine (LPS mm → continuous voxel index); None when singular.
+    pub fn inverse(&self) -> Option<Affine> {
+        let m = &self.0;
+        let a = [[m[0][0], m[0][1], m[0][2]], [m[1][0], m[1][1], m[1][2]], [m[2][0], m[2][1], m[2][2]]];
+        let det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+            + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+        if det.abs() < 1e-12 {
+            return None;
+        }
+        let mut inv = [[0.0; 3]; 3];
+        for r in 0..3 {
+            for c in 0..3 {
+                // Cofactor of (c, r), divided by the determinant.
+                let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
+                let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
+                inv[r][c] = (a[r1][c1] * a[r2][c2] - a[r1][c2] * a[r2][c1]) / det;
+            }
+        }
+        let t = self.origin();
+        let mut out = Self::identity().0;
+        for r in 0..3 {
+            out[r][..3].copy_from_slice(&inv[r]);
+            out[r][3] = -(inv[r][0] * t[0] + inv[r][1] * t[1] + inv[r][2] * t[2]);
+        }
+        Some(Affine(out))
+    }
+
     /// Maximum absolute difference between two affines' entries.
     pub fn max_abs_diff(&self, other: &Affine) -> f64 {
         let mut d: f64 = 0.0;
@@ -274,5 +301,8 @@ mod tests {
             }
         }
         assert!(Affine::identity().canonical_plan(dims).is_none());
+        let inv = a.inverse().unwrap();
+        let p = inv.apply(a.apply([1.0, 2.0, 3.0]));
+        assert!((p[0] - 1.0).abs() < 1e-12 && (p[1] - 2.0).abs() < 1e-12 && (p[2] - 3.0).abs() < 1e-12, "{p:?}");
     }
 }

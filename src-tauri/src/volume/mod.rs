@@ -148,6 +148,8 @@ pub struct SourceMeta {
     pub series_description: Option<String>,
     /// Files that make up the volume (one for NIfTI, one per slice or per multi-frame file).
     pub files: Vec<PathBuf>,
+    /// Voxels that held the DICOM PixelPaddingValue (set to -1024 HU).
+    pub padding_voxels: usize,
     /// Identifying fields, kept only in memory for an export the user asks for; never logged
     /// or printed by default.
     #[serde(skip)]

@@ -352,6 +352,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
             series_uid: None,
             series_description: (!h.descrip.is_empty()).then(|| h.descrip.clone()),
             files: vec![path.into()],
+            padding_voxels: 0,
             patient: Default::default(),
         },
         warnings,

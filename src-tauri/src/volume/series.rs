@@ -541,6 +541,7 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
             series_uid: first.series_uid.clone(),
             series_description: first.series_description.clone(),
             files,
+            padding_voxels: pads,
             patient: first.patient.clone(),
         },
         warnings,
