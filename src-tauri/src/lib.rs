@@ -5,3 +5,6 @@
 pub mod bench;
 pub mod preprocess;
 pub mod volume;
+
+#[cfg(feature = "desktop")]
+pub mod app;

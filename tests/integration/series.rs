@@ -157,3 +157,32 @@ fn enhanced_multiframe_ct_uses_per_frame_positions() {
         assert!(z.iter().any(|v| (v - fz).abs() < 1e-6), "{fz} not in {z:?}");
     }
 }
+
+#[derive(Default)]
+struct Counter {
+    stages: std::sync::Mutex<Vec<(String, u64)>>,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl volume::Progress for Counter {
+    fn stage(&self, name: &str, total: u64) {
+        self.stages.lock().unwrap().push((name.to_string(), total));
+    }
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn loading_reports_progress_and_can_be_cancelled() {
+    let counter = std::sync::Arc::new(Counter::default());
+    let o = OpenOptions { progress: counter.clone(), ..Default::default() };
+    volume::open(data("totalsegmentator/example_ct_dicom"), &o).unwrap();
+    let stages = counter.stages.lock().unwrap().clone();
+    assert_eq!(stages, vec![("scan".to_string(), 20), ("decode".to_string(), 20)]);
+    assert_eq!(counter.done.load(std::sync::atomic::Ordering::Relaxed), 40);
+    let o = OpenOptions::default();
+    o.cancel.cancel();
+    let e = volume::open(data("totalsegmentator/example_ct_dicom"), &o).unwrap_err();
+    assert!(matches!(e, VolumeError::Cancelled), "{e:?}");
+}

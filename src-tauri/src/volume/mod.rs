@@ -72,18 +72,6 @@ impl Voxels {
         }
     }
 
-    /// Build from f64 values: int16 when every value is an exact int16, otherwise float32.
-    pub fn from_f64_values(values: impl Iterator<Item = f64> + Clone) -> Voxels {
-        let all_i16 = values
-            .clone()
-            .all(|v| v.fract() == 0.0 && v >= i16::MIN as f64 && v <= i16::MAX as f64);
-        if all_i16 {
-            Voxels::I16(values.map(|v| v as i16).collect())
-        } else {
-            Voxels::F32(values.map(|v| v as f32).collect())
-        }
-    }
-
     /// (min, max) over finite values; None when empty.
     pub fn range(&self) -> Option<(f32, f32)> {
         use rayon::prelude::*;

@@ -260,29 +260,70 @@ impl Header {
     }
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| VolumeError::io(path, e))?;
-    if raw.is_empty() {
-        return Err(VolumeError::EmptyFile { path: path.into() });
-    }
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        let mut d = flate2::read::MultiGzDecoder::new(&raw[..]);
-        d.read_to_end(&mut out).map_err(|e| VolumeError::Corrupt {
-            path: path.into(),
-            reason: format!("gzip stream is cut short or damaged after {} bytes ({e})", out.len()),
-        })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// Counts bytes as they are read, to say how much a truncated file held.
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
     }
 }
 
+/// Read exactly `buf.len()` bytes, turning end-of-data into a named error.
+fn fill(r: &mut Counting<Box<dyn Read>>, buf: &mut [u8], path: &Path, gz: bool, what: &'static str, expected: u64) -> Result<()> {
+    use std::io::ErrorKind::UnexpectedEof;
+    r.read_exact(buf).map_err(|e| match (gz, e.kind()) {
+        (true, UnexpectedEof) => VolumeError::Corrupt {
+            path: path.into(),
+            reason: format!("gzip stream is cut short after {} bytes of data", r.n),
+        },
+        (true, _) => VolumeError::Corrupt { path: path.into(), reason: format!("gzip stream is damaged ({e})") },
+        (false, UnexpectedEof) => VolumeError::Truncated { path: path.into(), what, expected, found: r.n },
+        (false, _) => VolumeError::io(path, e),
+    })
+}
+
 /// Read a NIfTI file into a volume (first 3-D volume of 4-D data, with a warning).
+/// Voxel data are streamed from the (possibly gzip-compressed) file straight into the output
+/// buffer, so peak memory stays close to the size of the voxels.
 pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
     options.progress.stage("read", 1);
-    let bytes = read_all(path)?;
-    let h = parse_header(path, &bytes)?;
+    let file = std::fs::File::open(path).map_err(|e| VolumeError::io(path, e))?;
+    let len = file.metadata().map_err(|e| VolumeError::io(path, e))?.len();
+    if len == 0 {
+        return Err(VolumeError::EmptyFile { path: path.into() });
+    }
+    let mut buffered = std::io::BufReader::with_capacity(1 << 20, file);
+    let gz = {
+        use std::io::BufRead;
+        let head = buffered.fill_buf().map_err(|e| VolumeError::io(path, e))?;
+        head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
+    };
+    let inner: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let mut r = Counting { inner, n: 0 };
+    // Header: 348 (NIfTI-1) or 540 (NIfTI-2) bytes, told apart by its first field.
+    let mut hdr = vec![0u8; 540];
+    let mut got = 0;
+    let mut want = 4;
+    while got < want {
+        match r.read(&mut hdr[got..want]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if gz => return Err(VolumeError::Corrupt { path: path.into(), reason: format!("gzip stream is damaged ({e})") }),
+            Err(e) => return Err(VolumeError::io(path, e)),
+        }
+        if got == 4 && want == 4 {
+            let first = [hdr[0], hdr[1], hdr[2], hdr[3]];
+            want = if i32::from_le_bytes(first) == 540 || i32::from_be_bytes(first) == 540 { 540 } else { 348 };
+        }
+    }
+    hdr.truncate(got);
+    let h = parse_header(path, &hdr)?;
     let mut warnings = Vec::new();
     let dims = h.dims3();
     let bpv = h.bytes_per_voxel().ok_or_else(|| VolumeError::BadNiftiHeader {
@@ -300,38 +341,65 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
             format!("{}-D image with {nvols} volumes: only the first volume is loaded", h.dim[0]),
         ));
     }
-    let min_offset = if h.version == 1 { 348 } else { 540 };
-    let offset = if h.vox_offset < min_offset as f64 { min_offset } else { h.vox_offset as usize };
-    let need = offset as u64 + nvox * bpv as u64;
-    if (bytes.len() as u64) < need {
-        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI voxel data", expected: need, found: bytes.len() as u64 });
+    let hdr_len = hdr.len() as u64;
+    let offset = if h.vox_offset < hdr_len as f64 { hdr_len } else { h.vox_offset as u64 };
+    let need = offset + nvox * bpv as u64;
+    // Skip extensions up to vox_offset.
+    std::io::copy(&mut (&mut r).take(offset - hdr_len), &mut std::io::sink()).map_err(|e| VolumeError::io(path, e))?;
+    if r.n < offset && !gz {
+        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI voxel data", expected: need, found: r.n });
     }
-    let data = &bytes[offset..offset + nvox as usize * bpv];
-    let c = Cursor { b: data, be: h.big_endian };
     let n = nvox as usize;
-    let raw = |i: usize| -> f64 {
-        let o = i * bpv;
-        match h.datatype {
-            2 => data[o] as f64,
-            256 => data[o] as i8 as f64,
-            4 => c.i16(o) as f64,
-            512 => u16::from_le_bytes(c.bytes(o)) as f64,
-            8 => c.i32(o) as f64,
-            768 => u32::from_le_bytes(c.bytes(o)) as f64,
-            16 => c.f32(o),
-            64 => c.f64(o),
-            1024 => c.i64(o) as f64,
-            1280 => u64::from_le_bytes(c.bytes(o)) as f64,
-            _ => unreachable!("checked by bytes_per_voxel"),
-        }
-    };
     // scl_slope 0 (or not finite) means "no scaling".
     let scaled = h.scl_slope != 0.0 && h.scl_slope.is_finite() && !(h.scl_slope == 1.0 && h.scl_inter == 0.0);
     let (slope, inter) = if scaled { (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 }) } else { (1.0, 0.0) };
+    let be = h.big_endian;
+    const CHUNK: usize = 1 << 16;
+    let mut buf = vec![0u8; CHUNK * bpv];
     let voxels = if h.datatype == 4 && !scaled {
-        Voxels::I16((0..n).map(|i| c.i16(i * 2)).collect())
+        let mut out: Vec<i16> = Vec::with_capacity(n);
+        let mut done = 0;
+        while done < n {
+            let k = CHUNK.min(n - done);
+            fill(&mut r, &mut buf[..k * 2], path, gz, "NIfTI voxel data", need)?;
+            out.extend(buf[..k * 2].chunks_exact(2).map(|b| if be { i16::from_be_bytes([b[0], b[1]]) } else { i16::from_le_bytes([b[0], b[1]]) }));
+            done += k;
+        }
+        Voxels::I16(out)
     } else {
-        Voxels::from_f64_values((0..n).map(|i| raw(i) * slope + inter))
+        let mut out: Vec<f32> = Vec::with_capacity(n);
+        let mut all_i16 = true;
+        let mut done = 0;
+        while done < n {
+            let k = CHUNK.min(n - done);
+            fill(&mut r, &mut buf[..k * bpv], path, gz, "NIfTI voxel data", need)?;
+            let c = Cursor { b: &buf[..k * bpv], be };
+            for i in 0..k {
+                let o = i * bpv;
+                let raw = match h.datatype {
+                    2 => c.b[o] as f64,
+                    256 => c.b[o] as i8 as f64,
+                    4 => c.i16(o) as f64,
+                    512 => u16::from_le_bytes(c.bytes(o)) as f64,
+                    8 => c.i32(o) as f64,
+                    768 => u32::from_le_bytes(c.bytes(o)) as f64,
+                    16 => c.f32(o),
+                    64 => c.f64(o),
+                    1024 => c.i64(o) as f64,
+                    1280 => u64::from_le_bytes(c.bytes(o)) as f64,
+                    _ => unreachable!("checked by bytes_per_voxel"),
+                };
+                let v = raw * slope + inter;
+                all_i16 &= v.fract() == 0.0 && v >= i16::MIN as f64 && v <= i16::MAX as f64;
+                out.push(v as f32);
+            }
+            done += k;
+        }
+        if all_i16 {
+            Voxels::I16(out.iter().map(|&v| v as i16).collect())
+        } else {
+            Voxels::F32(out)
+        }
     };
     if let Voxels::F32(v) = &voxels {
         let bad = v.iter().filter(|x| !x.is_finite()).count();

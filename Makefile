@@ -1,0 +1,72 @@
+# Radbridge: the commands README.md promises. `make test` and `make run` set everything up first
+# (Debian packages, Rust, the UI's npm packages) and are safe to repeat.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CARGO ?= cargo
+DEMO_CT := tests/data/totalsegmentator/chest_ct.nii.gz
+VENV := target/refvenv
+
+# Core + CLI: a C/C++ toolchain and cmake (CharLS, the JPEG-LS decoder, builds from source).
+APT_CORE := build-essential pkg-config cmake curl ca-certificates git
+# Desktop shell (Tauri v2 on WebKitGTK) and the UI build (Node.js + npm).
+APT_DESKTOP := libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
+	libayatana-appindicator3-dev libssl-dev file libxdo-dev libgtk-3-dev
+APT_NODE := $(if $(shell command -v npm),,nodejs npm)
+
+UI_SRC := $(wildcard ui/src/*.ts ui/src/*.css) ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json
+
+.PHONY: help setup setup-system setup-rust setup-ui ui test app run bench clean
+
+help:
+	@echo "make run    - set up, build and launch the app on the demo CT"
+	@echo "make test   - set up, build and run every test"
+	@echo "make app    - build the self-contained app binary target/release/radbridge-app"
+	@echo "make bench  - load benchmark against SimpleITK / pydicom / nibabel (prints ratios)"
+
+setup: setup-system setup-rust setup-ui
+
+setup-system:
+	@missing=$$(for p in $(APT_CORE) $(APT_DESKTOP) $(APT_NODE); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+setup-rust:
+	@command -v $(CARGO) >/dev/null || { \
+		echo "installing Rust with rustup (https://rustup.rs)"; \
+		curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+
+setup-ui: ui/node_modules/.package-lock.json
+
+ui/node_modules/.package-lock.json: ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	@touch $@
+
+ui: ui/dist/index.html
+
+ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SRC)
+	cd ui && npm run build
+
+test: setup ui
+	$(CARGO) build -p radbridge --bin radbridge
+	$(CARGO) build -p radbridge --features desktop --bin radbridge-app
+	$(CARGO) test --workspace
+
+app: setup ui
+	$(CARGO) build --release -p radbridge --features desktop --bin radbridge-app --bin radbridge
+	@echo "built target/release/radbridge-app"
+
+run: app
+	./target/release/radbridge-app $(DEMO_CT)
+
+bench: setup
+	$(CARGO) build --release -p radbridge --bin radbridge
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q $$(grep -E '^(numpy|pydicom|nibabel|simpleitk|pylibjpeg|pylibjpeg-openjpeg)==' tests/reference/requirements.txt)
+	$(VENV)/bin/python tests/reference/bench_readers.py --radbridge target/release/radbridge
+
+clean:
+	$(CARGO) clean
+	rm -rf ui/dist ui/node_modules

@@ -1,0 +1,5 @@
+fn main() {
+    // Only the desktop shell needs Tauri's build step (context, capabilities, icons).
+    #[cfg(feature = "desktop")]
+    tauri_build::build();
+}
