@@ -5,7 +5,7 @@
 //! (A0, A1, A2) = (patient right→left, anterior→posterior, inferior→superior), i.e. the
 //! DICOM row direction, column direction and ascending slice position of an axial scan —
 //! "LPS" in our orientation letters. Neither pipeline reorients, so we bring every volume to
-//! that canonical LPS order first (`Volume::to_canonical`: an exact permutation/flip, no
+//! that canonical LPS order first (`Volume::canonical`: an exact permutation/flip, no
 //! interpolation). A volume stored in another order (e.g. RAS NIfTI) then reaches the model
 //! the way a CT-RATE scan of the same patient would.
 //!
@@ -244,7 +244,7 @@ fn resample(src: &[f32], dims: [usize; 3], out: [usize; 3], plans: &[Vec<Option<
 
 /// Run a model's preprocessing on a volume (reoriented to canonical LPS first).
 pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
-    let canon = volume.to_canonical();
+    let canon = volume.canonical();
     let dims = canon.dims;
     let spacing = canon.spacing();
     let [lo, hi] = cfg.hu_window;

@@ -154,7 +154,7 @@ fn reorientation_to_lps_keeps_every_voxel_in_place() {
     // The abdomen CT is stored RAS: canonical order flips x and y.
     let v = volume::open(data("totalsegmentator/abdomen_ct_int32.nii.gz"), &OpenOptions::default()).unwrap().volume;
     assert_eq!(v.orientation(), "RAS");
-    let c = v.to_canonical();
+    let c = v.canonical();
     assert_eq!(c.orientation(), "LPS");
     let inv = c.affine.inverse().unwrap();
     for &(i, j, k) in &[(0usize, 0usize, 0usize), (10, 20, 30), (121, 100, 111), (60, 5, 90)] {

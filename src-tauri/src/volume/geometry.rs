@@ -207,11 +207,11 @@ pub struct Reorientation {
 
 impl Reorientation {
     /// Apply to a voxel buffer of `old_dims` (i fastest), giving the buffer in the new order.
-    pub fn apply<T: Copy + Send + Sync>(&self, data: &[T], old_dims: [usize; 3]) -> Vec<T> {
+    pub fn apply<T: Copy + Default + Send + Sync>(&self, data: &[T], old_dims: [usize; 3]) -> Vec<T> {
         use rayon::prelude::*;
         let [nx, ny, nz] = self.new_dims;
         let old_strides = [1usize, old_dims[0], old_dims[0] * old_dims[1]];
-        // For new axis w, step in the old buffer and its start offset.
+        // For new axis w: the step in the old buffer, and where index 0 starts.
         let mut start: isize = 0;
         let mut step = [0isize; 3];
         for w in 0..3 {
@@ -223,24 +223,15 @@ impl Reorientation {
                 step[w] = s;
             }
         }
-        let mut out = Vec::with_capacity(nx * ny * nz);
-        // SAFETY-free formulation: build slice by slice in parallel, then concatenate in order.
-        let slices: Vec<Vec<T>> = (0..nz)
-            .into_par_iter()
-            .map(|k| {
-                let mut s = Vec::with_capacity(nx * ny);
-                for j in 0..ny {
-                    let base = start + step[2] * k as isize + step[1] * j as isize;
-                    for i in 0..nx {
-                        s.push(data[(base + step[0] * i as isize) as usize]);
-                    }
+        let mut out = vec![T::default(); nx * ny * nz];
+        out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, plane)| {
+            for (j, row) in plane.chunks_mut(nx).enumerate() {
+                let base = start + step[2] * k as isize + step[1] * j as isize;
+                for (i, v) in row.iter_mut().enumerate() {
+                    *v = data[(base + step[0] * i as isize) as usize];
                 }
-                s
-            })
-            .collect();
-        for s in slices {
-            out.extend_from_slice(&s);
-        }
+            }
+        });
         out
     }
 }

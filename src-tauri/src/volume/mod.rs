@@ -188,11 +188,12 @@ impl Volume {
 
     /// This volume with its axes permuted and flipped so that axis 0 points to the patient's
     /// left, axis 1 posterior and axis 2 superior ("LPS"), the order the viewer and the models
-    /// use. The world position of every voxel is unchanged; no interpolation happens.
-    pub fn to_canonical(&self) -> Volume {
+    /// use. The world position of every voxel is unchanged; no interpolation happens. Borrows
+    /// when the volume is already in that order.
+    pub fn canonical(&self) -> std::borrow::Cow<'_, Volume> {
         match self.affine.canonical_plan(self.dims) {
-            None => self.clone(),
-            Some(plan) => Volume {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(plan) => std::borrow::Cow::Owned(Volume {
                 dims: plan.new_dims,
                 voxels: match &self.voxels {
                     Voxels::I16(v) => Voxels::I16(plan.apply(v, self.dims)),
@@ -201,17 +202,16 @@ impl Volume {
                 affine: plan.affine,
                 meta: self.meta.clone(),
                 warnings: self.warnings.clone(),
-            },
+            }),
         }
     }
 
-    /// Consume and reorient in place of a copy.
+    /// `canonical`, consuming the volume (no copy when it is already canonical).
     pub fn into_canonical(self) -> Volume {
         if self.affine.canonical_plan(self.dims).is_none() {
-            self
-        } else {
-            self.to_canonical()
+            return self;
         }
+        self.canonical().into_owned()
     }
 }
 

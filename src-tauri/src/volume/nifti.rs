@@ -66,6 +66,66 @@ impl Cursor<'_> {
     }
 }
 
+/// Byte offsets (and widths) of the header fields we read, per version (nifti1.h, nifti2.h).
+struct Layout {
+    magic: usize,
+    single_magic: &'static [u8; 4],
+    pair_magic: &'static [u8; 4],
+    dim: usize,
+    dim_size: usize,
+    /// datatype, then bitpix right after it.
+    datatype: usize,
+    /// Width of real fields (pixdim, scaling, quaternion, srow): 4 or 8.
+    real: usize,
+    pixdim: usize,
+    vox_offset: usize,
+    /// scl_slope, then scl_inter.
+    scl: usize,
+    /// qform_code, then sform_code; each `code` bytes wide.
+    qform_code: usize,
+    code: usize,
+    /// quatern_b, c, d, then qoffset_x, y, z.
+    quatern: usize,
+    srow: usize,
+    descrip: usize,
+}
+
+const NIFTI1: Layout = Layout {
+    magic: 344,
+    single_magic: b"n+1\0",
+    pair_magic: b"ni1\0",
+    dim: 40,
+    dim_size: 2,
+    datatype: 70,
+    real: 4,
+    pixdim: 76,
+    vox_offset: 108,
+    scl: 112,
+    qform_code: 252,
+    code: 2,
+    quatern: 256,
+    srow: 280,
+    descrip: 148,
+};
+
+const NIFTI2: Layout = Layout {
+    magic: 4,
+    single_magic: b"n+2\0",
+    pair_magic: b"ni2\0",
+    dim: 16,
+    dim_size: 8,
+    datatype: 12,
+    real: 8,
+    pixdim: 104,
+    vox_offset: 168,
+    scl: 176,
+    qform_code: 344,
+    code: 4,
+    quatern: 352,
+    srow: 400,
+    descrip: 240,
+};
+
 /// Parse a NIfTI-1 or NIfTI-2 header from the start of `b`.
 pub fn parse_header(path: &Path, b: &[u8]) -> Result<Header> {
     if b.len() < 4 {
@@ -90,84 +150,35 @@ pub fn parse_header(path: &Path, b: &[u8]) -> Result<Header> {
     }
     let c = Cursor { b, be: big_endian };
     let bad = |reason: String| VolumeError::BadNiftiHeader { path: path.into(), reason };
-    let h = if version == 1 {
-        let magic = &b[344..348];
-        if magic == b"ni1\0" {
-            return Err(bad("a .hdr/.img pair (magic ni1) is not supported; convert it to a single .nii".into()));
-        }
-        if magic != b"n+1\0" {
-            return Err(VolumeError::NotNifti { path: path.into(), reason: format!("bad magic {:?} (expected \"n+1\")", String::from_utf8_lossy(magic)) });
-        }
-        let mut dim = [0i64; 8];
-        for (i, d) in dim.iter_mut().enumerate() {
-            *d = c.i16(40 + 2 * i) as i64;
-        }
-        let mut pixdim = [0f64; 8];
-        for (i, p) in pixdim.iter_mut().enumerate() {
-            *p = c.f32(76 + 4 * i);
-        }
-        let mut srow = [[0f64; 4]; 3];
-        for (r, row) in srow.iter_mut().enumerate() {
-            for (k, v) in row.iter_mut().enumerate() {
-                *v = c.f32(280 + 16 * r + 4 * k);
-            }
-        }
-        Header {
-            version,
-            big_endian,
-            dim,
-            datatype: c.i16(70),
-            bitpix: c.i16(72),
-            pixdim,
-            vox_offset: c.f32(108),
-            scl_slope: c.f32(112),
-            scl_inter: c.f32(116),
-            qform_code: c.i16(252) as i32,
-            sform_code: c.i16(254) as i32,
-            quatern: [c.f32(256), c.f32(260), c.f32(264)],
-            qoffset: [c.f32(268), c.f32(272), c.f32(276)],
-            srow,
-            descrip: String::from_utf8_lossy(&b[148..228]).trim_end_matches('\0').to_string(),
-        }
-    } else {
-        let magic = &b[4..12];
-        if &magic[..4] != b"n+2\0" {
-            if &magic[..4] == b"ni2\0" {
-                return Err(bad("a .hdr/.img pair (magic ni2) is not supported; convert it to a single .nii".into()));
-            }
-            return Err(VolumeError::NotNifti { path: path.into(), reason: format!("bad magic {:?} (expected \"n+2\")", String::from_utf8_lossy(&magic[..4])) });
-        }
-        let mut dim = [0i64; 8];
-        for (i, d) in dim.iter_mut().enumerate() {
-            *d = c.i64(16 + 8 * i);
-        }
-        let mut pixdim = [0f64; 8];
-        for (i, p) in pixdim.iter_mut().enumerate() {
-            *p = c.f64(104 + 8 * i);
-        }
-        let mut srow = [[0f64; 4]; 3];
-        for (r, row) in srow.iter_mut().enumerate() {
-            for (k, v) in row.iter_mut().enumerate() {
-                *v = c.f64(400 + 32 * r + 8 * k);
-            }
-        }
-        Header {
-            version,
-            big_endian,
-            dim,
-            datatype: c.i16(12),
-            bitpix: c.i16(14),
-            pixdim,
-            vox_offset: c.i64(168) as f64,
-            scl_slope: c.f64(176),
-            scl_inter: c.f64(184),
-            qform_code: c.i32(344),
-            sform_code: c.i32(348),
-            quatern: [c.f64(352), c.f64(360), c.f64(368)],
-            qoffset: [c.f64(376), c.f64(384), c.f64(392)],
-            srow,
-            descrip: String::from_utf8_lossy(&b[240..320]).trim_end_matches('\0').to_string(),
-        }
+    let l = if version == 1 { &NIFTI1 } else { &NIFTI2 };
+    let magic = &b[l.magic..l.magic + 4];
+    if magic == l.pair_magic {
+        return Err(bad(format!("a .hdr/.img pair (magic {:?}) is not supported; convert it to a single .nii", String::from_utf8_lossy(&magic[..3]))));
+    }
+    if magic != l.single_magic {
+        return Err(VolumeError::NotNifti {
+            path: path.into(),
+            reason: format!("bad magic {:?} (expected {:?})", String::from_utf8_lossy(magic), String::from_utf8_lossy(&l.single_magic[..3])),
+        });
+    }
+    let real = |o: usize| if l.real == 4 { c.f32(o) } else { c.f64(o) };
+    let code = |o: usize| if l.code == 2 { c.i16(o) as i32 } else { c.i32(o) };
+    let h = Header {
+        version,
+        big_endian,
+        dim: std::array::from_fn(|i| if l.dim_size == 2 { c.i16(l.dim + 2 * i) as i64 } else { c.i64(l.dim + 8 * i) }),
+        datatype: c.i16(l.datatype),
+        bitpix: c.i16(l.datatype + 2),
+        pixdim: std::array::from_fn(|i| real(l.pixdim + l.real * i)),
+        vox_offset: if version == 1 { c.f32(l.vox_offset) } else { c.i64(l.vox_offset) as f64 },
+        scl_slope: real(l.scl),
+        scl_inter: real(l.scl + l.real),
+        qform_code: code(l.qform_code),
+        sform_code: code(l.qform_code + l.code),
+        quatern: std::array::from_fn(|i| real(l.quatern + l.real * i)),
+        qoffset: std::array::from_fn(|i| real(l.quatern + l.real * (3 + i))),
+        srow: std::array::from_fn(|r| std::array::from_fn(|k| real(l.srow + l.real * (4 * r + k)))),
+        descrip: String::from_utf8_lossy(&b[l.descrip..l.descrip + 80]).trim_end_matches('\0').to_string(),
     };
     if h.dim[0] < 1 || h.dim[0] > 7 {
         return Err(bad(format!("dim[0] = {} (must be 1..7)", h.dim[0])));
