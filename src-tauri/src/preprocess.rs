@@ -70,6 +70,10 @@ pub struct PreprocessConfig {
     pub crop_rule: CropRule,
     /// HU written where the resampler reads outside the input (ITK default pixel value).
     pub outside_hu: f32,
+    /// For integer volumes (int16 HU), cast each resampled value back to an integer by
+    /// truncation toward zero, as ITK's ResampleImageFilter does when its output pixel type is
+    /// the input's integer type (the official BrgSA script resamples the int16 image it read).
+    pub itk_integer_cast: bool,
     /// Clip HU to `hu_window` before resampling (CT-CLIP does; BrgSA does not).
     pub clip_before_resample: bool,
     /// HU given to padded voxels.
@@ -93,6 +97,7 @@ impl PreprocessConfig {
             size_rule: SizeRule::Round,
             crop_rule: CropRule::CeilLower,
             outside_hu: 0.0,
+            itk_integer_cast: true,
             clip_before_resample: false,
             pad_hu: -1024.0,
             hu_window: [-1000.0, 1000.0],
@@ -111,6 +116,7 @@ impl PreprocessConfig {
             size_rule: SizeRule::Floor,
             crop_rule: CropRule::FloorLower,
             outside_hu: 0.0,
+            itk_integer_cast: false,
             clip_before_resample: true,
             pad_hu: -1000.0,
             hu_window: [-1000.0, 1000.0],
@@ -164,9 +170,12 @@ fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
     (v.max(1.0)) as usize
 }
 
-/// 1-D sampling plan for one axis: for each output index, (i0, i1, w1) with value
-/// (1-w1)·in[i0] + w1·in[i1], or None when outside the input.
-fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler) -> Vec<Option<(usize, usize, f32)>> {
+/// One linear sampling step: (1 - w)·in[i0] + w·in[i1] computed as in[i0] + (in[i1] - in[i0])·w,
+/// the form both ITK and torch use; None when outside the input.
+type Tap = Option<(usize, usize, f64)>;
+
+/// 1-D sampling plan for one axis.
+fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler) -> Vec<Tap> {
     (0..n_out)
         .map(|o| match r {
             Resampler::ItkLinear => {
@@ -178,66 +187,107 @@ fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler)
                 let w = c - base;
                 let i0 = (base.max(0.0) as usize).min(n_in - 1);
                 let i1 = ((base + 1.0).max(0.0) as usize).min(n_in - 1);
-                Some((i0, i1, w as f32))
+                Some((i0, i1, w))
             }
             Resampler::TorchTrilinear => {
+                // torch computes the source coordinate in float32.
                 let scale = n_in as f32 / n_out as f32;
                 let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
                 let i0 = (src as usize).min(n_in - 1);
                 let i1 = if i0 < n_in - 1 { i0 + 1 } else { i0 };
                 let w = src - i0 as f32;
-                Some((i0, i1, w))
+                Some((i0, i1, w as f64))
             }
         })
         .collect()
 }
 
-/// Separable linear resampling of a [nx, ny, nz] (i fastest) f32 grid.
-fn resample(src: &[f32], dims: [usize; 3], out: [usize; 3], plans: &[Vec<Option<(usize, usize, f32)>>; 3], outside: f32) -> Vec<f32> {
+/// The arithmetic type of a resampler: f64 for ITK (its interpolator works in double), f32
+/// for torch (float32 tensors).
+trait Sample: Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+    fn of_f32(v: f32) -> Self;
+    fn of_f64(v: f64) -> Self;
+    fn into_f32(self) -> f32;
+    const NAN: Self;
+    fn is_nan(self) -> bool;
+}
+
+impl Sample for f32 {
+    fn of_f32(v: f32) -> Self {
+        v
+    }
+    fn of_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn into_f32(self) -> f32 {
+        self
+    }
+    const NAN: Self = f32::NAN;
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+}
+
+impl Sample for f64 {
+    fn of_f32(v: f32) -> Self {
+        v as f64
+    }
+    fn of_f64(v: f64) -> Self {
+        v
+    }
+    fn into_f32(self) -> f32 {
+        self as f32
+    }
+    const NAN: Self = f64::NAN;
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+}
+
+/// Separable linear resampling of a [nx, ny, nz] (i fastest) grid: x, then y, then z, which is
+/// the nesting order of ITK's and torch's trilinear formulas. Samples outside the input
+/// (on any axis) get `outside`.
+fn resample<T: Sample>(src: &[f32], dims: [usize; 3], out: [usize; 3], plans: &[Vec<Tap>; 3], outside: f32) -> Vec<f32> {
     let [nx, ny, nz] = dims;
     let [ox, oy, oz] = out;
-    // Axis 0 (x): [ox, ny, nz]; outside samples marked NaN until the end.
-    let mut a = vec![0f32; ox * ny * nz];
+    let lerp = |a: T, b: T, w: f64| a + (b - a) * T::of_f64(w);
+    // Axis 0 (x): [ox, ny, nz]; outside samples are NaN until the end.
+    let mut a = vec![T::NAN; ox * ny * nz];
     a.par_chunks_mut(ox).enumerate().for_each(|(row, dst)| {
         let s = &src[row * nx..row * nx + nx];
         for (x, d) in dst.iter_mut().enumerate() {
-            *d = match plans[0][x] {
-                Some((i0, i1, w)) => s[i0] + (s[i1] - s[i0]) * w,
-                None => f32::NAN,
-            };
+            if let Some((i0, i1, w)) = plans[0][x] {
+                *d = lerp(T::of_f32(s[i0]), T::of_f32(s[i1]), w);
+            }
         }
     });
     // Axis 1 (y): [ox, oy, nz].
-    let mut b = vec![0f32; ox * oy * nz];
+    let mut b = vec![T::NAN; ox * oy * nz];
     b.par_chunks_mut(ox * oy).enumerate().for_each(|(k, dst)| {
         let plane = &a[k * ox * ny..(k + 1) * ox * ny];
         for (y, row) in dst.chunks_mut(ox).enumerate() {
-            match plans[1][y] {
-                Some((j0, j1, w)) => {
-                    let r0 = &plane[j0 * ox..j0 * ox + ox];
-                    let r1 = &plane[j1 * ox..j1 * ox + ox];
-                    for x in 0..ox {
-                        row[x] = r0[x] + (r1[x] - r0[x]) * w;
-                    }
+            if let Some((j0, j1, w)) = plans[1][y] {
+                let r0 = &plane[j0 * ox..j0 * ox + ox];
+                let r1 = &plane[j1 * ox..j1 * ox + ox];
+                for x in 0..ox {
+                    row[x] = lerp(r0[x], r1[x], w);
                 }
-                None => row.fill(f32::NAN),
             }
         }
     });
     drop(a);
     // Axis 2 (z): [ox, oy, oz].
     let plane = ox * oy;
-    let mut c = vec![0f32; plane * oz];
-    c.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| match plans[2][z] {
-        Some((k0, k1, w)) => {
+    let mut c = vec![outside; plane * oz];
+    c.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| {
+        if let Some((k0, k1, w)) = plans[2][z] {
             let p0 = &b[k0 * plane..(k0 + 1) * plane];
             let p1 = &b[k1 * plane..(k1 + 1) * plane];
             for i in 0..plane {
-                let v = p0[i] + (p1[i] - p0[i]) * w;
-                dst[i] = if v.is_nan() { outside } else { v };
+                let v = lerp(p0[i], p1[i], w);
+                dst[i] = if v.is_nan() { outside } else { v.into_f32() };
             }
         }
-        None => dst.fill(outside),
     });
     c
 }
@@ -248,6 +298,7 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
     let dims = canon.dims;
     let spacing = canon.spacing();
     let [lo, hi] = cfg.hu_window;
+    let integer_source = matches!(canon.voxels, crate::volume::Voxels::I16(_));
     let mut src = canon.voxels.to_f32();
     drop(canon);
     if cfg.clip_before_resample {
@@ -255,8 +306,14 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
     }
     let out = [0, 1, 2].map(|a| output_size(dims[a], spacing[a], cfg.target_spacing[a], cfg.size_rule));
     let plans = [0, 1, 2].map(|a| axis_plan(dims[a], out[a], spacing[a], cfg.target_spacing[a], cfg.resampler));
-    let res = resample(&src, dims, out, &plans, cfg.outside_hu);
+    let mut res = match cfg.resampler {
+        Resampler::ItkLinear => resample::<f64>(&src, dims, out, &plans, cfg.outside_hu),
+        Resampler::TorchTrilinear => resample::<f32>(&src, dims, out, &plans, cfg.outside_hu),
+    };
     drop(src);
+    if cfg.itk_integer_cast && integer_source {
+        res.par_iter_mut().for_each(|v| *v = v.trunc());
+    }
 
     // Crop/pad offsets: output index t reads resampled index t + start (negative = pad).
     let start: [isize; 3] = [0, 1, 2].map(|a| {

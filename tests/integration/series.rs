@@ -186,3 +186,16 @@ fn loading_reports_progress_and_can_be_cancelled() {
     let e = volume::open(data("totalsegmentator/example_ct_dicom"), &o).unwrap_err();
     assert!(matches!(e, VolumeError::Cancelled), "{e:?}");
 }
+
+#[test]
+fn a_dicomdir_is_recognised_and_not_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&data("pydicom/head_ct_series_CT2"), &dir.path().join("CT2"));
+    std::fs::copy(data("generated/dicomdir_head_ct2/DICOMDIR"), dir.path().join("DICOMDIR")).unwrap();
+    let l = volume::open(dir.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(l.series.len(), 1);
+    assert_eq!(l.volume.dims, [16, 16, 4]);
+    assert_eq!(l.scan.non_image_skipped, 1, "the DICOMDIR is a DICOM file without an image");
+    assert_eq!(l.scan.non_dicom_skipped, 0);
+    assert!(!l.volume.warnings.iter().any(|w| w.code == WarningCode::SkippedFiles));
+}

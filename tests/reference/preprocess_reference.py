@@ -19,9 +19,10 @@ comparisons by hand). Cases (all under tests/data/totalsegmentator/):
            2 -> Superior; an exact flip/permute): nibabel io_orientation -> ornt_transform to ('L','P','S')
            -> apply_orientation (here: flip axes 0 and 1), affine @ inv_ornt_aff; cross-checked against
            SimpleITK DICOMOrient(ReadImage(path), 'LPS') (identical array, spacing, origin, identity
-           direction). BrgSA gets a SimpleITK image built from the reoriented array (float32) with
+           direction). BrgSA gets a SimpleITK image built from the reoriented *integer* voxel array
+           (np.asarray(dataobj), int32; scl_slope 1 / scl_inter 0 asserted, so these are HU) with
            spacing = column norms of the canonical LPS affine, origin = its translation, identity
-           direction; CT-CLIP gets the reoriented float64 array and the header zooms permuted alike.
+           direction; CT-CLIP gets the reoriented get_fdata() float64 array and the header zooms permuted alike.
 
 The chest and dicom inputs are asserted to be LPS-canonical already (identity direction), so the
 reorientation step is a no-op for them and is not applied.
@@ -33,13 +34,19 @@ other two axes of the 3-D array (leading 1,1 dropped), "pipeline": text, "params
 Sample values are written as the shortest decimal that round-trips the float32 (parse as f64, cast to
 f32 to get the exact value). stats/axis_means are float64 reductions (math.fsum) of the float32 values.
 
-BrgSA (SimpleITK, float32 throughout):
-  ReadImage (chest) / ImageSeriesReader (dicom) / image from the LPS-canonical array (abdomen) -> Cast
-  sitkFloat32 -> ResampleImageFilter(sitkLinear, spacing (1.5,1.5,3.0), size =
-  round(size*spacing/target) per axis (Python round), same origin/direction, identity transform,
-  default pixel value 0) -> GetArrayFromImage (z,y,x) -> centre crop/pad to (128,256,256): crop
-  lower = ceil(excess/2); pad lower = pad//2, rest upper, value -1024 -> clamp [-1000,1000] ->
-  transpose to (x,y,z) (256,256,128) -> (clip(v/1000,-1,1) - 0.4978)/0.2449 -> (1,1,256,256,128).
+BrgSA (SimpleITK, the integer path of the official laihaoran/BrgSA preprocess/data_fix_metadata_valid.py):
+  chest: ReadImage (int16) -> img * 1.0 + 0.0 (the official `image * slope + intercept` with slope 1,
+  intercept 0; SimpleITK casts a scalar operand to the image's pixel type, so the result stays int16 -
+  e.g. img*1.5 == img*1, img+0.7 == img on int16 in SimpleITK 2.5.7); dicom: ImageSeriesReader output
+  as SimpleITK gives it (int16, no cast); abdomen: image from the LPS-canonical int32 voxel array (int32)
+  -> ResampleImageFilter(sitkLinear, spacing (1.5,1.5,3.0), size = round(size*spacing/target) per axis
+  (Python round), same origin/direction, identity transform, default pixel value 0). The output pixel
+  type is the input's (int16 / int32): ITK's CastPixelWithBoundsChecking clamps each interpolated value
+  to the type's range and then static_casts it, i.e. truncates toward zero (-1.5 -> -1, 2.7 -> 2; the
+  clamp never fires for linear interpolation) -> GetArrayFromImage (z,y,x), integer -> centre crop/pad
+  to (128,256,256): crop lower = ceil(excess/2); pad lower = pad//2, rest upper, value -1024 -> clamp
+  [-1000,1000] (integer) -> transpose to (x,y,z) (256,256,128) -> float32 (exact) ->
+  (clip(v/1000,-1,1) - 0.4978)/0.2449 in float32 -> (1,1,256,256,128).
 
 CT-CLIP (nibabel / SimpleITK array + torch, float64 until the final cast to float32):
   (A0,A1,A2) float64 array (chest: get_fdata(); dicom: GetArrayFromImage transposed (z,y,x)->(x,y,z);
@@ -87,23 +94,36 @@ def is_identity_direction(img):
 
 
 # ------------------------------------------------------------------ inputs
-def read_dicom_series(folder):
+def read_dicom_series(folder, cast_float32=True):
+    """cast_float32=False: the image exactly as ImageSeriesReader returns it (int16 here; BrgSA)."""
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder))
     assert len(files) > 1, folder
     reader.SetFileNames(files)
     img = reader.Execute()
     assert is_identity_direction(img), ("expected an LPS-canonical series", img.GetDirection())
+    if not cast_float32:
+        return img, len(files)
     return sitk.Cast(img, sitk.sitkFloat32), len(files)
 
 
 LPS_CODES = ("L", "P", "S")
 
 
-def nifti_lps_canonical(path):
-    """nibabel image -> (float64 array in LPS-canonical voxel order, zooms permuted alike, LPS affine, info)."""
+def nifti_lps_canonical(path, raw=False):
+    """nibabel image -> (float64 array in LPS-canonical voxel order, zooms permuted alike, LPS affine, info).
+
+    raw=True: the stored integer voxel array (np.asarray(dataobj), e.g. int32) instead of get_fdata(); only
+    allowed when the header scaling is the identity (so the stored integers are the HU values)."""
     img = nib.load(str(path))
-    data = img.get_fdata()
+    if raw:
+        assert np.issubdtype(img.get_data_dtype(), np.integer), img.get_data_dtype()
+        slope, inter = img.dataobj.slope, img.dataobj.inter
+        assert (slope == 1 or np.isnan(slope)) and (inter == 0 or np.isnan(inter)), (slope, inter)
+        data = np.asarray(img.dataobj)
+        assert data.dtype == img.get_data_dtype()
+    else:
+        data = img.get_fdata()
     assert data.ndim == 3
     src = nio.io_orientation(img.affine)
     xform = nio.ornt_transform(src, nio.axcodes2ornt(LPS_CODES))
@@ -128,7 +148,10 @@ def nifti_lps_canonical(path):
     # Cross-check with SimpleITK's own reorientation (letters = direction each axis increases towards).
     simg = sitk.DICOMOrient(sitk.ReadImage(str(path)), "".join(LPS_CODES))
     assert is_identity_direction(simg), simg.GetDirection()
-    assert np.array_equal(sitk.GetArrayFromImage(simg).transpose(2, 1, 0).astype(np.float64), data)
+    if raw:
+        assert np.array_equal(sitk.GetArrayFromImage(simg).transpose(2, 1, 0), data)
+    else:
+        assert np.array_equal(sitk.GetArrayFromImage(simg).transpose(2, 1, 0).astype(np.float64), data)
     assert np.allclose(simg.GetSpacing(), spacing, atol=1e-6, rtol=0)
     assert np.allclose(simg.GetOrigin(), lps[:3, 3], atol=1e-4, rtol=0), (simg.GetOrigin(), lps[:3, 3])
     return data, zooms, lps, [float(v) for v in spacing], img.shape[:3], info
@@ -151,15 +174,20 @@ def centre_crop_pad_brgsa(arr, target, pad_value):
 
 
 BRGSA_TAIL = ("ResampleImageFilter sitkLinear, spacing (1.5,1.5,3.0), "
-              "size round(size*spacing/target), same origin+direction, identity transform, default 0 -> "
-              "GetArrayFromImage (z,y,x) -> centre crop (lower=ceil(excess/2)) / pad (lower=pad//2, value -1024) to "
-              "(128,256,256) -> clamp [-1000,1000] -> transpose (x,y,z) -> (clip(v/1000,-1,1)-0.4978)/0.2449, "
-              "float32 arithmetic -> (1,1,256,256,128)")
+              "size round(size*spacing/target), same origin+direction, identity transform, default 0; output pixel "
+              "type = input's ({pt}), so each interpolated value is clamped to the type's range and truncated toward "
+              "zero (ITK CastPixelWithBoundsChecking: clamp, then static_cast) -> "
+              "GetArrayFromImage (z,y,x) {dt} -> centre crop (lower=ceil(excess/2)) / pad (lower=pad//2, value -1024) "
+              "to (128,256,256) -> clamp [-1000,1000] ({dt}) -> transpose (x,y,z) -> float32 (exact) -> "
+              "(clip(v/1000,-1,1)-0.4978)/0.2449, float32 arithmetic -> (1,1,256,256,128)")
+
+BRGSA_PIXEL_TYPES = {sitk.sitkInt16: "int16", sitk.sitkInt32: "int32"}
 
 
 def brgsa_pipeline(img, source_text, extra_params=None):
-    """img: SimpleITK float32 image in LPS-canonical voxel order (identity direction)."""
-    assert img.GetPixelID() == sitk.sitkFloat32
+    """img: SimpleITK int16/int32 image (HU) in LPS-canonical voxel order (identity direction)."""
+    assert img.GetPixelID() in BRGSA_PIXEL_TYPES, img.GetPixelIDTypeAsString()
+    in_type = BRGSA_PIXEL_TYPES[img.GetPixelID()]
     size, sp = img.GetSize(), img.GetSpacing()
     target = (1.5, 1.5, 3.0)
     new_size = [int(round(size[d] * sp[d] / target[d])) for d in range(3)]
@@ -172,46 +200,58 @@ def brgsa_pipeline(img, source_text, extra_params=None):
     rs.SetTransform(sitk.Transform())
     rs.SetDefaultPixelValue(0)
     out = rs.Execute(img)
-    arr = sitk.GetArrayFromImage(out)  # (z, y, x) float32
-    assert arr.dtype == np.float32
+    assert out.GetPixelID() == img.GetPixelID(), out.GetPixelIDTypeAsString()  # resample keeps the pixel type
+    arr = sitk.GetArrayFromImage(out)  # (z, y, x), int16 / int32: interpolated values truncated toward zero
+    assert arr.dtype == np.dtype(in_type)
     resampled_zyx = list(arr.shape)
-    arr = centre_crop_pad_brgsa(arr, (128, 256, 256), np.float32(-1024))
-    arr = np.clip(arr, np.float32(-1000), np.float32(1000))
+    arr = centre_crop_pad_brgsa(arr, (128, 256, 256), arr.dtype.type(-1024))
+    arr = np.clip(arr, -1000, 1000)
+    assert arr.dtype == np.dtype(in_type)
     arr = np.transpose(arr, (2, 1, 0))  # (x, y, z)
+    arr = arr.astype(np.float32)  # exact (|v| <= 1000)
     arr = (np.clip(arr / np.float32(1000), np.float32(-1), np.float32(1)) - np.float32(0.4978)) / np.float32(0.2449)
     assert arr.dtype == np.float32 and arr.shape == (256, 256, 128)
-    params = {"input_size_xyz": list(size), "input_spacing_xyz": list(sp), "target_spacing_xyz": list(target),
+    params = {"input_pixel_type": in_type, "resampled_pixel_type": in_type,
+              "resample_cast": "clamp to type range, then truncate toward zero (ITK CastPixelWithBoundsChecking)",
+              "input_size_xyz": list(size), "input_spacing_xyz": list(sp), "target_spacing_xyz": list(target),
               "resampled_size_xyz": new_size, "resampled_shape_zyx": resampled_zyx,
               "crop_pad_target_zyx": [128, 256, 256], "pad_value": -1024, "clamp": [-1000, 1000],
               "norm_mean": 0.4978, "norm_std": 0.2449}
     params.update(extra_params or {})
-    return arr[None, None], source_text + " -> " + BRGSA_TAIL, params
+    return arr[None, None], source_text + " -> " + BRGSA_TAIL.format(pt=in_type, dt=in_type), params
 
 
 def brgsa(case, path):
     if case == "chest":
         img = sitk.ReadImage(str(path))
         assert is_identity_direction(img)  # already LPS-canonical: same as the Rust pipeline
-        img = sitk.Cast(img, sitk.sitkFloat32)
-        return brgsa_pipeline(img, "SimpleITK ReadImage -> Cast sitkFloat32")
+        assert img.GetPixelID() == sitk.sitkInt16, img.GetPixelIDTypeAsString()
+        img = img * 1.0 + 0.0  # official `image * slope + intercept` (slope 1, intercept 0): stays int16
+        assert img.GetPixelID() == sitk.sitkInt16, img.GetPixelIDTypeAsString()
+        return brgsa_pipeline(img, "SimpleITK ReadImage (int16) -> img * 1.0 + 0.0 (official image*slope+intercept; "
+                                   "SimpleITK casts the scalar to the pixel type, result stays int16)")
     if case == "dicom":
-        img, nfiles = read_dicom_series(path)
+        img, nfiles = read_dicom_series(path, cast_float32=False)
+        assert img.GetPixelID() == sitk.sitkInt16, img.GetPixelIDTypeAsString()
         return brgsa_pipeline(
             img, "SimpleITK ImageSeriesReader (GetGDCMSeriesFileNames on the folder, empty series UID; GDCM "
                  "applies RescaleSlope/Intercept -> HU; identity direction = already LPS-canonical, no "
-                 "reorientation) -> Cast sitkFloat32",
+                 "reorientation); pixel type as returned: int16, no cast",
             {"files": nfiles, "input_origin_lps": list(img.GetOrigin()), "reorientation": "none (identity direction)"})
     if case == "abdomen":
-        data, _zooms, lps, spacing, _shape, info = nifti_lps_canonical(path)
-        img = sitk.GetImageFromArray(np.ascontiguousarray(data.astype(np.float32).transpose(2, 1, 0)))
+        data, _zooms, lps, spacing, _shape, info = nifti_lps_canonical(path, raw=True)
+        assert data.dtype == np.int32, data.dtype
+        img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+        assert img.GetPixelID() == sitk.sitkInt32, img.GetPixelIDTypeAsString()
         img.SetSpacing(spacing)
         img.SetOrigin([float(v) for v in lps[:3, 3]])
         img.SetDirection([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
         return brgsa_pipeline(
-            img, "nibabel get_fdata (stored " + info["stored_axcodes"] + ") -> reorient to LPS-canonical voxel "
+            img, "nibabel np.asarray(dataobj) (int32 stored voxels; scl_slope 1, scl_inter 0 = HU; stored "
+                 + info["stored_axcodes"] + ") -> reorient to LPS-canonical voxel "
                  "order (nibabel io_orientation/ornt_transform to ('L','P','S')/apply_orientation: "
                  + ", ".join(info["ops"]) + "; exact; cross-checked == SimpleITK DICOMOrient(ReadImage, 'LPS')) -> "
-                 "float32 -> SimpleITK GetImageFromArray with spacing = column norms of the canonical LPS affine, "
+                 "int32 -> SimpleITK GetImageFromArray (int32) with spacing = column norms of the canonical LPS affine, "
                  "origin = its translation, identity direction",
             {"input_origin_lps": list(img.GetOrigin()), "reorientation": info})
     raise ValueError(case)
