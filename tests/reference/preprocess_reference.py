@@ -9,7 +9,9 @@ the full float32 model inputs to <npy-dir>/preprocess_{brgsa,ctclip}_<case>.npy 
 comparisons by hand). Cases (all under tests/data/totalsegmentator/):
 
   chest    chest_ct.nii.gz, 233x167x191 int16, 1.5 mm isotropic, stored LPS (already canonical). Hits exact
-           grid points in both pipelines (interpolation weights 0 / 0.25 / 0.75 only).
+           grid points in both pipelines (interpolation weights 0 / 0.25 / 0.75 only) in exact arithmetic;
+           ITK's double index arithmetic misses them by ~1e-13, which the BrgSA integer truncation turns
+           into 1 HU on 57544 of the 3735456 resampled voxels (see tests/reference/README.md).
   dicom    example_ct_dicom/ (20-file JPEG 2000 series, 512x512x20, 0.9765625 mm pixels, 2 mm slice step,
            identity direction = already LPS-canonical). Read with SimpleITK ImageSeriesReader
            (GetGDCMSeriesFileNames on the folder; the series UID is empty; GDCM applies the rescale, so
