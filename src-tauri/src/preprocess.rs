@@ -9,15 +9,19 @@
 //! interpolation). A volume stored in another order (e.g. RAS NIfTI) then reaches the model
 //! the way a CT-RATE scan of the same patient would.
 //!
-//! BrgSA (spec §3): SimpleITK ResampleImageFilter, linear, to 1.5 × 1.5 × 3 mm with the same
-//! origin and direction (output index n samples input continuous index n·target/spacing; ITK
-//! treats [-0.5, size-0.5) as inside and clamps neighbours at the edge; outside = 0),
-//! size = round(size·spacing/target); centre crop (lower = ceil(excess/2)) / pad (lower =
-//! pad/2, value -1024) to 256 × 256 × 128; clamp to [-1000, 1000];
-//! x = (clip(HU/1000, -1, 1) - 0.4978) / 0.2449. Tensor (1, 1, A0, A1, A2) = (1, 1, 256, 256, 128).
+//! BrgSA (spec §3, `preprocess/data_fix_metadata_valid.py`): SimpleITK ResampleImageFilter,
+//! linear, to 1.5 × 1.5 × 3 mm with the same origin and direction, on the int16 HU image, so
+//! each interpolated value is truncated toward zero (ITK's cast to the input pixel type); ITK
+//! treats [-0.5, size-0.5) as inside and clamps neighbours at the edge; outside = 0;
+//! size = round(size·spacing/target) (Python's round); centre crop (lower = ceil(excess/2)) /
+//! pad (lower = pad/2, value -1024) to 256 × 256 × 128; clamp to [-1000, 1000];
+//! x = (clip(HU/1000, -1, 1) - 0.4978) / 0.2449 in float32. Tensor (1, 1, A0, A1, A2) =
+//! (1, 1, 256, 256, 128). The index mapping repeats ITK's double arithmetic (see `axis_plan`),
+//! so that truncation lands where ITK's does.
 //!
 //! CT-CLIP (spec §7.1): clip to [-1000, 1000]; torch `F.interpolate(trilinear,
-//! align_corners=False)` to size floor(n·spacing/target), target 0.75 × 0.75 × 1.5 mm;
+//! align_corners=False)` on nibabel's float64 array (so in double) to size
+//! floor(n·spacing/target), target 0.75 × 0.75 × 1.5 mm;
 //! /1000; centre crop (start = (n-t)/2) / pad (before = (t-n)/2, value -1) to 480 × 480 × 240;
 //! tensor (1, 1, A2, A0, A1) = (1, 1, 240, 480, 480).
 
@@ -82,6 +86,9 @@ pub struct PreprocessConfig {
     pub hu_window: [f32; 2],
     /// x = (clip(HU / hu_scale, -1, 1) - mean) / std.
     pub hu_scale: f32,
+    /// Compute that mapping in float64 (CT-CLIP: the official script works on nibabel's float64
+    /// array until the end) rather than float32 (BrgSA: MONAI transforms on float32).
+    pub intensity_f64: bool,
     pub mean: f32,
     pub std: f32,
     /// Order of the spatial axes in the output tensor, as indices into (A0, A1, A2).
@@ -102,6 +109,7 @@ impl PreprocessConfig {
             pad_hu: -1024.0,
             hu_window: [-1000.0, 1000.0],
             hu_scale: 1000.0,
+            intensity_f64: false,
             mean: 0.4978,
             std: 0.2449,
             output_axes: [0, 1, 2],
@@ -121,6 +129,7 @@ impl PreprocessConfig {
             pad_hu: -1000.0,
             hu_window: [-1000.0, 1000.0],
             hu_scale: 1000.0,
+            intensity_f64: true,
             mean: 0.0,
             std: 1.0,
             output_axes: [2, 0, 1],
@@ -174,13 +183,24 @@ fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
 /// the form both ITK and torch use; None when outside the input.
 type Tap = Option<(usize, usize, f64)>;
 
-/// 1-D sampling plan for one axis.
-fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler) -> Vec<Tap> {
+/// 1-D sampling plan for one axis. `origin` is the volume origin's coordinate along this
+/// axis (mm); `first_axis` marks the axis ITK walks along each output row.
+///
+/// ITK (ResampleImageFilter with a linear transform, as SimpleITK runs it) maps an output index
+/// to a physical point `p = origin + target·n` and back to a continuous input index
+/// `(p - origin) · (1/spacing)`, in double. Along the first axis it maps only the row's two
+/// ends, n = 0 and n = N (one past the last voxel), and interpolates between them with
+/// `n/N`. The round-off of those steps decides, after the integer cast, whether a value that
+/// should be exactly an integer lands just below it, so we repeat them exactly.
+fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, origin: f64, first_axis: bool, r: Resampler) -> Vec<Tap> {
+    let inv = 1.0 / spacing;
+    let map = |n: f64| ((origin + target * n) - origin) * inv;
+    let (start, end) = (map(0.0), map(n_out as f64));
     (0..n_out)
         .map(|o| match r {
             Resampler::ItkLinear => {
-                let c = o as f64 * target / spacing;
-                if c < -0.5 || c >= n_in as f64 - 0.5 {
+                let c = if first_axis { start + (o as f64 / n_out as f64) * (end - start) } else { map(o as f64) };
+                if c.is_nan() || c < -0.5 || c >= n_in as f64 - 0.5 {
                     return None;
                 }
                 let base = c.floor();
@@ -190,106 +210,87 @@ fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, r: Resampler)
                 Some((i0, i1, w))
             }
             Resampler::TorchTrilinear => {
-                // torch computes the source coordinate in float32.
-                let scale = n_in as f32 / n_out as f32;
-                let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                // The official script interpolates nibabel's float64 array: torch then works in
+                // double, scale = in/out.
+                let scale = n_in as f64 / n_out as f64;
+                let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
                 let i0 = (src as usize).min(n_in - 1);
                 let i1 = if i0 < n_in - 1 { i0 + 1 } else { i0 };
-                let w = src - i0 as f32;
-                Some((i0, i1, w as f64))
+                let w = (src - i0 as f64).clamp(0.0, 1.0);
+                Some((i0, i1, w))
             }
         })
         .collect()
 }
 
-/// The arithmetic type of a resampler: f64 for ITK (its interpolator works in double), f32
-/// for torch (float32 tensors).
-trait Sample: Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
-    fn of_f32(v: f32) -> Self;
-    fn of_f64(v: f64) -> Self;
-    fn into_f32(self) -> f32;
-    const NAN: Self;
-    fn is_nan(self) -> bool;
-}
-
-impl Sample for f32 {
-    fn of_f32(v: f32) -> Self {
-        v
-    }
-    fn of_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn into_f32(self) -> f32 {
-        self
-    }
-    const NAN: Self = f32::NAN;
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-}
-
-impl Sample for f64 {
-    fn of_f32(v: f32) -> Self {
-        v as f64
-    }
-    fn of_f64(v: f64) -> Self {
-        v
-    }
-    fn into_f32(self) -> f32 {
-        self as f32
-    }
-    const NAN: Self = f64::NAN;
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-}
-
-/// Separable linear resampling of a [nx, ny, nz] (i fastest) grid: x, then y, then z, which is
-/// the nesting order of ITK's and torch's trilinear formulas. Samples outside the input
-/// (on any axis) get `outside`.
-fn resample<T: Sample>(src: &[f32], dims: [usize; 3], out: [usize; 3], plans: &[Vec<Tap>; 3], outside: f32) -> Vec<f32> {
+/// Resample along one axis of a [nx, ny, nz] (i fastest) f64 grid. Samples outside the input
+/// become NaN. `lerp` is the two-tap formula of the library being matched.
+fn pass(src: &[f64], dims: [usize; 3], axis: usize, plan: &[Tap], lerp: fn(f64, f64, f64) -> f64) -> (Vec<f64>, [usize; 3]) {
     let [nx, ny, nz] = dims;
-    let [ox, oy, oz] = out;
-    let lerp = |a: T, b: T, w: f64| a + (b - a) * T::of_f64(w);
-    // Axis 0 (x): [ox, ny, nz]; outside samples are NaN until the end.
-    let mut a = vec![T::NAN; ox * ny * nz];
-    a.par_chunks_mut(ox).enumerate().for_each(|(row, dst)| {
-        let s = &src[row * nx..row * nx + nx];
-        for (x, d) in dst.iter_mut().enumerate() {
-            if let Some((i0, i1, w)) = plans[0][x] {
-                *d = lerp(T::of_f32(s[i0]), T::of_f32(s[i1]), w);
-            }
-        }
-    });
-    // Axis 1 (y): [ox, oy, nz].
-    let mut b = vec![T::NAN; ox * oy * nz];
-    b.par_chunks_mut(ox * oy).enumerate().for_each(|(k, dst)| {
-        let plane = &a[k * ox * ny..(k + 1) * ox * ny];
-        for (y, row) in dst.chunks_mut(ox).enumerate() {
-            if let Some((j0, j1, w)) = plans[1][y] {
-                let r0 = &plane[j0 * ox..j0 * ox + ox];
-                let r1 = &plane[j1 * ox..j1 * ox + ox];
-                for x in 0..ox {
-                    row[x] = lerp(r0[x], r1[x], w);
+    let mut od = dims;
+    od[axis] = plan.len();
+    let [ox, oy, _] = od;
+    let mut out = vec![f64::NAN; od.iter().product()];
+    match axis {
+        0 => out.par_chunks_mut(ox).enumerate().for_each(|(row, dst)| {
+            let s = &src[row * nx..(row + 1) * nx];
+            for (d, tap) in dst.iter_mut().zip(plan) {
+                if let Some((i0, i1, w)) = *tap {
+                    *d = lerp(s[i0], s[i1], w);
                 }
             }
-        }
-    });
-    drop(a);
-    // Axis 2 (z): [ox, oy, oz].
-    let plane = ox * oy;
-    let mut c = vec![outside; plane * oz];
-    c.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| {
-        if let Some((k0, k1, w)) = plans[2][z] {
-            let p0 = &b[k0 * plane..(k0 + 1) * plane];
-            let p1 = &b[k1 * plane..(k1 + 1) * plane];
-            for i in 0..plane {
-                let v = lerp(p0[i], p1[i], w);
-                dst[i] = if v.is_nan() { outside } else { v.into_f32() };
+        }),
+        1 => out.par_chunks_mut(ox * oy).enumerate().for_each(|(k, dst)| {
+            let plane = &src[k * nx * ny..(k + 1) * nx * ny];
+            for (row, tap) in dst.chunks_mut(ox).zip(plan) {
+                if let Some((j0, j1, w)) = *tap {
+                    let (r0, r1) = (&plane[j0 * nx..(j0 + 1) * nx], &plane[j1 * nx..(j1 + 1) * nx]);
+                    for x in 0..nx {
+                        row[x] = lerp(r0[x], r1[x], w);
+                    }
+                }
             }
+        }),
+        _ => out.par_chunks_mut(nx * ny).zip(plan.par_iter()).for_each(|(dst, tap)| {
+            if let Some((k0, k1, w)) = *tap {
+                let (p0, p1) = (&src[k0 * nx * ny..(k0 + 1) * nx * ny], &src[k1 * nx * ny..(k1 + 1) * nx * ny]);
+                for i in 0..nx * ny {
+                    dst[i] = lerp(p0[i], p1[i], w);
+                }
+            }
+        }),
+    }
+    let _ = nz;
+    (out, od)
+}
+
+/// Separable linear resampling in double precision, one axis at a time in the order the
+/// matched library nests its formula: ITK interpolates along x, then y, then z as
+/// a + (b - a)·w; torch's trilinear kernel along the last tensor axis first — for CT-CLIP's
+/// (A2, A0, A1) tensor that is A1, then A0, then A2 — as a·(1 - w) + b·w. Samples outside the
+/// input on any axis get `outside`; with `truncate`, values are cast to integers toward zero
+/// (ITK's cast to an integer pixel type).
+fn resample(src: Vec<f64>, dims: [usize; 3], plans: &[Vec<Tap>; 3], r: Resampler, outside: f64, truncate: bool) -> Vec<f64> {
+    let (order, lerp): ([usize; 3], fn(f64, f64, f64) -> f64) = match r {
+        Resampler::ItkLinear => ([0, 1, 2], |a, b, w| a + (b - a) * w),
+        Resampler::TorchTrilinear => ([1, 0, 2], |a, b, w| a * (1.0 - w) + b * w),
+    };
+    let (mut data, mut d) = (src, dims);
+    for axis in order {
+        let (next, nd) = pass(&data, d, axis, &plans[axis], lerp);
+        data = next;
+        d = nd;
+    }
+    data.par_iter_mut().for_each(|v| {
+        *v = if v.is_nan() {
+            outside
+        } else if truncate {
+            v.trunc()
+        } else {
+            *v
         }
     });
-    c
+    data
 }
 
 /// Run a model's preprocessing on a volume (reoriented to canonical LPS first).
@@ -297,23 +298,20 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
     let canon = volume.canonical();
     let dims = canon.dims;
     let spacing = canon.spacing();
+    let canon_origin = canon.affine.origin();
     let [lo, hi] = cfg.hu_window;
     let integer_source = matches!(canon.voxels, crate::volume::Voxels::I16(_));
-    let mut src = canon.voxels.to_f32();
+    let n = canon.voxel_count();
+    let mut src: Vec<f64> = (0..n).into_par_iter().map(|i| canon.voxels.get_f32(i) as f64).collect();
     drop(canon);
     if cfg.clip_before_resample {
-        src.par_iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+        src.par_iter_mut().for_each(|v| *v = v.clamp(lo as f64, hi as f64));
     }
     let out = [0, 1, 2].map(|a| output_size(dims[a], spacing[a], cfg.target_spacing[a], cfg.size_rule));
-    let plans = [0, 1, 2].map(|a| axis_plan(dims[a], out[a], spacing[a], cfg.target_spacing[a], cfg.resampler));
-    let mut res = match cfg.resampler {
-        Resampler::ItkLinear => resample::<f64>(&src, dims, out, &plans, cfg.outside_hu),
-        Resampler::TorchTrilinear => resample::<f32>(&src, dims, out, &plans, cfg.outside_hu),
-    };
-    drop(src);
-    if cfg.itk_integer_cast && integer_source {
-        res.par_iter_mut().for_each(|v| *v = v.trunc());
-    }
+    let origin = canon_origin;
+    let plans = [0, 1, 2].map(|a| axis_plan(dims[a], out[a], spacing[a], cfg.target_spacing[a], origin[a], a == 0, cfg.resampler));
+    let truncate = cfg.itk_integer_cast && integer_source;
+    let res = resample(src, dims, &plans, cfg.resampler, cfg.outside_hu as f64, truncate);
 
     // Crop/pad offsets: output index t reads resampled index t + start (negative = pad).
     let start: [isize; 3] = [0, 1, 2].map(|a| {
@@ -334,9 +332,14 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
     // Output is C order over (ts[o0], ts[o1], ts[o2]); the last axis is fastest.
     let (d1, d2) = (ts[o[1]], ts[o[2]]);
     let mut data = vec![0f32; ts.iter().product()];
-    let map = |hu: f32| -> f32 {
-        let hu = hu.clamp(lo, hi);
-        ((hu / cfg.hu_scale).clamp(-1.0, 1.0) - cfg.mean) / cfg.std
+    let map = |hu: f64| -> f32 {
+        if cfg.intensity_f64 {
+            let hu = hu.clamp(lo as f64, hi as f64);
+            (((hu / cfg.hu_scale as f64).clamp(-1.0, 1.0) - cfg.mean as f64) / cfg.std as f64) as f32
+        } else {
+            let hu = (hu as f32).clamp(lo, hi);
+            ((hu / cfg.hu_scale).clamp(-1.0, 1.0) - cfg.mean) / cfg.std
+        }
     };
     data.par_chunks_mut(d1 * d2).enumerate().for_each(|(u0, block)| {
         let mut t = [0usize; 3];
@@ -355,7 +358,7 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
                     }
                     idx[a] = s as usize;
                 }
-                let hu = if inside { res[idx[0] + out[0] * (idx[1] + out[1] * idx[2])] } else { cfg.pad_hu };
+                let hu = if inside { res[idx[0] + out[0] * (idx[1] + out[1] * idx[2])] } else { cfg.pad_hu as f64 };
                 block[u1 * d2 + u2] = map(hu);
             }
         }
@@ -399,7 +402,7 @@ mod tests {
     #[test]
     fn torch_plan_matches_half_pixel_rule() {
         // 4 → 8 upsampling: src = (o + 0.5)/2 - 0.5, clamped at 0.
-        let p = axis_plan(4, 8, 1.0, 0.5, Resampler::TorchTrilinear);
+        let p = axis_plan(4, 8, 1.0, 0.5, 0.0, true, Resampler::TorchTrilinear);
         assert_eq!(p[0], Some((0, 1, 0.0)));
         assert_eq!(p[1], Some((0, 1, 0.25)));
         assert_eq!(p[7], Some((3, 3, 0.25)));
@@ -408,10 +411,10 @@ mod tests {
     #[test]
     fn itk_plan_marks_outside_and_clamps_edge() {
         // 5 voxels of 1 mm to 2 mm: indices 0, 2, 4 (inside).
-        let p = axis_plan(5, 3, 1.0, 2.0, Resampler::ItkLinear);
+        let p = axis_plan(5, 3, 1.0, 2.0, 0.0, false, Resampler::ItkLinear);
         assert_eq!(p, vec![Some((0, 1, 0.0)), Some((2, 3, 0.0)), Some((4, 4, 0.0))]);
         // 4 voxels of 1 mm to 1.5 mm: c = 0, 1.5, 3.0 (→ edge), 4.5 (outside).
-        let p = axis_plan(4, 4, 1.0, 1.5, Resampler::ItkLinear);
+        let p = axis_plan(4, 4, 1.0, 1.5, 0.0, false, Resampler::ItkLinear);
         assert_eq!(p[3], None);
         assert_eq!(p[2], Some((3, 3, 0.0)));
     }

@@ -3,8 +3,9 @@
 //!
 //! Headers are read without pixel data during the folder scan; pixels are decoded later, in
 //! parallel, only for the chosen series. Decoding goes through `dicom-pixeldata`, which covers
-//! native (implicit/explicit little and big endian, deflated), JPEG baseline/extended/lossless,
-//! JPEG-LS (CharLS), JPEG 2000 (OpenJPEG) and RLE. Rescale, bit masking, sign and padding are
+//! native (implicit/explicit little and big endian, deflated), JPEG baseline/lossless,
+//! JPEG-LS (CharLS), JPEG 2000 (OpenJPEG) and RLE; 12-bit JPEG Extended, which the JPEG crate
+//! does not read, goes to our own decoder (`jpeg12.rs`). Rescale, bit masking, sign and padding are
 //! applied here, per frame, from the frame's own header values.
 
 use std::path::{Path, PathBuf};
@@ -272,6 +273,39 @@ pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
     })
 }
 
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// The JPEG codestream of one frame of encapsulated pixel data: all fragments for a single
+/// frame; one fragment per frame; or the basic offset table's split.
+fn encapsulated_frame(obj: &DefaultDicomObject, h: &SliceHeader) -> std::result::Result<Vec<u8>, String> {
+    let value = obj.get(tags::PIXEL_DATA).ok_or("no pixel data")?.value();
+    let frags = value.fragments().ok_or("pixel data is not encapsulated")?;
+    if h.n_frames <= 1 {
+        return Ok(frags.concat());
+    }
+    if frags.len() == h.n_frames as usize {
+        return Ok(frags[h.frame as usize].clone());
+    }
+    let table = value.offset_table().unwrap_or(&[]);
+    if table.len() != h.n_frames as usize {
+        return Err(format!("{} fragments for {} frames and no usable offset table", frags.len(), h.n_frames));
+    }
+    // Offsets count bytes from the first fragment's item header (8 bytes per item header).
+    let (start, end) = (table[h.frame as usize] as usize, table.get(h.frame as usize + 1).map(|&e| e as usize));
+    let mut pos = 0usize;
+    let mut out = Vec::new();
+    for f in frags {
+        if pos >= start && end.is_none_or(|e| pos < e) {
+            out.extend_from_slice(f);
+        }
+        pos += 8 + f.len();
+    }
+    if out.is_empty() {
+        return Err(format!("offset table points outside the fragments for frame {}", h.frame));
+    }
+    Ok(out)
+}
+
 /// Where decoded values go: one slice, as int16 when exact, else as float32.
 pub enum SliceOut<'a> {
     I16(&'a mut [i16]),
@@ -298,23 +332,27 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
         transfer_syntax: format!("{} {}", h.transfer_syntax, transfer_syntax_name(&h.transfer_syntax)),
         reason,
     };
-    let decoded = if h.n_frames > 1 {
-        obj.decode_pixel_data_frame(h.frame)
-    } else {
-        obj.decode_pixel_data()
-    }
-    .map_err(|e| {
-        if h.transfer_syntax == "1.2.840.10008.1.2.4.51" && h.bits_stored > 8 {
-            decode_err(format!("{}-bit JPEG Extended (process 4) is not supported by the built-in JPEG decoder ({e})", h.bits_stored))
-        } else {
-            decode_err(e.to_string())
-        }
-    })?;
-    let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;
     let n = h.rows as usize * h.cols as usize;
-    let bytes_per = (decoded.bits_allocated() as usize).div_ceil(8);
+    // 12-bit JPEG Extended goes to our own decoder (the JPEG crate reads 8-bit DCT only);
+    // everything else through dicom-pixeldata.
+    let jpeg12_bytes: Vec<u8>;
+    let decoded;
+    let (data, bytes_per, bits_stored): (&[u8], usize, u32) = if h.transfer_syntax == JPEG_EXTENDED && h.bits_stored > 8 {
+        let stream = encapsulated_frame(obj, h).map_err(decode_err)?;
+        let d = super::jpeg12::decode(&stream).map_err(|e| decode_err(format!("JPEG Extended: {e}")))?;
+        if d.width != h.cols as usize || d.height != h.rows as usize {
+            return Err(decode_err(format!("JPEG frame is {}x{} but the header says {}x{}", d.width, d.height, h.cols, h.rows)));
+        }
+        jpeg12_bytes = d.samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        (&jpeg12_bytes, 2, h.bits_stored as u32)
+    } else {
+        decoded = if h.n_frames > 1 { obj.decode_pixel_data_frame(h.frame) } else { obj.decode_pixel_data() }
+            .map_err(|e| decode_err(e.to_string()))?;
+        let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;
+        (data, (decoded.bits_allocated() as usize).div_ceil(8), decoded.bits_stored() as u32)
+    };
     if bytes_per == 0 || bytes_per > 4 {
-        return Err(decode_err(format!("unsupported BitsAllocated {}", decoded.bits_allocated())));
+        return Err(decode_err(format!("unsupported BitsAllocated {}", bytes_per * 8)));
     }
     if data.len() < n * bytes_per {
         return Err(VolumeError::Truncated {
@@ -324,7 +362,7 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
             found: data.len() as u64,
         });
     }
-    let bits_stored = (decoded.bits_stored() as u32).clamp(1, 32);
+    let bits_stored = bits_stored.clamp(1, 32);
     let signed = h.pixel_representation == 1;
     let mask: u64 = if bits_stored >= 32 { u32::MAX as u64 } else { (1u64 << bits_stored) - 1 };
     let stored = |idx: usize| -> i64 {

@@ -8,6 +8,7 @@
 pub mod dicom;
 pub mod error;
 pub mod geometry;
+pub mod jpeg12;
 pub mod nifti;
 pub mod series;
 
