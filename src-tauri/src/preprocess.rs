@@ -226,7 +226,7 @@ fn axis_plan(n_in: usize, n_out: usize, spacing: f64, target: f64, origin: f64, 
 /// Resample along one axis of a [nx, ny, nz] (i fastest) f64 grid. Samples outside the input
 /// become NaN. `lerp` is the two-tap formula of the library being matched.
 fn pass(src: &[f64], dims: [usize; 3], axis: usize, plan: &[Tap], lerp: fn(f64, f64, f64) -> f64) -> (Vec<f64>, [usize; 3]) {
-    let [nx, ny, nz] = dims;
+    let [nx, ny, _] = dims;
     let mut od = dims;
     od[axis] = plan.len();
     let [ox, oy, _] = od;
@@ -260,7 +260,6 @@ fn pass(src: &[f64], dims: [usize; 3], axis: usize, plan: &[Tap], lerp: fn(f64, 
             }
         }),
     }
-    let _ = nz;
     (out, od)
 }
 
