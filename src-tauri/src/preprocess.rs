@@ -160,6 +160,30 @@ pub struct ModelInput {
     pub data: Vec<f32>,
     /// Resampled grid before crop/pad, along (A0, A1, A2).
     pub resampled_shape: [usize; 3],
+    /// How model-input voxels relate to the source volume (for heatmaps).
+    pub geometry: InputGeometry,
+}
+
+/// The mapping from the canonical (LPS-ordered) source volume to the model input, so that
+/// anything computed on the model grid can be put back on the CT.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputGeometry {
+    /// Canonical source grid and its spacing (mm), along (A0, A1, A2).
+    pub source_dims: [usize; 3],
+    pub source_spacing: [f64; 3],
+    pub target_spacing: [f64; 3],
+    /// Model grid along (A0, A1, A2) before the output axis permutation.
+    pub target_shape: [usize; 3],
+    /// Model index t along axis a reads resampled index t + start[a] (negative: padding).
+    pub start: [isize; 3],
+    pub output_axes: [usize; 3],
+}
+
+impl InputGeometry {
+    /// Continuous model-grid index (along A0, A1, A2) of a canonical source voxel index.
+    pub fn model_index(&self, src: [f64; 3]) -> [f64; 3] {
+        [0, 1, 2].map(|a| src[a] * self.source_spacing[a] / self.target_spacing[a] - self.start[a] as f64)
+    }
 }
 
 fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
@@ -362,7 +386,15 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
             }
         }
     });
-    ModelInput { shape, data, resampled_shape: out }
+    let geometry = InputGeometry {
+        source_dims: dims,
+        source_spacing: spacing,
+        target_spacing: cfg.target_spacing,
+        target_shape: cfg.target_shape,
+        start,
+        output_axes: cfg.output_axes,
+    };
+    ModelInput { shape, data, resampled_shape: out, geometry }
 }
 
 /// Write a float32 C-order array as `.npy` (format version 1.0). The format is a short text
@@ -384,6 +416,35 @@ pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) -> std::
         w.write_all(&bytes)?;
     }
     w.flush()
+}
+
+/// Read a float32 (`<f4`), C-order `.npy` file: (shape, values).
+pub fn read_npy(path: &std::path::Path) -> std::io::Result<(Vec<usize>, Vec<f32>)> {
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
+    let b = std::fs::read(path)?;
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file".into()));
+    }
+    let (hl, off) = match b[6] {
+        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
+        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+        v => return Err(bad(format!("unsupported .npy version {v}"))),
+    };
+    let header = std::str::from_utf8(b.get(off..off + hl).ok_or_else(|| bad("header cut short".into()))?).map_err(|_| bad("header is not text".into()))?;
+    if !header.contains("'descr': '<f4'") {
+        return Err(bad(format!("values must be little-endian float32 ('<f4'); header: {}", header.trim())));
+    }
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran-order arrays are not supported; save with C order".into()));
+    }
+    let shape_text = header.split("'shape':").nth(1).and_then(|r| r.split('(').nth(1)).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape".into()))?;
+    let shape: Vec<usize> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape '{shape_text}'")))).collect::<Result<_, _>>()?;
+    let n: usize = shape.iter().product();
+    let body = &b[off + hl..];
+    if body.len() != n * 4 {
+        return Err(bad(format!("expected {} bytes of data for shape {shape:?}, found {}", n * 4, body.len())));
+    }
+    Ok((shape, body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
 }
 
 #[cfg(test)]

@@ -64,11 +64,126 @@ enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Embeddings of an image and prompts (JSON), from a model input tensor or a CT
+    Embed(EmbedArgs),
+    /// Zero-shot findings for a CT: scores, thresholds, knowledge-bank matches, heat maps
+    Diagnose(DiagnoseArgs),
+    /// Knowledge-bank tools
+    Bank {
+        #[command(subcommand)]
+        what: BankCommand,
+    },
+    /// Import official weights (BrgSA best.ckpt, CT-CLIP_v2.pt, or safetensors) into a model directory
+    ImportCheckpoint(ImportArgs),
     /// Benchmarks
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// Model directory
+    #[arg(long)]
+    model: PathBuf,
+    /// The model input tensor as .npy (float32, C order, batch and channel included), as
+    /// `radbridge preprocess` writes it
+    #[arg(long, conflicts_with = "ct", required_unless_present = "ct")]
+    volume: Option<PathBuf>,
+    /// A CT (DICOM folder/file or NIfTI), preprocessed as the model expects
+    #[arg(long)]
+    ct: Option<PathBuf>,
+    /// Prompts, one per line (default: the model's prompts for all its labels)
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Bank entries listed for the image
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+}
+
+#[derive(Args)]
+struct DiagnoseArgs {
+    /// DICOM folder or file, or NIfTI file
+    path: PathBuf,
+    /// Model directory
+    #[arg(long)]
+    model: PathBuf,
+    /// ct-rate, ct-rate-lt or all (default: the model's default set)
+    #[arg(long)]
+    labels: Option<String>,
+    /// A finding to score, in words (repeatable)
+    #[arg(long = "finding")]
+    findings: Vec<String>,
+    /// Write the full result as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write one heat map per finding (NIfTI, on the CT's grid) into this folder
+    #[arg(long)]
+    heatmaps: Option<PathBuf>,
+    /// Knowledge-bank entries listed per image and per finding
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Name each bank entry by the corpus sentences that weight it most; writes bank.json into the model
+    Describe {
+        #[arg(long)]
+        model: PathBuf,
+        /// Sentences, one per line: a JSON string, or an object with "text" (or "sentence")
+        #[arg(long)]
+        corpus: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// brgsa or ctclip
+    #[arg(long)]
+    arch: String,
+    /// .ckpt / .pt (PyTorch zip) or .safetensors
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Folder with the BERT config.json and vocab.txt (or tokenizer.json)
+    #[arg(long)]
+    text_dir: PathBuf,
+    /// Model directory to write
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Name recorded in model.json (default: the output folder's name)
+    #[arg(long)]
+    name: Option<String>,
+    /// BrgSA: attention heads of the image encoder (default: hidden/64, 12 for the official model)
+    #[arg(long)]
+    vision_heads: Option<usize>,
+    /// BrgSA: how many last BERT layers are pooled (official: 4)
+    #[arg(long)]
+    text_pool_layers: Option<usize>,
+    /// Text length in tokens (BrgSA: 97; CT-CLIP: 512)
+    #[arg(long)]
+    text_max_length: Option<usize>,
+    /// BrgSA: base image size of the stored position grid "A0,A1,A2" (official 224,224,112);
+    /// CT-CLIP: "H,W" of the input (official 480,480)
+    #[arg(long, value_delimiter = ',')]
+    image_size: Option<Vec<usize>>,
+    /// CT-CLIP: spatial patch size (official 20)
+    #[arg(long)]
+    patch_size: Option<usize>,
+    /// CT-CLIP: temporal patch size (official 10)
+    #[arg(long)]
+    temporal_patch_size: Option<usize>,
+    /// CT-CLIP: attention heads (official 8)
+    #[arg(long)]
+    heads: Option<usize>,
+    /// CT-CLIP: attention head width (official 32)
+    #[arg(long)]
+    dim_head: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -239,6 +354,210 @@ fn bench_load(path: &Path, repeats: usize, as_json: bool, load: &LoadArgs) -> Re
     Ok(())
 }
 
+fn import_checkpoint(a: &ImportArgs) -> Result<()> {
+    use radbridge::model::{checkpoint, package};
+    let arch: checkpoint::Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
+    let cfg_path = a.text_dir.join("config.json");
+    let text_base: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
+        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?,
+        Err(e) => anyhow::bail!("{}: {e} (the text encoder's config.json is needed)", cfg_path.display()),
+    };
+    let o = checkpoint::Overrides {
+        vision_heads: a.vision_heads,
+        text_pool_layers: a.text_pool_layers,
+        text_max_length: a.text_max_length,
+        image_size: a.image_size.clone(),
+        patch_size: a.patch_size,
+        temporal_patch_size: a.temporal_patch_size,
+        heads: a.heads,
+        dim_head: a.dim_head,
+    };
+    let (tensors, inferred, report) = checkpoint::import(&a.checkpoint, arch, &text_base, &o)?;
+    let name = a.name.clone().unwrap_or_else(|| a.output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into()));
+    let source = json!({
+        "checkpoint": a.checkpoint.file_name().map(|n| n.to_string_lossy().to_string()),
+        "checkpoint_sha256": package::sha256_file(&a.checkpoint)?,
+        "keys_used": report.used,
+        "keys_ignored": report.ignored.len(),
+        "keys_unexpected": report.unexpected,
+        "radbridge_version": env!("CARGO_PKG_VERSION"),
+    });
+    let pkg = package::create(&a.output, &name, &tensors, &inferred, &a.text_dir, source)?;
+    // Prove the directory loads: build the model from it once.
+    radbridge::analysis::Engine::load(&pkg.dir).with_context(|| format!("{}: the written model does not load", pkg.dir.display()))?;
+    if !report.unexpected.is_empty() {
+        eprintln!("warning: {} unexpected keys were left out: {}", report.unexpected.len(), report.unexpected.iter().take(10).cloned().collect::<Vec<_>>().join(", "));
+    }
+    eprintln!(
+        "wrote {} ({:?}; {} tensors used, {} official but unused keys ignored)",
+        pkg.dir.display(),
+        arch,
+        report.used,
+        report.ignored.len()
+    );
+    println!("{}", serde_json::to_string_pretty(&pkg.manifest.model)?);
+    Ok(())
+}
+
+fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read prompts", path.display()))?;
+    let p: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    anyhow::ensure!(!p.is_empty(), "{}: no prompts (one per line)", path.display());
+    Ok(p)
+}
+
+fn embed(a: &EmbedArgs) -> Result<()> {
+    use radbridge::analysis::{Engine, ImageCode, TextCode};
+    use radbridge::zeroshot;
+    let mut engine = Engine::load(&a.model)?;
+    let x = match (&a.volume, &a.ct) {
+        (Some(npy), _) => {
+            let (shape, data) = preprocess::read_npy(npy)?;
+            anyhow::ensure!(shape.len() == 5 && shape[0] == 1 && shape[1] == 1, "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}", npy.display());
+            candle_core::Tensor::from_vec(data, shape, &engine.device)?
+        }
+        (None, Some(ct)) => {
+            let loaded = volume::open(ct, &open_options(&LoadArgs { series: None, any_modality: false }, true))?;
+            let input = engine.preprocess(&loaded.volume);
+            engine.tensor(&input)?
+        }
+        (None, None) => anyhow::bail!("give --volume or --ct"),
+    };
+    let prompts = match &a.prompts {
+        Some(p) => read_prompts(p)?,
+        None => {
+            let m = &engine.package.manifest;
+            m.labels(&m.default_label_set).unwrap_or_default().iter().map(|l| m.prompts.positive_for(l)).collect()
+        }
+    };
+    let image = engine.encode_image(&x).map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
+    let codes = engine.embed_prompts(&prompts)?;
+    let scale = engine.logit_scale();
+    let out = match &image {
+        ImageCode::Brgsa { v, v_hat, z, .. } => {
+            let bank_top: Vec<_> = radbridge::bank::top_k(z, a.top_k.max(5)).iter().map(|e| json!({"index": e.index, "weight": e.weight})).collect();
+            let prompts: Vec<_> = prompts
+                .iter()
+                .zip(&codes)
+                .map(|(p, c)| {
+                    let TextCode::Brgsa { t, t_hat, .. } = c else { unreachable!() };
+                    let (cv, cvh, s) = zeroshot::brgsa_score(v, v_hat, t);
+                    json!({"text": p, "t": t, "t_hat": t_hat, "cos_v_t": cv, "cos_vhat_t": cvh, "score": s})
+                })
+                .collect();
+            json!({"image": {"v": v, "v_hat": v_hat, "bank_top": bank_top}, "prompts": prompts})
+        }
+        ImageCode::Ctclip { latent } => {
+            let prompts: Vec<_> = prompts
+                .iter()
+                .zip(&codes)
+                .map(|(p, c)| {
+                    let TextCode::Ctclip { latent: l } = c else { unreachable!() };
+                    json!({"text": p, "latent": l, "logit": zeroshot::cosine(latent, l) * scale})
+                })
+                .collect();
+            json!({"image": {"latent": latent}, "prompts": prompts})
+        }
+    };
+    std::fs::write(&a.output, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("{}: cannot write", a.output.display()))?;
+    eprintln!("wrote {} ({} prompts)", a.output.display(), prompts.len());
+    Ok(())
+}
+
+fn diagnose(a: &DiagnoseArgs) -> Result<()> {
+    use radbridge::analysis::{DiagnoseOptions, Engine};
+    let t0 = std::time::Instant::now();
+    let mut engine = Engine::load(&a.model)?;
+    let load_model = t0.elapsed().as_secs_f64();
+    let m = &engine.package.manifest;
+    let set = a.labels.clone().unwrap_or_else(|| m.default_label_set.clone());
+    let labels = m.labels(&set).with_context(|| format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")))?;
+    let t1 = std::time::Instant::now();
+    let loaded = volume::open(&a.path, &open_options(&a.load, true))?;
+    let load_ct = t1.elapsed().as_secs_f64();
+    for w in &loaded.volume.warnings {
+        eprintln!("warning: {}", w.message);
+    }
+    let opts = DiagnoseOptions { labels, findings: a.findings.clone(), top_k: a.top_k, heatmap_dir: a.heatmaps.clone(), ..Default::default() };
+    let pb = ProgressBar::new(100);
+    pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:30}] {elapsed}").unwrap().progress_chars("=> "));
+    let mut d = engine.diagnose(&loaded.volume, &opts, &|stage, f| {
+        pb.set_message(stage.to_string());
+        pb.set_position((f * 100.0) as u64);
+    })?;
+    pb.finish_and_clear();
+    d.timings.insert(0, ("load CT".into(), load_ct));
+    d.timings.insert(0, ("load model".into(), load_model));
+    println!("{}", radbridge::analysis::DISCLAIMER);
+    println!("model: {} ({:?}{})", d.model.name, d.model.architecture, if d.model.synthetic { ", synthetic-data demo" } else { "" });
+    let mut rows: Vec<&radbridge::analysis::ScoredFinding> = d.findings.iter().collect();
+    rows.sort_by(|x, y| y.finding.score.partial_cmp(&x.finding.score).unwrap_or(std::cmp::Ordering::Equal));
+    println!("{:<40} {:>8} {:>10} {:>8}", "finding", "score", "threshold", "flagged");
+    for f in &rows {
+        let th = f.finding.threshold.map(|t| format!("{t:.4}")).unwrap_or_else(|| "-".into());
+        let fl = match f.finding.flagged {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        println!("{:<40} {:>8.4} {:>10} {:>8}", format!("{}{}", f.finding.label, if f.finding.custom { " *" } else { "" }), f.finding.score, th, fl);
+    }
+    if !d.image_bank_top.is_empty() {
+        println!("knowledge-bank entries the image uses:");
+        for e in &d.image_bank_top {
+            println!("  #{:<5} {:.4}  {}", e.entry.index, e.entry.weight, e.description.as_deref().unwrap_or("(no description: run `radbridge bank describe`)"));
+        }
+        if let Some(top) = rows.first() {
+            if let Some(b) = &top.bank {
+                println!("entries shared by the image and '{}':", top.finding.label);
+                for e in &b.shared {
+                    println!("  #{:<5} image {:.4} × finding {:.4}  {}", e.entry.index, e.entry.image_weight, e.entry.text_weight, e.description.as_deref().unwrap_or(""));
+                }
+            }
+        }
+    }
+    println!("timings: {}", d.timings.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect::<Vec<_>>().join(", "));
+    if let Some(j) = &a.json {
+        std::fs::write(j, serde_json::to_string_pretty(&d)? + "\n").with_context(|| format!("{}: cannot write", j.display()))?;
+    }
+    Ok(())
+}
+
+fn bank_describe(model: &Path, corpus: &Path) -> Result<()> {
+    use radbridge::analysis::{Engine, TextCode};
+    let text = std::fs::read_to_string(corpus).with_context(|| format!("{}: cannot read corpus", corpus.display()))?;
+    let mut sentences = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", corpus.display(), n + 1))?;
+        let s = match &v {
+            serde_json::Value::String(s) => s.clone(),
+            o => o.get("text").or_else(|| o.get("sentence")).and_then(|x| x.as_str()).map(String::from).with_context(|| format!("{}:{}: no \"text\"", corpus.display(), n + 1))?,
+        };
+        sentences.push(s);
+    }
+    anyhow::ensure!(!sentences.is_empty(), "{}: no sentences", corpus.display());
+    let mut engine = Engine::load(model)?;
+    anyhow::ensure!(engine.arch() == radbridge::model::checkpoint::Arch::Brgsa, "{}: only BrgSA has a knowledge bank", model.display());
+    let codes = engine.embed_prompts(&sentences)?;
+    let z: Vec<Vec<f32>> = codes.into_iter().map(|c| match c {
+        TextCode::Brgsa { z, .. } => z,
+        TextCode::Ctclip { .. } => unreachable!(),
+    }).collect();
+    let bank_size = z.first().map(|v| v.len()).unwrap_or(0);
+    let d = radbridge::bank::BankDescriptions::from_weights(&corpus.display().to_string(), &sentences, &z, bank_size);
+    let out = model.join("bank.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&d)? + "\n").with_context(|| format!("{}: cannot write", out.display()))?;
+    let mut pkg = engine.package.clone();
+    pkg.manifest.bank = Some("bank.json".into());
+    pkg.write_manifest()?;
+    eprintln!("wrote {}: {} of {} entries described from {} sentences", out.display(), d.entries.len(), bank_size, sentences.len());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RADBRIDGE_LOG").unwrap_or_else(|_| "warn".into()))
@@ -250,6 +569,10 @@ fn main() -> ExitCode {
         Command::Convert { path, output, load } => convert(path, output, load),
         Command::Preprocess { path, model, output, load } => run_preprocess(path, model, output, load),
         Command::Bench { what: BenchCommand::Load { path, repeats, json, load } } => bench_load(path, *repeats, *json, load),
+        Command::ImportCheckpoint(a) => import_checkpoint(a),
+        Command::Embed(a) => embed(a),
+        Command::Diagnose(a) => diagnose(a),
+        Command::Bank { what: BankCommand::Describe { model, corpus } } => bank_describe(model, corpus),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

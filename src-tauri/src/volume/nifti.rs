@@ -563,7 +563,7 @@ pub fn write(volume: &Volume, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| VolumeError::io(path, e))?;
     let mut w = std::io::BufWriter::new(file);
     if gz {
-        let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+        let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(1));
         enc.write_all(&body).and_then(|_| enc.finish().map(|_| ())).map_err(|e| VolumeError::io(path, e))?;
     } else {
         w.write_all(&body).and_then(|_| w.flush()).map_err(|e| VolumeError::io(path, e))?;

@@ -1,0 +1,379 @@
+//! Analysis: a model directory loaded and ready (network, tokenizer, bank words, thresholds,
+//! text-embedding cache), and the zero-shot diagnosis of a volume with it. The CLI
+//! (`embed`, `diagnose`, `bank describe`) and the app call these functions.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::Serialize;
+
+use crate::bank::{self, BankDescriptions, EntryWeight, SharedEntry};
+use crate::model::bert::BertConfig;
+use crate::model::brgsa::{Brgsa, BrgsaConfig};
+use crate::model::checkpoint::Arch;
+use crate::model::ctclip::{CtClip, CtClipConfig};
+use crate::model::package::ModelPackage;
+use crate::model::text::{process_text, BertTokenizer};
+use crate::preprocess::{self, ModelInput};
+use crate::volume::{CancelToken, Volume, VolumeError};
+use crate::zeroshot::{self, Finding, TextCache, Thresholds};
+
+/// The network behind a model directory.
+pub enum Net {
+    Brgsa(Box<Brgsa>),
+    Ctclip(Box<CtClip>),
+}
+
+/// A loaded model directory.
+pub struct Engine {
+    pub package: ModelPackage,
+    pub net: Net,
+    pub tokenizer: BertTokenizer,
+    pub bank: Option<BankDescriptions>,
+    pub thresholds: Option<Thresholds>,
+    pub cache: TextCache,
+    pub device: Device,
+}
+
+/// The image side of one volume.
+#[derive(Debug, Clone, Serialize)]
+pub enum ImageCode {
+    Brgsa {
+        v: Vec<f32>,
+        v_hat: Vec<f32>,
+        z: Vec<f32>,
+        /// `global_embedder` applied to each patch token, row-major over `grid`.
+        #[serde(skip)]
+        patch_proj: Vec<Vec<f32>>,
+        grid: [usize; 3],
+    },
+    Ctclip {
+        latent: Vec<f32>,
+    },
+}
+
+/// The text side of one prompt.
+#[derive(Debug, Clone, Serialize)]
+pub enum TextCode {
+    Brgsa { t: Vec<f32>, t_hat: Vec<f32>, z: Vec<f32> },
+    Ctclip { latent: Vec<f32> },
+}
+
+fn vec1(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Where text-embedding caches live: $RADBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/radbridge,
+/// else ~/.cache/radbridge.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("RADBRIDGE_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("radbridge"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("radbridge"))
+}
+
+impl Engine {
+    /// Open a model directory on the CPU.
+    pub fn load(dir: &Path) -> Result<Engine> {
+        Self::load_on(dir, &Device::Cpu)
+    }
+
+    pub fn load_on(dir: &Path, device: &Device) -> Result<Engine> {
+        let package = ModelPackage::open(dir)?;
+        package.verify_weights()?;
+        let m = &package.manifest;
+        let text_cfg_path = package.path(&m.text.config);
+        let text = BertConfig::from_json_file(&text_cfg_path).with_context(|| format!("{}: invalid BERT config", text_cfg_path.display()))?;
+        let weights = package.weights_path();
+        // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .with_context(|| format!("{}: cannot map the weights", weights.display()))?;
+        let net = match m.architecture {
+            Arch::Brgsa => {
+                let mut cfg: BrgsaConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a BrgSA configuration", dir.display()))?;
+                cfg.text = text;
+                Net::Brgsa(Box::new(Brgsa::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the BrgSA configuration", weights.display()))?))
+            }
+            Arch::Ctclip => {
+                let mut cfg: CtClipConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a CT-CLIP configuration", dir.display()))?;
+                cfg.text = text;
+                Net::Ctclip(Box::new(CtClip::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the CT-CLIP configuration", weights.display()))?))
+            }
+        };
+        let tokenizer = match (&m.text.tokenizer, &m.text.vocab) {
+            (Some(t), _) => BertTokenizer::from_tokenizer_json(package.path(t))?,
+            (None, Some(v)) => BertTokenizer::from_vocab_file(package.path(v), true)?,
+            (None, None) => bail!("{}: no tokenizer", dir.display()),
+        };
+        let bank = match &m.bank {
+            Some(b) => BankDescriptions::load(&package.path(b))?,
+            None => None,
+        };
+        let thresholds = match &m.thresholds {
+            Some(t) => Thresholds::load(&package.path(t))?,
+            None => None,
+        };
+        let cache = match cache_dir() {
+            Some(d) => TextCache::open(d.join("text-embeddings").join(format!("{}.json", &m.weights_sha256)), &m.weights_sha256),
+            None => TextCache::in_memory(&m.weights_sha256),
+        };
+        Ok(Engine { package, net, tokenizer, bank, thresholds, cache, device: device.clone() })
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.package.manifest.architecture
+    }
+
+    pub fn text_max_length(&self) -> usize {
+        match &self.net {
+            Net::Brgsa(m) => m.config().text_max_length,
+            Net::Ctclip(m) => m.config().text_max_length,
+        }
+    }
+
+    /// The model's preprocessing of a volume.
+    pub fn preprocess(&self, volume: &Volume) -> ModelInput {
+        preprocess::preprocess(volume, &self.package.manifest.preprocess)
+    }
+
+    /// A model input as a tensor (1, 1, d0, d1, d2).
+    pub fn tensor(&self, input: &ModelInput) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&input.data, &input.shape, &self.device)?)
+    }
+
+    /// Encode an image tensor shaped as the model consumes it.
+    pub fn encode_image(&self, x: &Tensor) -> Result<ImageCode> {
+        Ok(match &self.net {
+            Net::Brgsa(m) => {
+                let e = m.encode_image(x)?;
+                let n = e.patch_proj.dim(0)?;
+                let pp = e.patch_proj.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                debug_assert_eq!(pp.len(), n);
+                ImageCode::Brgsa { v: vec1(&e.v)?, v_hat: vec1(&e.v_hat)?, z: vec1(&e.z)?, patch_proj: pp, grid: e.grid }
+            }
+            Net::Ctclip(m) => ImageCode::Ctclip { latent: vec1(&m.encode_image(x)?)? },
+        })
+    }
+
+    /// Embed prompts (from the cache where possible).
+    pub fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<TextCode>> {
+        let todo: Vec<&String> = prompts.iter().filter(|p| self.cache.get(p).is_none()).collect();
+        if !todo.is_empty() {
+            let max = self.text_max_length();
+            let mut encodings = Vec::with_capacity(todo.len());
+            for p in &todo {
+                let text = match self.arch() {
+                    Arch::Brgsa => process_text(p),
+                    Arch::Ctclip => p.to_string(),
+                };
+                encodings.push(self.tokenizer.encode(&text, max)?);
+            }
+            let codes: Vec<Vec<Vec<f32>>> = match &self.net {
+                Net::Brgsa(m) => m
+                    .encode_texts(&encodings)?
+                    .iter()
+                    .map(|e| Ok(vec![vec1(&e.t)?, vec1(&e.t_hat)?, vec1(&e.z)?]))
+                    .collect::<Result<_>>()?,
+                Net::Ctclip(m) => m.encode_texts(&encodings)?.iter().map(|l| Ok(vec![vec1(l)?])).collect::<Result<_>>()?,
+            };
+            for (p, c) in todo.iter().zip(codes) {
+                self.cache.insert(p, c);
+            }
+            self.cache.save();
+        }
+        prompts
+            .iter()
+            .map(|p| {
+                let c = self.cache.get(p).expect("just embedded");
+                Ok(match self.arch() {
+                    Arch::Brgsa => TextCode::Brgsa { t: c[0].clone(), t_hat: c[1].clone(), z: c[2].clone() },
+                    Arch::Ctclip => TextCode::Ctclip { latent: c[0].clone() },
+                })
+            })
+            .collect()
+    }
+
+    /// CT-CLIP's logit scale exp(temperature); 1 for BrgSA (raw cosine).
+    pub fn logit_scale(&self) -> f32 {
+        match &self.net {
+            Net::Brgsa(_) => 1.0,
+            Net::Ctclip(m) => m.temperature().exp(),
+        }
+    }
+}
+
+/// One finding of a diagnosis with its explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredFinding {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// BrgSA: the finding's strongest bank entries and those it shares with the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank: Option<FindingBank>,
+    /// Path of the heat map written for this finding, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingBank {
+    pub text_top: Vec<Described<EntryWeight>>,
+    pub shared: Vec<Described<SharedEntry>>,
+}
+
+/// A bank entry with its words (when `bank.json` has them).
+#[derive(Debug, Clone, Serialize)]
+pub struct Described<T> {
+    #[serde(flatten)]
+    pub entry: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What `diagnose` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub disclaimer: &'static str,
+    pub model: ModelInfo,
+    pub findings: Vec<ScoredFinding>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_bank_top: Vec<Described<EntryWeight>>,
+    /// Seconds per stage.
+    pub timings: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: Arch,
+    pub weights_sha256: String,
+    pub synthetic: bool,
+    pub scoring: zeroshot::ScoringRule,
+}
+
+pub const DISCLAIMER: &str = "Research use only. Not for diagnostic use: every finding needs a clinician's review.";
+
+/// What to score and where to write heat maps.
+#[derive(Debug, Clone, Default)]
+pub struct DiagnoseOptions {
+    /// Labels from the model's sets (e.g. from `--labels all`).
+    pub labels: Vec<String>,
+    /// Findings the user typed.
+    pub findings: Vec<String>,
+    /// Bank entries to list per image / finding.
+    pub top_k: usize,
+    pub heatmap_dir: Option<PathBuf>,
+    pub cancel: CancelToken,
+}
+
+fn slug(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    while out.contains("__") {
+        out = out.replace("__", "_");
+    }
+    out.trim_matches('_').to_string()
+}
+
+impl Engine {
+    fn describe<T: Clone>(&self, entry: &T, index: usize) -> Described<T> {
+        Described { entry: entry.clone(), description: self.bank.as_ref().and_then(|b| b.describe(index)).map(String::from) }
+    }
+
+    /// Score a volume: preprocess, encode the image once, embed every prompt (cached), score,
+    /// explain, and write heat maps. `progress(stage, fraction)` is called between stages.
+    pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(&str, f32)) -> Result<Diagnosis> {
+        let mut timings = Vec::new();
+        let check = || if opts.cancel.is_cancelled() { Err(anyhow::Error::from(VolumeError::Cancelled)) } else { Ok(()) };
+        let stage_start = Instant::now();
+        progress("preprocess", 0.0);
+        let canon = volume.canonical();
+        let input = self.preprocess(&canon);
+        timings.push(("preprocess".to_string(), stage_start.elapsed().as_secs_f64()));
+        check()?;
+        progress("encode image", 0.2);
+        let t = Instant::now();
+        let x = self.tensor(&input)?;
+        let image = self.encode_image(&x)?;
+        drop(x);
+        timings.push(("encode image".to_string(), t.elapsed().as_secs_f64()));
+        check()?;
+        progress("encode text", 0.7);
+        let t = Instant::now();
+        let tpl = self.package.manifest.prompts.clone();
+        let mut items: Vec<(String, bool)> = opts.labels.iter().map(|l| (l.clone(), false)).collect();
+        items.extend(opts.findings.iter().map(|f| (f.clone(), true)));
+        let positives: Vec<String> = items.iter().map(|(l, _)| tpl.positive_for(l)).collect();
+        let negatives: Vec<String> = items.iter().filter_map(|(l, _)| tpl.negative_for(l)).collect();
+        let mut all = positives.clone();
+        all.extend(negatives.iter().cloned());
+        let codes = self.embed_prompts(&all)?;
+        timings.push(("encode text".to_string(), t.elapsed().as_secs_f64()));
+        check()?;
+        progress("score", 0.9);
+        let t = Instant::now();
+        let k = opts.top_k.max(1);
+        let scale = self.logit_scale();
+        let mut findings = Vec::with_capacity(items.len());
+        for (i, (label, custom)) in items.iter().enumerate() {
+            let (score, bank) = match (&image, &codes[i]) {
+                (ImageCode::Brgsa { v, v_hat, z: zi, .. }, TextCode::Brgsa { t, z: zt, .. }) => {
+                    let (_, _, s) = zeroshot::brgsa_score(v, v_hat, t);
+                    let text_top = bank::top_k(zt, k).iter().map(|e| self.describe(e, e.index)).collect();
+                    let shared = bank::shared(zi, zt, k).iter().map(|e| self.describe(e, e.index)).collect();
+                    (s, Some(FindingBank { text_top, shared }))
+                }
+                (ImageCode::Ctclip { latent }, TextCode::Ctclip { latent: pos }) => {
+                    let TextCode::Ctclip { latent: neg } = &codes[positives.len() + i] else { unreachable!("same architecture") };
+                    let lp = zeroshot::cosine(latent, pos) * scale;
+                    let ln = zeroshot::cosine(latent, neg) * scale;
+                    (zeroshot::ctclip_p_present(lp, ln), None)
+                }
+                _ => unreachable!("image and text codes come from the same model"),
+            };
+            let threshold = self.thresholds.as_ref().and_then(|th| th.get(label));
+            findings.push(ScoredFinding {
+                finding: Finding { label: label.clone(), prompt: positives[i].clone(), score, threshold, flagged: threshold.map(|th| score > th), custom: *custom },
+                bank,
+                heatmap: None,
+            });
+        }
+        timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
+        let image_bank_top = match &image {
+            ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
+            ImageCode::Ctclip { .. } => vec![],
+        };
+        if let Some(dir) = &opts.heatmap_dir {
+            let t = Instant::now();
+            progress("heat maps", 0.95);
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&image, &self.net) {
+                let patch = m.config().vision.patch_size;
+                for (i, f) in findings.iter_mut().enumerate() {
+                    check()?;
+                    let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
+                    let sims = crate::heatmap::patch_similarity(patch_proj, tv);
+                    let hm = crate::heatmap::to_volume(&sims, *grid, patch, &input.geometry, &canon, &f.finding.label);
+                    let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
+                    crate::volume::nifti::write(&hm, &path)?;
+                    f.heatmap = Some(path.display().to_string());
+                }
+            }
+            timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
+        }
+        progress("done", 1.0);
+        let m = &self.package.manifest;
+        Ok(Diagnosis {
+            disclaimer: DISCLAIMER,
+            model: ModelInfo { name: m.name.clone(), architecture: m.architecture, weights_sha256: m.weights_sha256.clone(), synthetic: m.synthetic, scoring: m.scoring },
+            findings,
+            image_bank_top,
+            timings,
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The cross-modal knowledge bank seen from the user's side: which entries an image and a
+//! finding use (their softmax weights z over the bank), the entries both share — the bridge
+//! that raised the finding — and what each entry means in words (`bank.json`, written by
+//! `radbridge bank describe` from a corpus of report sentences).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One bank entry's weight in a z vector.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EntryWeight {
+    pub index: usize,
+    pub weight: f32,
+}
+
+/// The `k` largest weights of z, largest first.
+pub fn top_k(z: &[f32], k: usize) -> Vec<EntryWeight> {
+    let mut v: Vec<EntryWeight> = z.iter().enumerate().map(|(index, &weight)| EntryWeight { index, weight }).collect();
+    v.sort_by(|a, b| b.weight.partial_cmp(&a.weight).unwrap_or(std::cmp::Ordering::Equal).then(a.index.cmp(&b.index)));
+    v.truncate(k);
+    v
+}
+
+/// Entries that both the image and the finding draw on, ranked by the product of their
+/// weights (the share of z_image·z_text each entry contributes), largest first.
+pub fn shared(z_image: &[f32], z_text: &[f32], k: usize) -> Vec<SharedEntry> {
+    let mut v: Vec<SharedEntry> = z_image
+        .iter()
+        .zip(z_text)
+        .enumerate()
+        .map(|(index, (&a, &b))| SharedEntry { index, image_weight: a, text_weight: b, bridge: a * b })
+        .collect();
+    v.sort_by(|a, b| b.bridge.partial_cmp(&a.bridge).unwrap_or(std::cmp::Ordering::Equal).then(a.index.cmp(&b.index)));
+    v.truncate(k);
+    v
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SharedEntry {
+    pub index: usize,
+    pub image_weight: f32,
+    pub text_weight: f32,
+    /// image_weight × text_weight.
+    pub bridge: f32,
+}
+
+/// What a bank entry means: the corpus sentences whose text-side z weights it most.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryDescription {
+    pub index: usize,
+    /// The strongest sentence, shown as the entry's name.
+    pub description: String,
+    /// Up to five sentences with their weights, strongest first.
+    pub examples: Vec<(String, f32)>,
+}
+
+/// `bank.json`: descriptions of the bank entries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BankDescriptions {
+    pub corpus: String,
+    pub sentences: usize,
+    pub entries: Vec<EntryDescription>,
+}
+
+impl BankDescriptions {
+    pub fn load(path: &Path) -> anyhow::Result<Option<BankDescriptions>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid bank descriptions: {e}", path.display()))?))
+    }
+
+    pub fn describe(&self, index: usize) -> Option<&str> {
+        self.entries.iter().find(|e| e.index == index).map(|e| e.description.as_str())
+    }
+
+    /// Build descriptions from sentences and their z vectors: for each entry, the sentences
+    /// with the largest weight on it. Entries no sentence uses get no description.
+    pub fn from_weights(corpus: &str, sentences: &[String], z: &[Vec<f32>], bank_size: usize) -> BankDescriptions {
+        let mut entries = Vec::new();
+        for k in 0..bank_size {
+            let mut ranked: Vec<(usize, f32)> = z.iter().enumerate().map(|(i, zi)| (i, zi.get(k).copied().unwrap_or(0.0))).collect();
+            ranked.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+            ranked.truncate(5);
+            if let Some(&(best, w)) = ranked.first() {
+                if w > 0.0 {
+                    entries.push(EntryDescription {
+                        index: k,
+                        description: sentences[best].clone(),
+                        examples: ranked.iter().map(|&(i, w)| (sentences[i].clone(), w)).collect(),
+                    });
+                }
+            }
+        }
+        BankDescriptions { corpus: corpus.to_string(), sentences: sentences.len(), entries }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_and_shared_rank_by_weight() {
+        let zi = [0.1, 0.6, 0.3];
+        let zt = [0.7, 0.1, 0.2];
+        let t = top_k(&zi, 2);
+        assert_eq!(t.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
+        let s = shared(&zi, &zt, 3);
+        // products: 0.07, 0.06, 0.06 → entry 0 first, then the tie broken by index.
+        assert_eq!(s.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!((s[0].bridge - 0.07).abs() < 1e-7);
+    }
+
+    #[test]
+    fn descriptions_pick_the_strongest_sentence_per_entry() {
+        let sentences = vec!["pleural effusion".to_string(), "nodule".to_string()];
+        let z = vec![vec![0.9, 0.1, 0.0], vec![0.2, 0.8, 0.0]];
+        let d = BankDescriptions::from_weights("c.jsonl", &sentences, &z, 3);
+        assert_eq!(d.describe(0), Some("pleural effusion"));
+        assert_eq!(d.describe(1), Some("nodule"));
+        assert_eq!(d.describe(2), None);
+    }
+}

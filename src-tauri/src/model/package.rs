@@ -1,0 +1,261 @@
+//! Model directories: `model.json` (what the model is, its dimensions, preprocessing, prompts,
+//! scoring rule and label sets), the weights as safetensors under canonical names, the BERT
+//! `config.json` with `vocab.txt` (or a `tokenizer.json`), and optional `bank.json` (words for
+//! the knowledge-bank entries) and `thresholds.json`. The format is documented in
+//! `models/README.md`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::checkpoint::Arch;
+use crate::preprocess::PreprocessConfig;
+use crate::zeroshot::{self, PromptTemplates, ScoringRule};
+
+pub const FORMAT: &str = "radbridge-model/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> PackageError {
+    PackageError::Invalid { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Files of the text side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextFiles {
+    /// HF BERT `config.json`.
+    pub config: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+}
+
+/// `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub name: String,
+    pub architecture: Arch,
+    pub description: String,
+    /// A model trained on synthetic data (the bundled demo), not a clinical model.
+    #[serde(default)]
+    pub synthetic: bool,
+    /// Architecture dimensions. BrgSA: {"vision": {...}, "embed_dim", "bank_size",
+    /// "text_max_length", "text_pool_layers"}; CT-CLIP: {"vision": {...}, "latent_dim",
+    /// "text_max_length"}.
+    pub model: Value,
+    pub text: TextFiles,
+    pub weights: String,
+    pub weights_sha256: String,
+    pub preprocess: PreprocessConfig,
+    pub prompts: PromptTemplates,
+    pub scoring: ScoringRule,
+    pub label_sets: BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_label_set")]
+    pub default_label_set: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<String>,
+    /// Where the weights came from (checkpoint file, import time, key report).
+    #[serde(default)]
+    pub source: Value,
+}
+
+fn default_label_set() -> String {
+    "all".into()
+}
+
+impl Manifest {
+    /// The official settings for an architecture (preprocessing, prompts, scoring, labels).
+    pub fn official(arch: Arch, name: &str, model: Value, weights_sha256: String, text: TextFiles) -> Manifest {
+        let (preprocess, prompts, scoring, description) = match arch {
+            Arch::Brgsa => (
+                PreprocessConfig::brgsa(),
+                PromptTemplates::brgsa(),
+                ScoringRule::BrgsaMeanCosine,
+                "BrgSA (Bridged Semantic Alignment, Lai et al. 2025): 3-D ViT + BERT with a cross-modal knowledge bank",
+            ),
+            Arch::Ctclip => (
+                PreprocessConfig::ctclip(),
+                PromptTemplates::ctclip(),
+                ScoringRule::CtclipSoftmaxPair,
+                "CT-CLIP v2 (Hamamci et al.): CTViT + CXR-BERT contrastive model",
+            ),
+        };
+        let mut label_sets = BTreeMap::new();
+        label_sets.insert("ct-rate".to_string(), zeroshot::label_set("ct-rate").unwrap());
+        label_sets.insert("ct-rate-lt".to_string(), zeroshot::label_set("ct-rate-lt").unwrap());
+        Manifest {
+            format: FORMAT.into(),
+            name: name.into(),
+            architecture: arch,
+            description: description.into(),
+            synthetic: false,
+            model,
+            text,
+            weights: "model.safetensors".into(),
+            weights_sha256,
+            preprocess,
+            prompts,
+            scoring,
+            label_sets,
+            default_label_set: default_label_set(),
+            bank: None,
+            thresholds: None,
+            source: Value::Null,
+        }
+    }
+
+    /// Labels of a named set; "all" is every set in the manifest's order of ct-rate, ct-rate-lt,
+    /// then the rest.
+    pub fn labels(&self, set: &str) -> Option<Vec<String>> {
+        if set == "all" {
+            let mut names: Vec<&String> = self.label_sets.keys().collect();
+            names.sort_by_key(|n| match n.as_str() {
+                "ct-rate" => 0,
+                "ct-rate-lt" => 1,
+                _ => 2,
+            });
+            let mut out: Vec<String> = Vec::new();
+            for n in names {
+                for l in &self.label_sets[n] {
+                    if !out.contains(l) {
+                        out.push(l.clone());
+                    }
+                }
+            }
+            return Some(out);
+        }
+        self.label_sets.get(set).cloned()
+    }
+}
+
+/// An opened model directory.
+#[derive(Debug, Clone)]
+pub struct ModelPackage {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl ModelPackage {
+    pub fn open(dir: &Path) -> Result<ModelPackage, PackageError> {
+        let mpath = dir.join("model.json");
+        let text = std::fs::read_to_string(&mpath).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                invalid(dir, "not a model directory (no model.json); import official weights with `radbridge import-checkpoint`")
+            } else {
+                PackageError::Io { path: mpath.clone(), source: e }
+            }
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| invalid(&mpath, format!("invalid model.json: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(invalid(&mpath, format!("format '{}' is not {FORMAT}", manifest.format)));
+        }
+        let p = ModelPackage { dir: dir.to_path_buf(), manifest };
+        for f in [Some(&p.manifest.weights), Some(&p.manifest.text.config), p.manifest.text.vocab.as_ref(), p.manifest.text.tokenizer.as_ref()].into_iter().flatten() {
+            if !p.dir.join(f).exists() {
+                return Err(invalid(&p.dir.join(f), "listed in model.json but missing"));
+            }
+        }
+        if p.manifest.text.vocab.is_none() && p.manifest.text.tokenizer.is_none() {
+            return Err(invalid(&mpath, "text needs a vocab (vocab.txt) or a tokenizer (tokenizer.json)"));
+        }
+        Ok(p)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn weights_path(&self) -> PathBuf {
+        self.path(&self.manifest.weights)
+    }
+
+    /// The BERT config.json as JSON.
+    pub fn text_config(&self) -> Result<Value, PackageError> {
+        let p = self.path(&self.manifest.text.config);
+        let t = std::fs::read_to_string(&p).map_err(|e| PackageError::Io { path: p.clone(), source: e })?;
+        serde_json::from_str(&t).map_err(|e| invalid(&p, format!("invalid JSON: {e}")))
+    }
+
+    /// Recompute the weights' checksum and compare with model.json.
+    pub fn verify_weights(&self) -> Result<(), PackageError> {
+        let got = sha256_file(&self.weights_path())?;
+        if got != self.manifest.weights_sha256 {
+            return Err(invalid(&self.weights_path(), format!("checksum {got} does not match model.json ({})", self.manifest.weights_sha256)));
+        }
+        Ok(())
+    }
+
+    pub fn write_manifest(&self) -> Result<(), PackageError> {
+        let p = self.dir.join("model.json");
+        let t = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
+        std::fs::write(&p, t + "\n").map_err(|e| PackageError::Io { path: p, source: e })
+    }
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String, PackageError> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).map_err(|e| PackageError::Io { path: path.to_path_buf(), source: e })?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| PackageError::Io { path: path.to_path_buf(), source: e })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write a model directory from imported weights: `model.safetensors`, the BERT
+/// `config.json` (dimensions from the weights), the tokenizer files copied from `text_dir`,
+/// and `model.json` with the official settings of the architecture.
+pub fn create(
+    out: &Path,
+    name: &str,
+    tensors: &BTreeMap<String, candle_core::Tensor>,
+    inferred: &super::checkpoint::Inferred,
+    text_dir: &Path,
+    source: Value,
+) -> Result<ModelPackage, PackageError> {
+    let io = |p: &Path, e: std::io::Error| PackageError::Io { path: p.to_path_buf(), source: e };
+    let vocab = text_dir.join("vocab.txt");
+    let tok = text_dir.join("tokenizer.json");
+    if !vocab.exists() && !tok.exists() {
+        return Err(invalid(text_dir, "needs vocab.txt or tokenizer.json (the BERT tokenizer of the checkpoint)"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let weights = out.join("model.safetensors");
+    let map: std::collections::HashMap<&str, candle_core::Tensor> = tensors.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    candle_core::safetensors::save(&map, &weights).map_err(|e| invalid(&weights, format!("cannot write weights: {e}")))?;
+    let cfg = out.join("config.json");
+    std::fs::write(&cfg, serde_json::to_string_pretty(&inferred.text_config).unwrap() + "\n").map_err(|e| io(&cfg, e))?;
+    let mut text = TextFiles { config: "config.json".into(), vocab: None, tokenizer: None };
+    if vocab.exists() {
+        std::fs::copy(&vocab, out.join("vocab.txt")).map_err(|e| io(&vocab, e))?;
+        text.vocab = Some("vocab.txt".into());
+    }
+    if tok.exists() {
+        std::fs::copy(&tok, out.join("tokenizer.json")).map_err(|e| io(&tok, e))?;
+        text.tokenizer = Some("tokenizer.json".into());
+    }
+    let mut manifest = Manifest::official(inferred.arch, name, inferred.model.clone(), sha256_file(&weights)?, text);
+    manifest.source = source;
+    let p = ModelPackage { dir: out.to_path_buf(), manifest };
+    p.write_manifest()?;
+    Ok(p)
+}

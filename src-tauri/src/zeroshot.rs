@@ -1,0 +1,246 @@
+//! Zero-shot scoring: label sets, prompt templates, the two models' scoring rules, and a
+//! per-model cache of text embeddings.
+//!
+//! BrgSA (spec §1.4): one positive prompt "There is {label}";
+//! score = ½·[cos(v, t) + cos(v̂, t)] with v̂ the knowledge-bank reconstruction of v.
+//! CT-CLIP (spec §7.2): "{label} is present." / "{label} is not present.";
+//! logits = cos · exp(temperature); P(present) = softmax over the pair.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The 18 CT-RATE abnormalities, in the official prompt order.
+pub const CT_RATE: [&str; 18] = [
+    "Medical material",
+    "Arterial wall calcification",
+    "Cardiomegaly",
+    "Pericardial effusion",
+    "Coronary artery wall calcification",
+    "Hiatal hernia",
+    "Lymphadenopathy",
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
+    "Pleural effusion",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Consolidation",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
+];
+
+/// The 15 CT-RATE-LT long-tail abnormalities, in the official prompt order.
+pub const CT_RATE_LT: [&str; 15] = [
+    "Pneumonia",
+    "Pneumothorax",
+    "Empyema",
+    "Tuberculosis",
+    "Pulmonary fibrosis",
+    "Lung cyst",
+    "Bronchial thickening",
+    "Lung mass",
+    "Osteophyte",
+    "Rib fracture",
+    "Atherosclerosis",
+    "Pericardial calcification",
+    "Spondylosis",
+    "Pleural calcification",
+    "Pneumomediastinum",
+];
+
+/// Labels of a named set: "ct-rate", "ct-rate-lt" or "all" (both, CT-RATE first).
+pub fn label_set(name: &str) -> Option<Vec<String>> {
+    let v: Vec<&str> = match name.to_ascii_lowercase().as_str() {
+        "ct-rate" | "ctrate" => CT_RATE.to_vec(),
+        "ct-rate-lt" | "ctrate-lt" | "lt" => CT_RATE_LT.to_vec(),
+        "all" => CT_RATE.iter().chain(CT_RATE_LT.iter()).copied().collect(),
+        _ => return None,
+    };
+    Some(v.into_iter().map(String::from).collect())
+}
+
+/// Prompt templates of a model; `{label}` is replaced by the finding's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptTemplates {
+    pub positive: String,
+    /// CT-CLIP's "not present" counterpart; BrgSA has none.
+    #[serde(default)]
+    pub negative: Option<String>,
+}
+
+impl PromptTemplates {
+    pub fn brgsa() -> Self {
+        PromptTemplates { positive: "There is {label}".into(), negative: None }
+    }
+    pub fn ctclip() -> Self {
+        PromptTemplates { positive: "{label} is present.".into(), negative: Some("{label} is not present.".into()) }
+    }
+    pub fn positive_for(&self, label: &str) -> String {
+        self.positive.replace("{label}", label)
+    }
+    pub fn negative_for(&self, label: &str) -> Option<String> {
+        self.negative.as_ref().map(|n| n.replace("{label}", label))
+    }
+}
+
+/// How a model turns embeddings into a score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoringRule {
+    /// ½·[cos(v, t) + cos(v̂, t)] (raw cosine, range −1..1).
+    BrgsaMeanCosine,
+    /// softmax over (present, not present) logits → P(present) (0..1).
+    CtclipSoftmaxPair,
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += (*x as f64) * (*y as f64);
+        aa += (*x as f64) * (*x as f64);
+        bb += (*y as f64) * (*y as f64);
+    }
+    let d = (aa.sqrt() * bb.sqrt()).max(1e-12);
+    (ab / d) as f32
+}
+
+/// BrgSA's score and its two halves: (cos(v,t), cos(v̂,t), ½ of their sum).
+pub fn brgsa_score(v: &[f32], v_hat: &[f32], t: &[f32]) -> (f32, f32, f32) {
+    let a = cosine(v, t);
+    let b = cosine(v_hat, t);
+    (a, b, 0.5 * (a + b))
+}
+
+/// CT-CLIP's P(present) from the two logits.
+pub fn ctclip_p_present(logit_present: f32, logit_absent: f32) -> f32 {
+    let m = logit_present.max(logit_absent);
+    let (a, b) = ((logit_present - m).exp(), (logit_absent - m).exp());
+    a / (a + b)
+}
+
+/// One scored finding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub label: String,
+    pub prompt: String,
+    pub score: f32,
+    pub threshold: Option<f32>,
+    /// score > threshold (None when the model has no threshold for this label).
+    pub flagged: Option<bool>,
+    /// true for a finding the user typed rather than one of a label set.
+    pub custom: bool,
+}
+
+/// Per-label decision thresholds (`thresholds.json` in a model directory).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Thresholds {
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub source: String,
+    pub thresholds: BTreeMap<String, f32>,
+}
+
+impl Thresholds {
+    pub fn load(path: &Path) -> anyhow::Result<Option<Thresholds>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid thresholds file: {e}", path.display()))?))
+    }
+    pub fn get(&self, label: &str) -> Option<f32> {
+        self.thresholds.get(label).copied()
+    }
+}
+
+/// Text embeddings cached per model (keyed by the weights' checksum) and prompt, kept in a
+/// JSON file so repeated runs skip the text encoder.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TextCache {
+    pub model_checksum: String,
+    pub entries: BTreeMap<String, Vec<Vec<f32>>>,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl TextCache {
+    /// Open (or start) the cache file for a model; a cache for other weights is discarded.
+    pub fn open(path: PathBuf, model_checksum: &str) -> TextCache {
+        let mut c = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<TextCache>(&t).ok())
+            .filter(|c| c.model_checksum == model_checksum)
+            .unwrap_or_default();
+        c.model_checksum = model_checksum.to_string();
+        c.path = Some(path);
+        c
+    }
+
+    pub fn in_memory(model_checksum: &str) -> TextCache {
+        TextCache { model_checksum: model_checksum.into(), ..Default::default() }
+    }
+
+    pub fn get(&self, prompt: &str) -> Option<&Vec<Vec<f32>>> {
+        self.entries.get(prompt)
+    }
+
+    pub fn insert(&mut self, prompt: &str, vectors: Vec<Vec<f32>>) {
+        self.entries.insert(prompt.to_string(), vectors);
+        self.dirty = true;
+    }
+
+    /// Write the cache back if it changed (best effort: a cache is never worth an error).
+    pub fn save(&mut self) {
+        if let (true, Some(p)) = (self.dirty, &self.path) {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Ok(t) = serde_json::to_string(self) {
+                if std::fs::write(p, t).is_ok() {
+                    self.dirty = false;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets_have_the_benchmark_sizes() {
+        assert_eq!(label_set("ct-rate").unwrap().len(), 18);
+        assert_eq!(label_set("ct-rate-lt").unwrap().len(), 15);
+        let all = label_set("all").unwrap();
+        assert_eq!(all.len(), 33);
+        assert_eq!(all[18], "Pneumonia");
+        assert!(label_set("nope").is_none());
+    }
+
+    #[test]
+    fn prompts_follow_the_official_templates() {
+        assert_eq!(PromptTemplates::brgsa().positive_for("Cardiomegaly"), "There is Cardiomegaly");
+        let c = PromptTemplates::ctclip();
+        assert_eq!(c.positive_for("Emphysema"), "Emphysema is present.");
+        assert_eq!(c.negative_for("Emphysema").unwrap(), "Emphysema is not present.");
+    }
+
+    #[test]
+    fn scores() {
+        let v = [1.0, 0.0];
+        let vh = [0.0, 1.0];
+        let t = [1.0, 1.0];
+        let (a, b, s) = brgsa_score(&v, &vh, &t);
+        assert!((a - 0.70710677).abs() < 1e-6 && (b - a).abs() < 1e-6 && (s - a).abs() < 1e-6);
+        assert!((ctclip_p_present(2.0, 0.0) - 0.880797).abs() < 1e-5);
+        assert!((ctclip_p_present(0.0, 0.0) - 0.5).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,167 @@
+//! The model CLI contract end to end on the tiny PyTorch fixtures: import → `embed` (values
+//! against PyTorch) → `diagnose` on a real CT (findings, bank matches, heat maps on the CT grid).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use radbridge::preprocess::{preprocess, PreprocessConfig};
+use radbridge::volume::{self, OpenOptions};
+use radbridge_tests::*;
+use serde_json::Value;
+
+fn import(arch: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(arch);
+    let (fixture, ckpt, extra): (&str, &str, Vec<&str>) = match arch {
+        "brgsa" => ("brgsa_tiny", "best.ckpt", vec!["--vision-heads", "4", "--text-max-length", "24"]),
+        _ => ("ctclip_tiny", "CT-CLIP_v2.pt", vec!["--patch-size", "4", "--temporal-patch-size", "2", "--heads", "2", "--dim-head", "8", "--text-max-length", "64"]),
+    };
+    let st = Command::new(bin())
+        .args(["import-checkpoint", "--arch", arch, "--checkpoint"])
+        .arg(data(&format!("models/{fixture}/{ckpt}")))
+        .arg("--text-dir")
+        .arg(data(&format!("models/{fixture}")))
+        .arg("--output")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    out
+}
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin()).args(args).env("RADBRIDGE_CACHE_DIR", dir.join("cache")).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+fn max_abs(a: &Value, b: &Value) -> f64 {
+    f64s(a).iter().zip(f64s(b)).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Prompts of the fixture that fit on one line (the file format is one prompt per line).
+fn prompts(expected: &Value) -> Vec<Value> {
+    expected["prompts"].as_array().unwrap().iter().filter(|p| !p["text"].as_str().unwrap().contains('\n')).cloned().collect()
+}
+
+#[test]
+fn brgsa_embed_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import("brgsa", dir.path());
+    let exp = json_file("models/brgsa_tiny/expected.json");
+    let ps = prompts(&exp);
+    let pfile = dir.path().join("prompts.txt");
+    std::fs::write(&pfile, ps.iter().map(|p| p["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = dir.path().join("e.json");
+    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/brgsa_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let e: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(max_abs(&e["image"]["v"], &exp["image"]["v"]) <= 1e-4);
+    assert!(max_abs(&e["image"]["v_hat"], &exp["image"]["v_hat"]) <= 1e-4);
+    let top = e["image"]["bank_top"].as_array().unwrap();
+    assert!(top.len() >= 5);
+    let w: Vec<f64> = top.iter().map(|x| x["weight"].as_f64().unwrap()).collect();
+    assert!(w.windows(2).all(|p| p[0] >= p[1]), "bank_top sorted by weight");
+    let z = f64s(&exp["image"]["z"]);
+    assert!((w[0] - z.iter().cloned().fold(f64::MIN, f64::max)).abs() < 1e-5);
+    let got = e["prompts"].as_array().unwrap();
+    assert_eq!(got.len(), ps.len());
+    for (g, r) in got.iter().zip(&ps) {
+        assert_eq!(g["text"], r["text"]);
+        for k in ["t", "t_hat"] {
+            assert!(max_abs(&g[k], &r[k]) <= 1e-4, "{}: {k}", r["text"]);
+        }
+        for k in ["cos_v_t", "cos_vhat_t", "score"] {
+            assert!((g[k].as_f64().unwrap() - r[k].as_f64().unwrap()).abs() <= 1e-5, "{}: {k}", r["text"]);
+        }
+    }
+    // A second run reads the prompts from the text-embedding cache and gives the same numbers.
+    let out2 = dir.path().join("e2.json");
+    let (code, _, _) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/brgsa_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out2.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(std::fs::read_dir(dir.path().join("cache/text-embeddings")).unwrap().count() == 1);
+    let e2: Value = serde_json::from_str(&std::fs::read_to_string(&out2).unwrap()).unwrap();
+    assert_eq!(e2["prompts"], e["prompts"]);
+}
+
+#[test]
+fn ctclip_embed_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import("ctclip", dir.path());
+    let exp = json_file("models/ctclip_tiny/expected.json");
+    let ps = prompts(&exp);
+    let pfile = dir.path().join("prompts.txt");
+    std::fs::write(&pfile, ps.iter().map(|p| p["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = dir.path().join("e.json");
+    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/ctclip_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let e: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(max_abs(&e["image"]["latent"], &exp["image"]["latent"]) <= 1e-4);
+    for (g, r) in e["prompts"].as_array().unwrap().iter().zip(&ps) {
+        assert!(max_abs(&g["latent"], &r["latent"]) <= 1e-4, "{}", r["text"]);
+        assert!((g["logit"].as_f64().unwrap() - r["logit"].as_f64().unwrap()).abs() <= 1e-5, "{}", r["text"]);
+    }
+}
+
+#[test]
+fn embed_refuses_a_tensor_of_the_wrong_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import("brgsa", dir.path());
+    let npy = dir.path().join("bad.npy");
+    radbridge::preprocess::write_npy(&npy, &[1, 64, 64, 32], &vec![0.0; 64 * 64 * 32]).unwrap();
+    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", npy.to_str().unwrap(), "--output", dir.path().join("x.json").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: ") && err.contains("bad.npy") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn diagnose_scores_explains_and_maps_a_real_ct() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import("brgsa", dir.path());
+    let ct = data("totalsegmentator/chest_ct.nii.gz");
+    let json = dir.path().join("d.json");
+    let hm = dir.path().join("heatmaps");
+    let (code, out, err) = run(
+        dir.path(),
+        &["diagnose", ct.to_str().unwrap(), "--model", model.to_str().unwrap(), "--labels", "ct-rate", "--finding", "small nodule in the left lung", "--json", json.to_str().unwrap(), "--heatmaps", hm.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Research use only") && out.contains("timings:"), "{out}");
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let f = d["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 19);
+    assert_eq!(f[18]["label"], "small nodule in the left lung");
+    assert_eq!(f[18]["custom"], true);
+    assert_eq!(f[2]["prompt"], "There is Cardiomegaly");
+    for x in f {
+        let s = x["score"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&s));
+        assert_eq!(x["bank"]["shared"].as_array().unwrap().len(), 5);
+    }
+    assert_eq!(d["image_bank_top"].as_array().unwrap().len(), 5);
+    // Heat maps lie on the CT's own grid with its affine.
+    let ctv = volume::open(&ct, &OpenOptions::default()).unwrap().volume;
+    let h = volume::open(f[2]["heatmap"].as_str().unwrap(), &OpenOptions::default()).unwrap().volume;
+    assert_eq!(h.dims, ctv.dims);
+    assert!(h.affine.max_abs_diff(&ctv.affine) < 1e-3);
+    let (lo, hi) = h.voxels.range().unwrap();
+    assert!(-1.0 <= lo && hi <= 1.0 && hi > lo);
+}
+
+#[test]
+fn heatmap_cells_land_where_the_model_saw_them() {
+    // A patch grid whose value is its own A2 cell index, put back on the chest CT: each CT
+    // slice k must read the cell its model-grid position falls in (BrgSA: 3 mm slices, 8 per
+    // patch, 16 cells), interpolated between cell centres.
+    let v = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
+    let input = preprocess(&v, &PreprocessConfig::brgsa());
+    let grid = [16usize, 16, 16];
+    let sims: Vec<f32> = (0..16 * 16 * 16).map(|n| (n % 16) as f32).collect();
+    let hm = radbridge::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z");
+    let g = &input.geometry;
+    for k in [0usize, 50, 100, 190] {
+        let m = k as f64 * 1.5 / 3.0 - g.start[2] as f64;
+        let expect = ((m + 0.5) / 8.0 - 0.5).clamp(0.0, 15.0);
+        let got = hm.voxels.get_f32(hm.index(100, 80, k)) as f64;
+        assert!((got - expect).abs() < 1e-4, "slice {k}: {got} vs {expect}");
+    }
+}
