@@ -3,6 +3,7 @@
 //! Contract (relied on by checks outside the repo): subcommands `inspect`, `convert`,
 //! `preprocess`, `bench load`, their flags, and the JSON field names of `inspect --json` and
 //! `bench load --json`. Bad input exits non-zero with one line naming the file and the problem.
+//! (`bench model --json` is read by `tests/reference/bench_models.py`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -198,6 +199,29 @@ enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Time a model on CPU: load, image encoder (median) and text encoder (median) on a model
+    /// input .npy; peak RSS
+    Model {
+        /// Model directory
+        #[arg(long)]
+        model: PathBuf,
+        /// The model input tensor as .npy (float32, C order, shape (1, 1, d0, d1, d2))
+        #[arg(long)]
+        volume: PathBuf,
+        /// Prompts, one per line (default: what `diagnose` embeds for the model's default label set)
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// One untimed image + text pass before the timed ones
+        #[arg(long)]
+        warmup: bool,
+        #[arg(long)]
+        json: bool,
+        /// Write the last repeat's embeddings (image code and one text code per prompt) as JSON
+        #[arg(long)]
+        embeddings: Option<PathBuf>,
+    },
 }
 
 /// Progress bar on stderr (hidden when stderr is not a terminal).
@@ -348,6 +372,33 @@ fn bench_load(path: &Path, repeats: usize, as_json: bool, load: &LoadArgs) -> Re
             r.repeats,
             r.mb_per_s,
             r.slices_per_s,
+            r.threads
+        );
+    }
+    Ok(())
+}
+
+fn bench_model(model: &Path, volume: &Path, prompts: Option<&Path>, repeats: usize, warmup: bool, as_json: bool, embeddings: Option<&Path>) -> Result<()> {
+    let prompts = prompts.map(read_prompts).transpose()?;
+    let (r, out) = radbridge::bench::model(model, volume, prompts, repeats, warmup)?;
+    if let Some(p) = embeddings {
+        std::fs::write(p, serde_json::to_string(&out)? + "\n").with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} ({:?}), input {:?}: load {:.2} s; image median {:.3} s, text ({} prompts) median {:.3} s over {} runs{}; peak RSS {:.0} MB ({} threads)",
+            r.model,
+            r.architecture,
+            r.input_shape,
+            r.load_seconds,
+            r.image_seconds,
+            r.prompts,
+            r.text_seconds,
+            r.repeats,
+            if r.warmup { " after a warm-up" } else { "" },
+            r.peak_rss_bytes as f64 / 1e6,
             r.threads
         );
     }
@@ -569,6 +620,9 @@ fn main() -> ExitCode {
         Command::Convert { path, output, load } => convert(path, output, load),
         Command::Preprocess { path, model, output, load } => run_preprocess(path, model, output, load),
         Command::Bench { what: BenchCommand::Load { path, repeats, json, load } } => bench_load(path, *repeats, *json, load),
+        Command::Bench { what: BenchCommand::Model { model, volume, prompts, repeats, warmup, json, embeddings } } => {
+            bench_model(model, volume, prompts.as_deref(), *repeats, *warmup, *json, embeddings.as_deref())
+        }
         Command::ImportCheckpoint(a) => import_checkpoint(a),
         Command::Embed(a) => embed(a),
         Command::Diagnose(a) => diagnose(a),
