@@ -244,17 +244,12 @@ fn reset_peak_rss() {
 }
 
 fn rss_now() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    Some(radbridge::bench::current_rss_bytes()).filter(|&v| v > 0)
 }
 
-/// Peak resident set size of this process, from /proc (Linux), in bytes.
+/// Peak resident set size of this process (Linux VmHWM), in bytes.
 fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    Some(radbridge::bench::peak_rss_bytes()).filter(|&v| v > 0)
 }
 
 #[test]

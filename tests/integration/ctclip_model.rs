@@ -207,14 +207,13 @@ fn text_latents_logits_and_zero_shot_match_pytorch() {
 // ---------------------------------------------------------------------------------------------
 // full-size measurement
 
+/// Peak and current resident memory in KiB (the library's /proc readers).
 fn peak_rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    Some(radbridge::bench::peak_rss_bytes() / 1024).filter(|&v| v > 0)
 }
 
 fn rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    Some(radbridge::bench::current_rss_bytes() / 1024).filter(|&v| v > 0)
 }
 
 /// Deterministic pseudo-random f32 in [−1, 1).
