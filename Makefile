@@ -13,10 +13,16 @@ APT_CORE := build-essential pkg-config cmake curl ca-certificates git
 APT_DESKTOP := libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libssl-dev file libxdo-dev libgtk-3-dev
 APT_NODE := $(if $(shell command -v npm),,nodejs npm)
+# Test tools: Xvfb + WebKitWebDriver (end-to-end tests in the real window), chromium (UI tests),
+# poppler (PDF -> PNG/text checks), dicom3tools (dciodvfy), python3-venv (the test venv below).
+APT_TEST := xvfb xauth webkit2gtk-driver chromium fonts-dejavu-core dbus-x11 poppler-utils dicom3tools python3-venv
+# Python packages some tests call (pinned): pydicom reads our DICOM SR, scikit-learn checks metrics.
+TESTVENV := target/testvenv
+TEST_REQUIREMENTS := tests/reference/requirements-test.txt
 
 UI_SRC := $(wildcard ui/src/*.ts ui/src/*.css) ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json
 
-.PHONY: help setup setup-system setup-rust setup-ui ui test app run bench clean
+.PHONY: help setup setup-test setup-system setup-rust setup-ui ui test app run bench clean
 
 help:
 	@echo "make run    - set up, build and launch the app on the demo CT"
@@ -26,8 +32,15 @@ help:
 
 setup: setup-system setup-rust setup-ui
 
+setup-test: setup $(TESTVENV)/.installed
+
+$(TESTVENV)/.installed: $(TEST_REQUIREMENTS)
+	@[ -x $(TESTVENV)/bin/python ] || python3 -m venv $(TESTVENV)
+	$(TESTVENV)/bin/pip install -q --disable-pip-version-check -r $(TEST_REQUIREMENTS)
+	@touch $@
+
 setup-system:
-	@missing=$$(for p in $(APT_CORE) $(APT_DESKTOP) $(APT_NODE); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(APT_CORE) $(APT_DESKTOP) $(APT_NODE) $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -49,10 +62,10 @@ ui: ui/dist/index.html
 ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SRC)
 	cd ui && npm run build
 
-test: setup ui
+test: setup-test ui
 	$(CARGO) build -p radbridge --bin radbridge
 	$(CARGO) build -p radbridge --features desktop --bin radbridge-app
-	$(CARGO) test --workspace
+	RADBRIDGE_TEST_PYTHON=$(CURDIR)/$(TESTVENV)/bin/python $(CARGO) test --workspace
 
 app: setup ui
 	$(CARGO) build --release -p radbridge --features desktop --bin radbridge-app --bin radbridge

@@ -88,3 +88,15 @@ pub fn mean(vol: &Volume) -> f64 {
 pub fn gunzip(b: &[u8]) -> impl std::io::Read + '_ {
     flate2::read::MultiGzDecoder::new(b)
 }
+
+/// The Python interpreter of the test venv (`make test` sets `RADBRIDGE_TEST_PYTHON`; it has
+/// the packages of `tests/reference/requirements-test.txt`), else `target/testvenv/bin/python`.
+pub fn test_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("RADBRIDGE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let p = root.join("target/testvenv/bin/python");
+    assert!(p.exists(), "{} not found: run `make setup-test` (or set RADBRIDGE_TEST_PYTHON)", p.display());
+    p
+}
