@@ -20,9 +20,9 @@ APT_TEST := xvfb xauth webkit2gtk-driver chromium fonts-dejavu-core dbus-x11 pop
 TESTVENV := target/testvenv
 TEST_REQUIREMENTS := tests/reference/requirements-test.txt
 
-UI_SRC := $(wildcard ui/src/*.ts ui/src/*.css) ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json
+UI_SRC := $(shell find ui/src -name '*.ts' -o -name '*.css') ui/index.html ui/package.json ui/package-lock.json ui/vite.config.ts ui/tsconfig.json
 
-.PHONY: help setup setup-test setup-system setup-rust setup-ui ui test app run bench clean
+.PHONY: help setup setup-test setup-tauri-driver setup-system setup-rust setup-ui ui test app run bench clean
 
 help:
 	@echo "make run    - set up, build and launch the app on the demo CT"
@@ -32,7 +32,12 @@ help:
 
 setup: setup-system setup-rust setup-ui
 
-setup-test: setup $(TESTVENV)/.installed
+setup-test: setup $(TESTVENV)/.installed setup-tauri-driver
+
+# tauri-driver (WebDriver proxy for the end-to-end tests in the real window), pinned to major 2.
+setup-tauri-driver:
+	@command -v tauri-driver >/dev/null || [ -x "$$HOME/.cargo/bin/tauri-driver" ] || \
+		$(CARGO) install tauri-driver --version ^2 --locked
 
 $(TESTVENV)/.installed: $(TEST_REQUIREMENTS)
 	@[ -x $(TESTVENV)/bin/python ] || python3 -m venv $(TESTVENV)
@@ -66,6 +71,8 @@ test: setup-test ui
 	$(CARGO) build -p radbridge --bin radbridge
 	$(CARGO) build -p radbridge --features desktop --bin radbridge-app
 	RADBRIDGE_TEST_PYTHON=$(CURDIR)/$(TESTVENV)/bin/python $(CARGO) test --workspace
+	cd ui && npm test && npm run test:ui
+	RADBRIDGE_TEST_PYTHON=$(CURDIR)/$(TESTVENV)/bin/python tests/e2e/run.sh
 
 app: setup ui
 	$(CARGO) build --release -p radbridge --features desktop --bin radbridge-app --bin radbridge

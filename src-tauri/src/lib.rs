@@ -5,9 +5,14 @@
 pub mod analysis;
 pub mod bank;
 pub mod bench;
+pub mod eval;
+pub mod feedback;
 pub mod heatmap;
 pub mod model;
 pub mod preprocess;
+pub mod report;
+pub mod summarize;
+pub mod train;
 pub mod volume;
 pub mod zeroshot;
 

@@ -16,6 +16,19 @@ use radbridge::preprocess::{self, PreprocessConfig};
 use radbridge::volume::{self, Loaded, OpenOptions, Progress};
 use serde_json::json;
 
+#[path = "cli/summarize.rs"]
+mod summarize;
+#[path = "cli/feedback.rs"]
+mod feedback;
+#[path = "cli/report.rs"]
+mod report;
+#[path = "cli/synth.rs"]
+mod synth;
+#[path = "cli/train.rs"]
+mod train;
+#[path = "cli/eval.rs"]
+mod eval;
+
 #[derive(Parser)]
 #[command(name = "radbridge", version, about = "Radbridge: CT volumes and model inputs for zero-shot CT review (research use only, not for diagnosis)")]
 struct Cli {
@@ -69,6 +82,18 @@ enum Command {
     Embed(EmbedArgs),
     /// Zero-shot findings for a CT: scores, thresholds, knowledge-bank matches, heat maps
     Diagnose(DiagnoseArgs),
+    /// Report summaries: short finding sentences and a status per label (built-in, or a configured chat endpoint)
+    Summarize(summarize::SummarizeArgs),
+    /// The feedback store: record runs, review findings, recalibrate thresholds, export, audit log
+    Feedback(feedback::FeedbackArgs),
+    /// Findings report (pdf, json, DICOM SR) from a feedback run or a diagnose JSON; de-identified by default
+    Report(report::ReportArgs),
+    /// Write a synthetic chest-CT corpus (volumes, masks, labels.csv, reports) for training the demo model
+    Synth(synth::SynthArgs),
+    /// Train BrgSA on a synthetic corpus and write a model directory (checkpoints, --resume)
+    Train(train::TrainArgs),
+    /// Evaluate a model on a labelled corpus: AUROC, weighted F1, accuracy, precision, recall, AUPRC with bootstrap intervals
+    Eval(eval::EvalArgs),
     /// Knowledge-bank tools
     Bank {
         #[command(subcommand)]
@@ -112,7 +137,7 @@ struct DiagnoseArgs {
     /// Model directory
     #[arg(long)]
     model: PathBuf,
-    /// ct-rate, ct-rate-lt or all (default: the model's default set)
+    /// ct-rate, ct-rate-lt, ct-rate-extended (88 findings) or all (default: the model's default set)
     #[arg(long)]
     labels: Option<String>,
     /// A finding to score, in words (repeatable)
@@ -137,9 +162,11 @@ enum BankCommand {
     Describe {
         #[arg(long)]
         model: PathBuf,
-        /// Sentences, one per line: a JSON string, or an object with "text" (or "sentence")
+        /// Sentences, one per line: a JSON string, or an object with "text" (or "sentence").
+        /// Default: the bundled corpus of summarised CT-RATE validation reports
+        /// (models/corpus/ct-rate-valid-sentences.jsonl, CC-BY-NC-SA 4.0)
         #[arg(long)]
-        corpus: PathBuf,
+        corpus: Option<PathBuf>,
     },
 }
 
@@ -537,6 +564,9 @@ fn diagnose(a: &DiagnoseArgs) -> Result<()> {
         pb.set_position((f * 100.0) as u64);
     })?;
     pb.finish_and_clear();
+    if let Some(src) = d.source.as_mut() {
+        src.series_index = Some(loaded.chosen);
+    }
     d.timings.insert(0, ("load CT".into(), load_ct));
     d.timings.insert(0, ("load model".into(), load_model));
     println!("{}", radbridge::analysis::DISCLAIMER);
@@ -574,8 +604,19 @@ fn diagnose(a: &DiagnoseArgs) -> Result<()> {
     Ok(())
 }
 
-fn bank_describe(model: &Path, corpus: &Path) -> Result<()> {
+fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
     use radbridge::analysis::{Engine, TextCode};
+    let bundled;
+    let (corpus, corpus_name) = match corpus {
+        Some(c) => (c, c.display().to_string()),
+        None => {
+            bundled = radbridge::bank::find_bundled_corpus(Some(model)).with_context(|| {
+                format!("the bundled corpus {} was not found (set RADBRIDGE_CORPUS or give --corpus)", radbridge::bank::BUNDLED_CORPUS)
+            })?;
+            (bundled.as_path(), radbridge::bank::BUNDLED_CORPUS.to_string())
+        }
+    };
+    let meta = radbridge::bank::CorpusMeta::load(corpus)?.unwrap_or_default();
     let text = std::fs::read_to_string(corpus).with_context(|| format!("{}: cannot read corpus", corpus.display()))?;
     let mut sentences = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -599,7 +640,9 @@ fn bank_describe(model: &Path, corpus: &Path) -> Result<()> {
         TextCode::Ctclip { .. } => unreachable!(),
     }).collect();
     let bank_size = z.first().map(|v| v.len()).unwrap_or(0);
-    let d = radbridge::bank::BankDescriptions::from_weights(&corpus.display().to_string(), &sentences, &z, bank_size);
+    let mut d = radbridge::bank::BankDescriptions::from_weights(&corpus_name, &sentences, &z, bank_size);
+    d.corpus_license = meta.license;
+    d.corpus_source = meta.source;
     let out = model.join("bank.json");
     std::fs::write(&out, serde_json::to_string_pretty(&d)? + "\n").with_context(|| format!("{}: cannot write", out.display()))?;
     let mut pkg = engine.package.clone();
@@ -626,7 +669,13 @@ fn main() -> ExitCode {
         Command::ImportCheckpoint(a) => import_checkpoint(a),
         Command::Embed(a) => embed(a),
         Command::Diagnose(a) => diagnose(a),
-        Command::Bank { what: BankCommand::Describe { model, corpus } } => bank_describe(model, corpus),
+        Command::Summarize(a) => summarize::run(a),
+        Command::Feedback(a) => feedback::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bank { what: BankCommand::Describe { model, corpus } } => bank_describe(model, corpus.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
