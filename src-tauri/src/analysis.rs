@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bank::{self, BankDescriptions, EntryWeight, SharedEntry};
 use crate::model::bert::BertConfig;
@@ -209,7 +209,7 @@ impl Engine {
 }
 
 /// One finding of a diagnosis with its explanation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredFinding {
     #[serde(flatten)]
     pub finding: Finding,
@@ -217,38 +217,164 @@ pub struct ScoredFinding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bank: Option<FindingBank>,
     /// Path of the heat map written for this finding, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<String>,
+    /// Where the finding's heat map is highest (BrgSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<Peak>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The maximum of a finding's heat map on the canonical (LPS-ordered) CT grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peak {
+    /// Canonical voxel index [i, j, k] (i → patient left, j → posterior, k → superior).
+    pub voxel: [usize; 3],
+    /// The voxel centre in patient LPS millimetres.
+    pub lps_mm: [f64; 3],
+    /// The heat-map value there (patch-text cosine).
+    pub value: f32,
+    /// "heatmap": the maximum of the written heat map on the CT grid; "patch_grid": the
+    /// centre of the highest patch cell inside the CT (when no heat map was written).
+    pub from: String,
+}
+
+/// Where the analysed study came from: enough to find it again (path, series) and the DICOM
+/// study/patient fields a report and its de-identification need. Identifying fields stay in
+/// the local JSON; exports de-identify them unless told not to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StudySource {
+    /// The path that was opened (DICOM folder or file, or NIfTI file).
+    pub path: String,
+    /// "dicom" or "nifti".
+    pub format: String,
+    /// Index of the series in the folder's series list (for `--series`), when known.
+    #[serde(default)]
+    pub series_index: Option<usize>,
+    #[serde(default)]
+    pub series_instance_uid: Option<String>,
+    #[serde(default)]
+    pub study_instance_uid: Option<String>,
+    #[serde(default)]
+    pub frame_of_reference_uid: Option<String>,
+    #[serde(default)]
+    pub modality: Option<String>,
+    #[serde(default)]
+    pub series_description: Option<String>,
+    /// Canonical (LPS-ordered) grid size [nx, ny, nz] the peaks index.
+    #[serde(default)]
+    pub dims: [usize; 3],
+    #[serde(default)]
+    pub patient: PatientFields,
+    #[serde(default)]
+    pub study: StudyFields,
+    /// SOP class / instance UIDs of the series' files (DICOM only).
+    #[serde(default)]
+    pub instances: Vec<InstanceUids>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatientFields {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub sex: Option<String>,
+    #[serde(default)]
+    pub age: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StudyFields {
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub accession_number: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub referring_physician: Option<String>,
+    #[serde(default)]
+    pub institution: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUids {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+}
+
+impl StudySource {
+    /// The source of a loaded volume.
+    pub fn of(volume: &Volume) -> StudySource {
+        let m = &volume.meta;
+        let p = &m.patient;
+        let dims = volume.affine.canonical_plan(volume.dims).map(|pl| pl.new_dims).unwrap_or(volume.dims);
+        StudySource {
+            path: m.path.display().to_string(),
+            format: m.format.clone(),
+            series_index: None,
+            series_instance_uid: m.series_uid.clone(),
+            study_instance_uid: p.study_uid.clone(),
+            frame_of_reference_uid: p.frame_of_reference_uid.clone(),
+            modality: m.modality.clone(),
+            series_description: m.series_description.clone(),
+            dims,
+            patient: PatientFields { name: p.name.clone(), id: p.id.clone(), birth_date: p.birth_date.clone(), sex: p.sex.clone(), age: p.age.clone() },
+            study: StudyFields {
+                date: p.study_date.clone(),
+                time: p.study_time.clone(),
+                id: p.study_id.clone(),
+                accession_number: p.accession_number.clone(),
+                description: p.study_description.clone(),
+                referring_physician: p.referring_physician.clone(),
+                institution: p.institution.clone(),
+                manufacturer: p.manufacturer.clone(),
+            },
+            instances: m.instances.iter().map(|i| InstanceUids { sop_class_uid: i.sop_class_uid.clone(), sop_instance_uid: i.sop_instance_uid.clone() }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FindingBank {
     pub text_top: Vec<Described<EntryWeight>>,
     pub shared: Vec<Described<SharedEntry>>,
 }
 
 /// A bank entry with its words (when `bank.json` has them).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Described<T> {
     #[serde(flatten)]
     pub entry: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
 /// What `diagnose` returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Diagnosis {
-    pub disclaimer: &'static str,
+    pub disclaimer: String,
     pub model: ModelInfo,
     pub findings: Vec<ScoredFinding>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_bank_top: Vec<Described<EntryWeight>>,
     /// Seconds per stage.
     pub timings: Vec<(String, f64)>,
+    /// The analysed study (absent in results written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<StudySource>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
     pub architecture: Arch,
@@ -341,9 +467,20 @@ impl Engine {
                 finding: Finding { label: label.clone(), prompt: positives[i].clone(), score, threshold, flagged: threshold.map(|th| score > th), custom: *custom },
                 bank,
                 heatmap: None,
+                peak: None,
             });
         }
         timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
+        if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&image, &self.net) {
+            // Where each finding fires, from the patch grid (refined below from the heat map
+            // on the CT grid when one is written).
+            let patch = m.config().vision.patch_size;
+            for (i, f) in findings.iter_mut().enumerate() {
+                let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
+                let sims = crate::heatmap::patch_similarity(patch_proj, tv);
+                f.peak = crate::heatmap::grid_peak(&sims, *grid, patch, &input.geometry, &canon);
+            }
+        }
         let image_bank_top = match &image {
             ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
             ImageCode::Ctclip { .. } => vec![],
@@ -362,6 +499,9 @@ impl Engine {
                     let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
                     crate::volume::nifti::write(&hm, &path)?;
                     f.heatmap = Some(path.display().to_string());
+                    if let Some(p) = crate::heatmap::volume_peak(&hm) {
+                        f.peak = Some(p);
+                    }
                 }
             }
             timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
@@ -369,11 +509,12 @@ impl Engine {
         progress("done", 1.0);
         let m = &self.package.manifest;
         Ok(Diagnosis {
-            disclaimer: DISCLAIMER,
+            disclaimer: DISCLAIMER.to_string(),
             model: ModelInfo { name: m.name.clone(), architecture: m.architecture, weights_sha256: m.weights_sha256.clone(), synthetic: m.synthetic, scoring: m.scoring },
             findings,
             image_bank_top,
             timings,
+            source: Some(StudySource::of(volume)),
         })
     }
 }

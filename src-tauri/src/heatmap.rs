@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::analysis::Peak;
 use crate::preprocess::InputGeometry;
 use crate::volume::{SourceMeta, Volume, Voxels};
 use crate::zeroshot::cosine;
@@ -67,6 +68,56 @@ pub fn to_volume(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &Inp
     }
 }
 
+/// The maximum of a heat map volume (on the canonical grid, as `to_volume` writes it): the
+/// first voxel holding the largest finite value, with its LPS position.
+pub fn volume_peak(hm: &Volume) -> Option<Peak> {
+    let n = hm.voxel_count();
+    let mut best: Option<(usize, f32)> = None;
+    for idx in 0..n {
+        let v = hm.voxels.get_f32(idx);
+        if v.is_finite() && best.is_none_or(|(_, b)| v > b) {
+            best = Some((idx, v));
+        }
+    }
+    let (idx, value) = best?;
+    let [nx, ny, _] = hm.dims;
+    let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
+    Some(Peak { voxel, lps_mm: hm.affine.apply(voxel.map(|x| x as f64)), value, from: "heatmap".into() })
+}
+
+/// The peak without the full heat map: the highest patch cell that overlaps the CT, at the
+/// canonical voxel of `source` (canonical volume) nearest to the cell centre.
+pub fn grid_peak(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &InputGeometry, source: &Volume) -> Option<Peak> {
+    let mut best: Option<([usize; 3], f32)> = None;
+    for c0 in 0..grid[0] {
+        for c1 in 0..grid[1] {
+            for c2 in 0..grid[2] {
+                let v = values[(c0 * grid[1] + c1) * grid[2] + c2];
+                if !v.is_finite() || best.is_some_and(|(_, b)| v <= b) {
+                    continue;
+                }
+                let cell = [c0, c1, c2];
+                // Model index → canonical source index (the inverse of `InputGeometry::model_index`).
+                let to_src = |a: usize, m: f64| (m + geom.start[a] as f64) * geom.target_spacing[a] / geom.source_spacing[a];
+                let overlaps = (0..3).all(|a| {
+                    let lo = to_src(a, cell[a] as f64 * patch[a] as f64 - 0.5);
+                    let hi = to_src(a, (cell[a] + 1) as f64 * patch[a] as f64 - 0.5);
+                    hi > -0.5 && lo < geom.source_dims[a] as f64 - 0.5
+                });
+                if overlaps {
+                    let voxel = [0, 1, 2].map(|a| {
+                        let c = to_src(a, (cell[a] as f64 + 0.5) * patch[a] as f64 - 0.5);
+                        (c.round().max(0.0) as usize).min(geom.source_dims[a] - 1)
+                    });
+                    best = Some((voxel, v));
+                }
+            }
+        }
+    }
+    let (voxel, value) = best?;
+    Some(Peak { voxel, lps_mm: source.affine.apply(voxel.map(|x| x as f64)), value, from: "patch_grid".into() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +129,44 @@ mod tests {
         assert_eq!(sample(&v, grid, [1.0, 0.0, 1.0]), 5.0);
         assert_eq!(sample(&v, grid, [-3.0, -3.0, -3.0]), 0.0);
         assert!((sample(&v, grid, [0.5, 0.5, 0.5]) - 3.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn grid_peak_takes_the_best_cell_over_the_ct_and_its_centre_voxel() {
+        // Model grid = source grid (same spacing, no crop), 4 cells of 2 voxels per axis.
+        let mut geom = InputGeometry { source_dims: [8, 8, 8], source_spacing: [1.0; 3], target_spacing: [1.0; 3], target_shape: [8, 8, 8], start: [0, 0, 0], output_axes: [0, 1, 2] };
+        let grid = [4, 4, 4];
+        let mut values = vec![0f32; 64];
+        values[(1 * 4 + 2) * 4 + 3] = 0.9;
+        values[(3 * 4 + 3) * 4 + 0] = 0.5;
+        let src = Volume { dims: [8, 8, 8], voxels: Voxels::F32(vec![0.0; 512]), affine: crate::volume::Affine::identity(), meta: Default::default(), warnings: vec![] };
+        let p = grid_peak(&values, grid, [2, 2, 2], &geom, &src).unwrap();
+        // Cell centre (c + 0.5)·2 − 0.5 = 2.5, 4.5, 6.5 → nearest voxel (half away from zero).
+        assert_eq!((p.voxel, p.value, p.from.as_str()), ([3, 5, 7], 0.9, "patch_grid"));
+        assert_eq!(p.lps_mm, [3.0, 5.0, 7.0]);
+        // Padding before the CT along A2 (model index 0..4 is outside): the 0.9 cell at A2 = 3
+        // now ends past the CT's last slice, the 0.5 cell at A2 = 0 lies before its first one,
+        // so the best overlapping cell is a zero one.
+        geom.start = [0, 0, -4];
+        geom.source_dims = [8, 8, 2];
+        let src2 = Volume { dims: [8, 8, 2], voxels: Voxels::F32(vec![0.0; 128]), ..src };
+        let p = grid_peak(&values, grid, [2, 2, 2], &geom, &src2).unwrap();
+        assert_eq!(p.value, 0.0);
+        assert!(p.voxel[2] < 2);
+    }
+
+    #[test]
+    fn volume_peak_finds_the_maximum_and_its_position() {
+        let mut v = vec![0f32; 4 * 3 * 2];
+        v[1 + 4 * (2 + 3 * 1)] = 0.9;
+        v[0] = f32::NAN;
+        let mut a = crate::volume::Affine::identity();
+        a.0[0][0] = 2.0;
+        a.0[0][3] = 10.0;
+        let hm = Volume { dims: [4, 3, 2], voxels: Voxels::F32(v), affine: a, meta: Default::default(), warnings: vec![] };
+        let p = volume_peak(&hm).unwrap();
+        assert_eq!(p.voxel, [1, 2, 1]);
+        assert_eq!(p.lps_mm, [12.0, 2.0, 1.0]);
+        assert_eq!(p.value, 0.9);
     }
 }

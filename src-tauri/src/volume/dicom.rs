@@ -30,6 +30,7 @@ pub struct SliceHeader {
     pub n_frames: u32,
     pub transfer_syntax: String,
     pub sop_class: String,
+    pub sop_instance_uid: Option<String>,
     pub modality: String,
     pub series_uid: Option<String>,
     pub series_description: Option<String>,
@@ -153,6 +154,15 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
         study_date: get_str(obj, tags::STUDY_DATE),
         accession_number: get_str(obj, tags::ACCESSION_NUMBER),
         study_uid: get_str(obj, tags::STUDY_INSTANCE_UID),
+        sex: get_str(obj, tags::PATIENT_SEX),
+        age: get_str(obj, tags::PATIENT_AGE),
+        study_time: get_str(obj, tags::STUDY_TIME),
+        study_id: get_str(obj, tags::STUDY_ID),
+        study_description: get_str(obj, tags::STUDY_DESCRIPTION),
+        referring_physician: get_str(obj, tags::REFERRING_PHYSICIAN_NAME),
+        institution: get_str(obj, tags::INSTITUTION_NAME),
+        manufacturer: get_str(obj, tags::MANUFACTURER),
+        frame_of_reference_uid: get_str(obj, tags::FRAME_OF_REFERENCE_UID),
     };
     let base_iop = get_f64s(obj, tags::IMAGE_ORIENTATION_PATIENT).and_then(six);
     let base_ipp = get_f64s(obj, tags::IMAGE_POSITION_PATIENT).and_then(three);
@@ -209,6 +219,7 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
                 n_frames,
                 transfer_syntax: trim(obj.meta().transfer_syntax()),
                 sop_class: trim(obj.meta().media_storage_sop_class_uid()),
+                sop_instance_uid: get_str(obj, tags::SOP_INSTANCE_UID),
                 modality: get_str(obj, tags::MODALITY).unwrap_or_else(|| "unknown".into()),
                 series_uid: get_str(obj, tags::SERIES_INSTANCE_UID),
                 series_description: get_str(obj, tags::SERIES_DESCRIPTION),

@@ -143,6 +143,10 @@ pub struct SourceMeta {
     /// or printed by default.
     #[serde(skip)]
     pub patient: PatientInfo,
+    /// SOP class and instance UIDs of the files of a DICOM series, in slice order (empty for
+    /// NIfTI and for anonymised files without UIDs).
+    #[serde(skip)]
+    pub instances: Vec<InstanceRef>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,6 +157,22 @@ pub struct PatientInfo {
     pub study_date: Option<String>,
     pub accession_number: Option<String>,
     pub study_uid: Option<String>,
+    pub sex: Option<String>,
+    pub age: Option<String>,
+    pub study_time: Option<String>,
+    pub study_id: Option<String>,
+    pub study_description: Option<String>,
+    pub referring_physician: Option<String>,
+    pub institution: Option<String>,
+    pub manufacturer: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+}
+
+/// One DICOM instance of a loaded series (for references to the source, e.g. in a DICOM SR).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceRef {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
 }
 
 /// Voxels + voxel-to-patient affine (LPS, mm) + source metadata + warnings.

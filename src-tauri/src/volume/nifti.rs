@@ -433,6 +433,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
             files: vec![path.into()],
             padding_voxels: 0,
             patient: Default::default(),
+            instances: vec![],
         },
         warnings,
     })

@@ -543,6 +543,15 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
             files,
             padding_voxels: pads,
             patient: first.patient.clone(),
+            instances: {
+                let mut v: Vec<super::InstanceRef> = series
+                    .slices
+                    .iter()
+                    .filter_map(|s| s.sop_instance_uid.as_ref().map(|u| super::InstanceRef { sop_class_uid: s.sop_class.clone(), sop_instance_uid: u.clone() }))
+                    .collect();
+                v.dedup();
+                v
+            },
         },
         warnings,
     })
