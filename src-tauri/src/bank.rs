@@ -58,9 +58,74 @@ pub struct EntryDescription {
 /// `bank.json`: descriptions of the bank entries.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BankDescriptions {
+    /// The corpus file the descriptions came from (for the bundled corpus, its path in the
+    /// repository, `models/corpus/ct-rate-valid-sentences.jsonl`).
     pub corpus: String,
     pub sentences: usize,
     pub entries: Vec<EntryDescription>,
+    /// The corpus' license (from its `.meta.json`), e.g. CC-BY-NC-SA 4.0 for CT-RATE text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus_license: Option<String>,
+    /// Where the corpus' sentences came from (from its `.meta.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus_source: Option<String>,
+}
+
+/// The bundled sentence corpus: CT-RATE validation reports summarised by `radbridge summarize`.
+pub const BUNDLED_CORPUS: &str = "models/corpus/ct-rate-valid-sentences.jsonl";
+
+/// The metadata file of a sentence corpus: `x.jsonl` → `x.meta.json`.
+pub fn corpus_meta_path(corpus: &Path) -> std::path::PathBuf {
+    let stem = corpus.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    corpus.with_file_name(format!("{stem}.meta.json"))
+}
+
+/// A corpus' `.meta.json` (written by `radbridge summarize --corpus-out`), if present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CorpusMeta {
+    #[serde(default)]
+    pub license: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub sentences: Option<usize>,
+}
+
+impl CorpusMeta {
+    pub fn load(corpus: &Path) -> anyhow::Result<Option<CorpusMeta>> {
+        let p = corpus_meta_path(corpus);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid corpus metadata: {e}", p.display()))?))
+    }
+}
+
+/// Find the bundled corpus: `$RADBRIDGE_CORPUS`, else `models/corpus/…` beside a model
+/// directory's parent, in the current directory or above the executable (a checkout's
+/// `target/<profile>/radbridge`), else in the source tree this binary was built from.
+pub fn find_bundled_corpus(model_dir: Option<&Path>) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("RADBRIDGE_CORPUS").map(std::path::PathBuf::from) {
+        return Some(p);
+    }
+    let rel = Path::new(BUNDLED_CORPUS);
+    let file = rel.file_name()?;
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(m) = model_dir {
+        // models/<name>/ → models/corpus/…
+        if let Some(parent) = m.parent() {
+            candidates.push(parent.join("corpus").join(file));
+        }
+    }
+    candidates.push(rel.to_path_buf());
+    if let Ok(exe) = std::env::current_exe() {
+        for anc in exe.ancestors().skip(1).take(5) {
+            candidates.push(anc.join(rel));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel));
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 impl BankDescriptions {
@@ -94,7 +159,7 @@ impl BankDescriptions {
                 }
             }
         }
-        BankDescriptions { corpus: corpus.to_string(), sentences: sentences.len(), entries }
+        BankDescriptions { corpus: corpus.to_string(), sentences: sentences.len(), entries, corpus_license: None, corpus_source: None }
     }
 }
 

@@ -52,11 +52,107 @@ pub const CT_RATE_LT: [&str; 15] = [
     "Pneumomediastinum",
 ];
 
-/// Labels of a named set: "ct-rate", "ct-rate-lt" or "all" (both, CT-RATE first).
+/// The 88 extended findings the BrgSA authors evaluated (`CT-RATE_valid_GPT4Modify_text.json`,
+/// each prompt "There is {label}"), in their file's order.
+pub const CT_RATE_EXTENDED: [&str; 88] = [
+    "Acute respiratory distress syndrome",
+    "Adenoma",
+    "Adrenal hyperplasia",
+    "Arterial wall calcification",
+    "Ascites",
+    "Atelectasis",
+    "Atherosclerosis",
+    "Bone lesion",
+    "Bronchial thickening",
+    "Bronchiectasis",
+    "Bronchiolitis",
+    "Bronchopneumonia",
+    "Calcification",
+    "Carcinomatosis",
+    "Cardiomegaly",
+    "Cavitary lesion",
+    "Chilaiditi syndrome",
+    "Consolidation",
+    "Coronary artery wall calcification",
+    "Covid 19 pneumonia",
+    "Degenerative change",
+    "Emphysema",
+    "Empyema",
+    "Fatty liver",
+    "Fibrosis",
+    "Fracture",
+    "Gallstone",
+    "Ground glass opacity",
+    "Gynecomastia",
+    "Heart failure",
+    "Hepatomegaly",
+    "Hepatosplenomegaly",
+    "Hiatal hernia",
+    "Hydatid cyst",
+    "Infarction",
+    "Interlobular septal thickening",
+    "Kidney atrophy",
+    "Kidney stone",
+    "Lipomatosis",
+    "Liver lesion",
+    "Lung cyst",
+    "Lung mass",
+    "Lung nodule",
+    "Lung opacity",
+    "Lymphadenopathy",
+    "Lymphangitis carcinomatosis",
+    "Lymphoma",
+    "Lytic bone lesion",
+    "Medical material",
+    "Metastasis",
+    "Mosaic attenuation pattern",
+    "Myeloma",
+    "Nephrolithiasis",
+    "Osteopenia",
+    "Osteophyte",
+    "Osteoporosis",
+    "Pancreatic cancer",
+    "Pancreatic pseudocyst",
+    "Peribronchial thickening",
+    "Pericardial calcification",
+    "Pericardial effusion",
+    "Pleural calcification",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumomediastinum",
+    "Pneumonia",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+    "Pulmonary fibrotic sequela",
+    "Pulmonary hypertension",
+    "Pulmonary hypertrophy",
+    "Renal atrophy",
+    "Renal cyst",
+    "Renal parapelvic cyst",
+    "Rib fracture",
+    "Sclerotic bone lesion",
+    "Scoliosis",
+    "Situs inversus",
+    "Splenic effusion",
+    "Splenomegaly",
+    "Spondylosis",
+    "Thyroid nodule",
+    "Tracheal stenosis",
+    "Tracheobronchopathy",
+    "Tuberculosis",
+    "Vertebral compression fracture",
+    "Vertebral degeneration",
+    "Viral pneumonia"
+,
+];
+
+/// Labels of a named set: "ct-rate", "ct-rate-lt", "ct-rate-extended" or "all" (CT-RATE and
+/// CT-RATE-LT, CT-RATE first).
 pub fn label_set(name: &str) -> Option<Vec<String>> {
     let v: Vec<&str> = match name.to_ascii_lowercase().as_str() {
         "ct-rate" | "ctrate" => CT_RATE.to_vec(),
         "ct-rate-lt" | "ctrate-lt" | "lt" => CT_RATE_LT.to_vec(),
+        "ct-rate-extended" | "ctrate-extended" | "extended" => CT_RATE_EXTENDED.to_vec(),
         "all" => CT_RATE.iter().chain(CT_RATE_LT.iter()).copied().collect(),
         _ => return None,
     };
@@ -223,6 +319,10 @@ mod tests {
         assert_eq!(all.len(), 33);
         assert_eq!(all[18], "Pneumonia");
         assert!(label_set("nope").is_none());
+        let ext = label_set("ct-rate-extended").unwrap();
+        assert_eq!(ext.len(), 88);
+        assert_eq!(ext[0], "Acute respiratory distress syndrome");
+        assert_eq!(ext[87], "Viral pneumonia");
     }
 
     #[test]

@@ -137,7 +137,8 @@ impl Manifest {
             }
             return Some(out);
         }
-        self.label_sets.get(set).cloned()
+        // Built-in sets (e.g. "ct-rate-extended") resolve even when model.json predates them.
+        self.label_sets.get(set).cloned().or_else(|| zeroshot::label_set(set))
     }
 }
 
