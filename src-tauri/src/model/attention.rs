@@ -109,6 +109,10 @@ pub fn scaled_dot_product_attention_chunked(
 /// vectorised exponential, see [`exp_f32`]), several times faster than the generic one whose
 /// scalar `exp` dominated the attention time; elsewhere it is candle's `softmax_last_dim`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.track_op() {
+        // Training: candle's fused kernels and ours have no backward pass.
+        return candle_nn::ops::softmax(x, D::Minus1);
+    }
     if x.device().is_cpu() && x.dtype() == DType::F32 {
         // A fresh contiguous buffer of exactly x's elements (`copy` would clone all of a
         // view's underlying storage).
@@ -123,6 +127,14 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// softmax(s + bias) over the last dimension, reusing `s`'s storage on the CPU (s is a fresh
 /// score block owned by the caller). `bias` has s's shape, possibly as a broadcast view.
 fn softmax_scores(s: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if s.track_op() {
+        // Training: the in-place kernels are invisible to autograd; use differentiable ops.
+        let s = match bias {
+            Some(b) => (s + b)?,
+            None => s,
+        };
+        return candle_nn::ops::softmax(&s, D::Minus1);
+    }
     if s.device().is_cpu() && s.dtype() == DType::F32 && s.is_contiguous() {
         match bias {
             None => {
@@ -331,6 +343,26 @@ pub fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: Opt
     };
     let p = candle_nn::ops::softmax(&s, D::Minus1)?;
     p.matmul(&v.contiguous()?)
+}
+
+/// A LayerNorm forward that stays differentiable while gradients are tracked: candle's fused
+/// kernel (`LayerNorm::forward` on contiguous input) has no backward pass, so when `x` is part
+/// of an autograd graph (training) the norm is written with basic ops; otherwise (inference)
+/// the fused kernel runs as before.
+pub fn layer_norm(norm: &candle_nn::LayerNorm, x: &Tensor) -> Result<Tensor> {
+    use candle_core::Module;
+    if !(x.track_op() || norm.weight().track_op()) {
+        return norm.forward(x);
+    }
+    let h = x.dim(D::Minus1)?;
+    let mean = (x.sum_keepdim(D::Minus1)? / h as f64)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / h as f64)?;
+    let y = xc.broadcast_div(&(var + norm.eps())?.sqrt()?)?.broadcast_mul(norm.weight())?;
+    match norm.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// (B, L, H·D) → (B, H, L, D), contiguous.

@@ -163,7 +163,7 @@ impl BertEmbeddings {
         };
         let positions = self.position.forward(&Tensor::arange(0u32, l as u32, dev)?)?;
         let x = (words + types)?.broadcast_add(&positions)?;
-        self.norm.forward(&x)
+        attention::layer_norm(&self.norm, &x)
     }
 }
 
@@ -208,10 +208,10 @@ impl BertLayer {
         let v = attention::split_heads(&self.value.forward(x)?, nh)?;
         let a = attention::scaled_dot_product_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), bias)?;
         let a = self.attn_out.forward(&attention::merge_heads(&a)?)?;
-        let x = self.attn_norm.forward(&(a + x)?)?;
+        let x = attention::layer_norm(&self.attn_norm, &(a + x)?)?;
         let m = self.act.apply(&self.intermediate.forward(&x)?)?;
         let m = self.output.forward(&m)?;
-        self.out_norm.forward(&(m + x)?)
+        attention::layer_norm(&self.out_norm, &(m + x)?)
     }
 }
 

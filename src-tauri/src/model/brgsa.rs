@@ -173,7 +173,12 @@ impl Brgsa {
         let x2 = if one { x.unsqueeze(0)? } else { x.clone() };
         let x2 = x2.to_dtype(self.dtype)?;
         let logits = x2.matmul(&self.dictionary.t()?)?;
-        let z = candle_nn::ops::softmax_last_dim(&logits)?;
+        // candle's fused softmax has no backward pass; the generic one is used while training.
+        let z = if logits.track_op() {
+            candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&logits)?
+        };
         let x_hat = z.matmul(&self.dictionary)?;
         if one {
             Ok((z.squeeze(0)?, x_hat.squeeze(0)?))
@@ -247,6 +252,25 @@ impl Brgsa {
         (0..encodings.len())
             .map(|i| Ok(TextEmbedding { s: s_all.i(i)?, t: t_all.i(i)?, t_hat: t_hat_all.i(i)?, z: z_all.i(i)? }))
             .collect()
+    }
+
+    /// v = global_embedder(cls) for a batch (B, C, A0, A1, A2) → (B, E), and nothing else (the
+    /// training forward pass).
+    pub fn image_embeddings(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let (cls, _, _) = self.vision.forward(&x)?;
+        self.global_embedder.forward(&cls)
+    }
+
+    /// t = emb_global(s) for prompts run as one batch padded to its longest member → (n, E)
+    /// (the training forward pass).
+    pub fn text_embeddings(&self, encodings: &[Encoding]) -> Result<Tensor> {
+        let real: Vec<Encoding> = encodings.iter().map(|e| e.unpadded()).collect();
+        if let Some(i) = real.iter().position(|e| e.is_empty()) {
+            candle_core::bail!("brgsa: prompt {i} has no tokens");
+        }
+        let s = self.pool_text_batch(&real.iter().collect::<Vec<_>>())?;
+        self.emb_global.forward(&s)
     }
 
     /// BrgSA's sentence embedding for a batch of unpadded encodings: (n, H).

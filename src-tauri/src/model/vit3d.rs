@@ -123,13 +123,13 @@ impl Block {
         let (b, l, hidden) = x.dims3()?;
         let nh = self.num_heads;
         let hd = hidden / nh;
-        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?;
+        let qkv = self.qkv.forward(&attention::layer_norm(&self.norm1, x)?)?;
         let qkv = qkv.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
         let (q, k, v) = (qkv.i(0)?, qkv.i(1)?, qkv.i(2)?);
         let a = attention::scaled_dot_product_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), None)?;
         drop(qkv);
         let x = (x + self.proj.forward(&attention::merge_heads(&a)?)?)?;
-        let m = gelu_erf(self.fc1.forward(&self.norm2.forward(&x)?)?)?;
+        let m = gelu_erf(self.fc1.forward(&attention::layer_norm(&self.norm2, &x)?)?)?;
         x + self.fc2.forward(&m)?
     }
 }
@@ -138,7 +138,8 @@ impl Block {
 /// ([`gelu_erf_f32`], relative error about 1e-6 at worst); candle's `gelu_erf`
 /// (single-threaded scalar `erff`) took about 10 % of the image encoder's time.
 fn gelu_erf(x: Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous() {
+    // The in-place kernel is invisible to autograd: while training, use candle's op.
+    if x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous() && !x.track_op() {
         x.inplace_op1(&CpuGeluErf)?;
         Ok(x)
     } else {
@@ -333,7 +334,7 @@ impl Vit3d {
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
-        let h = self.norm.forward(&h)?;
+        let h = attention::layer_norm(&self.norm, &h)?;
         let l = h.dim(1)?;
         let cls = h.i((.., 0))?.contiguous()?;
         let patches = h.narrow(1, 1, l - 1)?.contiguous()?;

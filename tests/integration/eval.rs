@@ -1,0 +1,164 @@
+//! `radbridge eval`: the metrics against scikit-learn (tests/reference/metrics_reference.py →
+//! tests/data/reference/metrics.json), the bootstrap's determinism, and the CLI end to end on a
+//! tiny synthetic corpus with a tiny trained model (summary.json contract, score CSV layout,
+//! thresholds, ablation and heat-map fields, prompt overrides).
+
+use std::path::Path;
+use std::process::Command;
+
+use radbridge::eval;
+use radbridge_tests::{bin, data, json_file};
+use serde_json::Value;
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: {a} vs scikit-learn {b}");
+}
+
+#[test]
+fn metrics_match_scikit_learn() {
+    let r = json_file("reference/metrics.json");
+    let cases = r["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let y: Vec<bool> = c["y"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() == 1).collect();
+        let s: Vec<f64> = c["score"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let roc = eval::roc_curve(&y, &s).unwrap();
+        let want = |k: &str| -> Vec<f64> { c["roc"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::INFINITY)).collect() };
+        assert_eq!(roc.fpr.len(), want("fpr").len(), "{name}: ROC points");
+        for (k, got) in [("fpr", &roc.fpr), ("tpr", &roc.tpr), ("thresholds", &roc.thresholds)] {
+            for (a, b) in got.iter().zip(want(k)) {
+                if b.is_infinite() {
+                    assert!(a.is_infinite());
+                } else {
+                    close(*a, b, &format!("{name} {k}"));
+                }
+            }
+        }
+        close(eval::roc_auc(&y, &s).unwrap(), c["auroc"].as_f64().unwrap(), &format!("{name} auroc"));
+        close(eval::average_precision(&y, &s).unwrap(), c["auprc"].as_f64().unwrap(), &format!("{name} auprc"));
+        let thr = eval::closest_to_corner_threshold(&y, &s).unwrap();
+        match c["threshold"].as_f64() {
+            Some(t) => close(thr, t, &format!("{name} threshold")),
+            None => assert!(thr.is_infinite(), "{name}: threshold {thr}"),
+        }
+        let (f1, acc, p, rc) = eval::thresholded(&y, &s, thr);
+        close(f1, c["f1_weighted"].as_f64().unwrap(), &format!("{name} f1_weighted"));
+        close(acc, c["accuracy"].as_f64().unwrap(), &format!("{name} accuracy"));
+        close(p, c["precision"].as_f64().unwrap(), &format!("{name} precision"));
+        close(rc, c["recall"].as_f64().unwrap(), &format!("{name} recall"));
+    }
+}
+
+#[test]
+fn bootstrap_is_deterministic_and_brackets_the_full_set() {
+    let r = json_file("reference/metrics.json");
+    let c = &r["cases"][0];
+    let y: Vec<bool> = c["y"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() == 1).collect();
+    let s: Vec<f64> = c["score"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let a = eval::evaluate_label("x", &y, &s, 300).unwrap();
+    let b = eval::evaluate_label("x", &y, &s, 300).unwrap();
+    assert_eq!(a.auroc, b.auroc);
+    assert_eq!(a.ci95, b.ci95);
+    let [lo, hi] = a.ci95["auroc"];
+    assert!(lo < a.full_set.auroc && a.full_set.auroc < hi, "{lo} {} {hi}", a.full_set.auroc);
+    assert!((a.auroc - a.full_set.auroc).abs() < 0.05);
+    assert_eq!(a.bootstrap, 300);
+    // Without resampling the headline values are the full-set ones.
+    let p = eval::evaluate_label("x", &y, &s, 0).unwrap();
+    assert_eq!(p.auroc, p.full_set.auroc);
+    assert!(p.ci95.is_empty());
+    // A single class cannot be evaluated.
+    assert!(eval::evaluate_label("x", &vec![true; 5], &[0.1, 0.2, 0.3, 0.4, 0.5], 10).is_none());
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run radbridge");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{:?} failed: {err}", cmd);
+    err
+}
+
+/// A tiny corpus and a tiny model trained on it (a few seconds).
+fn tiny_model(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let corpus = dir.join("corpus");
+    run(Command::new(bin()).args(["synth", "--count", "6", "--seed", "4242", "--chest-fraction", "0", "--output"]).arg(&corpus));
+    let model = dir.join("model");
+    run(Command::new(bin())
+        .args(["train", "--config"])
+        .arg(data("train/tiny-config.json"))
+        .arg("--data")
+        .arg(&corpus)
+        .arg("--output")
+        .arg(&model)
+        .args(["--epochs", "2"]));
+    (corpus, model)
+}
+
+#[test]
+fn eval_cli_writes_the_contract_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, model) = tiny_model(tmp.path());
+    let out = tmp.path().join("eval");
+    let prompts = tmp.path().join("prompts.json");
+    std::fs::write(&prompts, r#"{"Pleural effusion": "Fluid is seen in the pleural space", "Cardiomegaly": "The heart is enlarged"}"#).unwrap();
+    run(Command::new(bin())
+        .env("RADBRIDGE_CACHE_DIR", tmp.path().join("cache"))
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&corpus)
+        .args(["--bootstrap", "50", "--ablation", "--output"])
+        .arg(&out));
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let labels = summary["labels"].as_array().unwrap();
+    assert!(!labels.is_empty());
+    for l in labels {
+        for k in ["label", "auroc", "f1_weighted", "accuracy", "precision", "recall", "auprc", "ci95"] {
+            assert!(l.get(k).is_some(), "label entry lacks {k}: {l}");
+        }
+        let a = l["auroc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a));
+    }
+    for k in ["auroc", "f1_weighted", "accuracy", "precision", "recall", "auprc"] {
+        assert!(summary["mean"][k].as_f64().is_some(), "mean.{k}");
+    }
+    for k in ["v_only", "v_hat_only", "brgsa"] {
+        assert!(summary["ablation"][k]["mean"]["auroc"].as_f64().is_some(), "ablation.{k}");
+    }
+    assert!(summary["heatmap_in_mask"]["total"].as_u64().is_some());
+    // Score CSV in the official layout: VolumeName + one column per label, one row per case.
+    let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[0], "VolumeName");
+    assert_eq!(lines.count(), 6);
+    assert!(header.contains(&"Pleural effusion"));
+    // thresholds.json in the model-directory format.
+    let th: radbridge::zeroshot::Thresholds = serde_json::from_str(&std::fs::read_to_string(out.join("thresholds.json")).unwrap()).unwrap();
+    assert!(!th.thresholds.is_empty());
+
+    // Prompt overrides change the scores of the overridden labels only.
+    let out2 = tmp.path().join("eval2");
+    run(Command::new(bin())
+        .env("RADBRIDGE_CACHE_DIR", tmp.path().join("cache"))
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&corpus)
+        .args(["--bootstrap", "0", "--prompts"])
+        .arg(&prompts)
+        .arg("--output")
+        .arg(&out2));
+    let csv2 = std::fs::read_to_string(out2.join("scores.csv")).unwrap();
+    let col = |csv: &str, name: &str| -> Vec<String> {
+        let mut l = csv.lines();
+        let h: Vec<&str> = l.next().unwrap().split(',').collect();
+        let i = h.iter().position(|x| *x == name).unwrap();
+        l.map(|r| r.split(',').nth(i).unwrap().to_string()).collect()
+    };
+    assert_ne!(col(&csv, "Pleural effusion"), col(&csv2, "Pleural effusion"));
+    assert_eq!(col(&csv, "Emphysema"), col(&csv2, "Emphysema"));
+    let s2: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s2["prompts"]["Pleural effusion"], "Fluid is seen in the pleural space");
+}
