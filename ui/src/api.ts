@@ -1,5 +1,7 @@
-// The only door to Rust: Tauri commands and the binary volume:// scheme.
+// The only door to Rust: Tauri commands, the `analysis-progress` event and the binary
+// `volume://` scheme (volumes and heat maps never travel as JSON arrays).
 import { invoke, convertFileSrc } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
 export interface Warning { code: string; message: string }
 export interface SeriesInfo {
@@ -14,15 +16,90 @@ export interface VolumeSummary {
   files_scanned: number; non_dicom_skipped: number; warnings: Warning[]; generation: number;
 }
 
+/** A knowledge-bank entry as `diagnose --json` writes it (fields flattened). */
+export interface BankEntry {
+  index: number;
+  weight?: number;
+  image_weight?: number;
+  text_weight?: number;
+  bridge?: number;
+  description?: string;
+}
+export interface ScoredFinding {
+  label: string; prompt: string; score: number; threshold: number | null; flagged: boolean | null; custom: boolean;
+  bank?: { text_top: BankEntry[]; shared: BankEntry[] };
+  heatmap?: string;
+  /** Heat-map maximum (added by the report task; optional until then). */
+  peak?: { voxel?: number[]; lps_mm?: number[] } | null;
+}
+export interface Diagnosis {
+  disclaimer: string;
+  model: { name: string; architecture: string; weights_sha256: string; synthetic: boolean; scoring: string };
+  findings: ScoredFinding[];
+  image_bank_top?: BankEntry[];
+  timings: [string, number][];
+  [key: string]: unknown;
+}
+export interface AnalysisResult {
+  diagnosis: Diagnosis; model_dir: string; label_set: string; study_generation: number;
+  /** Run id in the feedback store (absent until the store is wired, or when it could not record). */
+  run_id?: number | null;
+  store_error?: string | null;
+}
+export interface HeatmapRef { id: number; label: string }
+export interface Progress { stage: string; fraction: number; task: string }
+export interface SettingsView {
+  model_dir: string | null; label_set: string | null; resolved_model: string | null; resolved_from: string; model_ok: boolean;
+}
+
 export const startupPath = () => invoke<string | null>("startup_path");
 export const openPath = (path: string, series?: string) => invoke<VolumeSummary>("open_path", { path, series: series ?? null });
 export const pickPath = (folder: boolean) => invoke<string | null>("pick_path", { folder });
+export const pickModelDir = () => invoke<string | null>("pick_model_dir");
 export const noticeStatus = () => invoke<boolean>("notice_status");
 export const acknowledgeNotice = () => invoke<void>("acknowledge_notice");
+export const getSettings = () => invoke<SettingsView>("get_settings");
+export const setSettings = (modelDir: string | null, labelSet: string | null) =>
+  invoke<SettingsView>("set_settings", { modelDir, labelSet });
+
+export const runAnalysis = (labelSet?: string) => invoke<AnalysisResult>("run_analysis", { labelSet: labelSet ?? null });
+export const scoreFinding = (text: string) => invoke<AnalysisResult>("score_finding", { text });
+export const findingHeatmap = (label: string, custom: boolean) => invoke<HeatmapRef>("finding_heatmap", { label, custom });
+export const cancelAnalysis = () => invoke<void>("cancel_analysis");
+/** File / Help menu items chosen in the native menu bar ("open-file", "open-folder", "help"). */
+export const onMenu = (f: (id: string) => void): Promise<UnlistenFn> => listen<string>("menu", (e) => f(e.payload));
+export const onProgress = (f: (p: Progress) => void): Promise<UnlistenFn> =>
+  listen<Progress>("analysis-progress", (e) => f(e.payload));
+
+/** `volume://localhost/<resource>` (or `http://volume.localhost/` where the platform wants it). */
+export function schemeUrl(resource: string): string {
+  const base = convertFileSrc("x", "volume");
+  return base.slice(0, -1) + resource;
+}
+
+async function fetchBinary(resource: string): Promise<ArrayBuffer> {
+  const res = await fetch(schemeUrl(resource));
+  if (!res.ok) throw new Error(`${resource}: transfer failed: ${res.status} ${await res.text()}`);
+  return res.arrayBuffer();
+}
 
 /** The displayed volume's voxels: int16 HU, canonical LPS order, i fastest. */
 export async function fetchVoxels(generation: number): Promise<Int16Array> {
-  const res = await fetch(`${convertFileSrc("voxels", "volume")}?g=${generation}`);
-  if (!res.ok) throw new Error(`volume transfer failed: ${res.status} ${await res.text()}`);
-  return new Int16Array(await res.arrayBuffer());
+  return new Int16Array(await fetchBinary(`voxels?g=${generation}`));
 }
+
+/** One axial plane (k along the superior axis) of the displayed volume, int16 HU. */
+export async function fetchSlice(k: number): Promise<Int16Array> {
+  return new Int16Array(await fetchBinary(`slice/${k}`));
+}
+
+/** A heat map from `findingHeatmap`, still encoded (see viewer/heatmap.ts). */
+export const fetchHeatmap = (id: number) => fetchBinary(`heatmap/${id}`);
+
+// Feedback store and report export (commands answer an error until the backend has them).
+export interface ReviewResult { event_id: number; verdicts: unknown[] }
+export const reviewFinding = (runId: number, label: string, action: unknown) =>
+  invoke<ReviewResult>("review_finding", { runId, label, action });
+export interface ExportResult { path: string; format: string }
+export const exportReport = (format: string, deidentify: boolean, runId: number | null, exportAnyway: boolean) =>
+  invoke<ExportResult | null>("export_report", { format, deidentify, runId, exportAnyway, output: null });

@@ -1,12 +1,14 @@
-//! Tauri commands: IPC ⇄ core calls, nothing more.
+//! Tauri commands for opening studies, the research-use notice and settings: IPC ⇄ core calls,
+//! nothing more. Analysis commands are in `analysis.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Serialize;
 use tauri::State;
 
-use super::state::{AppState, Displayed, VolumeSummary};
-use crate::volume::{self, OpenOptions, Voxels};
+use super::state::{self, AppState, Displayed, Settings, VolumeSummary};
+use crate::volume::{self, OpenOptions};
 
 #[tauri::command]
 pub fn startup_path(state: State<'_, AppState>) -> Option<String> {
@@ -17,19 +19,13 @@ pub fn startup_path(state: State<'_, AppState>) -> Option<String> {
 #[tauri::command]
 pub async fn open_path(path: String, series: Option<String>, state: State<'_, AppState>) -> Result<VolumeSummary, String> {
     let p = PathBuf::from(&path);
-    let loaded = tauri::async_runtime::spawn_blocking(move || {
-        volume::open(&p, &OpenOptions { series, ..Default::default() })
-    })
-    .await
-    .map_err(|e| format!("loading stopped unexpectedly: {e}"))?
-    .map_err(|e| e.to_string())?;
+    let loaded = tauri::async_runtime::spawn_blocking(move || volume::open(&p, &OpenOptions { series, ..Default::default() }))
+        .await
+        .map_err(|e| format!("loading stopped unexpectedly: {e}"))?
+        .map_err(|e| e.to_string())?;
     let source_orientation = loaded.volume.orientation();
     let vol = loaded.volume.into_canonical();
     let (lo, hi) = vol.voxels.range().unwrap_or((0.0, 0.0));
-    let voxels: Vec<i16> = match vol.voxels {
-        Voxels::I16(v) => v,
-        Voxels::F32(v) => v.iter().map(|x| x.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16).collect(),
-    };
     let generation = {
         let mut g = state.generation.lock().unwrap();
         *g += 1;
@@ -52,10 +48,19 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
         chosen: loaded.chosen,
         files_scanned: loaded.scan.files_scanned,
         non_dicom_skipped: loaded.scan.non_dicom_skipped,
-        warnings: vol.warnings,
+        warnings: vol.warnings.clone(),
         generation,
     };
-    *state.displayed.lock().unwrap() = Some(Displayed { summary: summary.clone(), voxels: Arc::new(voxels) });
+    *state.displayed.lock().unwrap() = Some(Displayed {
+        summary: summary.clone(),
+        volume: Arc::new(vol),
+    });
+    super::analysis::reset_run(&state);
+    super::feedback::audit_event(
+        &state,
+        crate::feedback::AuditAction::OpenStudy,
+        serde_json::json!({"path": summary.path, "series": summary.chosen, "format": summary.format}),
+    );
     Ok(summary)
 }
 
@@ -66,13 +71,27 @@ pub async fn pick_path(folder: bool) -> Option<String> {
     let picked = if folder {
         dialog.pick_folder().await
     } else {
-        dialog.add_filter("CT volume", &["nii", "gz", "dcm"]).add_filter("All files", &["*"]).pick_file().await
+        dialog
+            .add_filter("CT volume", &["nii", "gz", "dcm"])
+            .add_filter("All files", &["*"])
+            .pick_file()
+            .await
     };
     picked.map(|f| f.path().display().to_string())
 }
 
+/// Native folder dialog for a model directory; None when cancelled.
+#[tauri::command]
+pub async fn pick_model_dir() -> Option<String> {
+    rfd::AsyncFileDialog::new()
+        .set_title("Choose a model folder (with model.json)")
+        .pick_folder()
+        .await
+        .map(|f| f.path().display().to_string())
+}
+
 fn notice_file() -> Option<PathBuf> {
-    dirs::data_dir().map(|d| d.join("radbridge").join("research-use-notice-acknowledged"))
+    state::data_dir().map(|d| d.join("research-use-notice-acknowledged"))
 }
 
 /// Has the research-use notice been acknowledged on this machine?
@@ -86,6 +105,57 @@ pub fn notice_status() -> bool {
 pub fn acknowledge_notice() -> Result<(), String> {
     let f = notice_file().ok_or("no data folder on this system")?;
     std::fs::create_dir_all(f.parent().unwrap()).map_err(|e| format!("{}: {e}", f.display()))?;
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     std::fs::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION"))).map_err(|e| format!("{}: {e}", f.display()))
+}
+
+/// The settings and the model they resolve to.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub model_dir: Option<String>,
+    pub label_set: Option<String>,
+    /// The model directory an analysis will use, and why (RADBRIDGE_MODEL, settings, demo model, …).
+    pub resolved_model: Option<String>,
+    pub resolved_from: String,
+    pub model_ok: bool,
+}
+
+fn view(s: &Settings) -> SettingsView {
+    let (dir, why) = state::resolve_model(s.model_dir.as_deref());
+    SettingsView {
+        model_dir: s.model_dir.clone(),
+        label_set: s.label_set.clone(),
+        model_ok: dir.as_ref().map(|d| d.join("model.json").is_file()).unwrap_or(false),
+        resolved_model: dir.map(|d| d.display().to_string()),
+        resolved_from: why.to_string(),
+    }
+}
+
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
+    view(&state.settings.lock().unwrap())
+}
+
+/// Change the model folder and/or the label set (empty string: back to the default).
+#[tauri::command]
+pub fn set_settings(model_dir: Option<String>, label_set: Option<String>, state: State<'_, AppState>) -> Result<SettingsView, String> {
+    let mut s = state.settings.lock().unwrap();
+    if let Some(m) = model_dir {
+        s.model_dir = Some(m).filter(|m| !m.is_empty());
+    }
+    if let Some(l) = label_set {
+        s.label_set = Some(l).filter(|l| !l.is_empty());
+    }
+    state::save_settings(&s).map_err(|e| format!("{e:#}"))?;
+    let v = view(&s);
+    drop(s);
+    super::feedback::audit_event(
+        &state,
+        crate::feedback::AuditAction::SettingsChange,
+        serde_json::json!({"model_dir": v.model_dir, "label_set": v.label_set}),
+    );
+    Ok(v)
 }

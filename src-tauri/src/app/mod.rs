@@ -1,8 +1,11 @@
 //! The desktop shell (feature `desktop`): a thin Tauri layer over the core. Commands only
-//! translate between IPC and core calls; volumes travel to the UI as binary over the
-//! `volume://` URI scheme, never as JSON arrays.
+//! translate between IPC and core calls; volumes and heat maps travel to the UI as binary over
+//! the `volume://` URI scheme, never as JSON arrays.
 
+mod analysis;
 mod commands;
+mod feedback;
+mod report;
 mod scheme;
 mod state;
 
@@ -12,14 +15,49 @@ pub use state::AppState;
 pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     tauri::Builder::default()
         .manage(AppState::new(initial))
+        .setup(|app| {
+            analysis::remove_stale_session_dirs();
+            // File → Open… / Open folder… and Help → Keyboard shortcuts: the UI acts on a `menu` event.
+            use tauri::menu::{MenuBuilder, SubmenuBuilder};
+            let file = SubmenuBuilder::new(app, "File")
+                .text("open-file", "Open file…")
+                .text("open-folder", "Open DICOM folder…")
+                .separator()
+                .quit()
+                .build()?;
+            let help = SubmenuBuilder::new(app, "Help").text("help", "Keyboard shortcuts").build()?;
+            app.set_menu(MenuBuilder::new(app).items(&[&file, &help]).build()?)?;
+            app.on_menu_event(|app, event| {
+                use tauri::Emitter;
+                let _ = app.emit("menu", event.id().0.clone());
+            });
+            Ok(())
+        })
         .register_asynchronous_uri_scheme_protocol("volume", scheme::handle)
         .invoke_handler(tauri::generate_handler![
             commands::startup_path,
             commands::open_path,
             commands::pick_path,
+            commands::pick_model_dir,
             commands::notice_status,
             commands::acknowledge_notice,
+            commands::get_settings,
+            commands::set_settings,
+            analysis::run_analysis,
+            analysis::score_finding,
+            analysis::finding_heatmap,
+            analysis::cancel_analysis,
+            feedback::review_finding,
+            feedback::run_verdicts,
+            report::export_report,
         ])
-        .run(tauri::generate_context!())
-        .map_err(|e| anyhow::anyhow!("the app window could not start: {e}"))
+        .build(tauri::generate_context!())
+        .map_err(|e| anyhow::anyhow!("the app window could not start: {e}"))?
+        .run(|_, event| {
+            if let tauri::RunEvent::Exit = event {
+                // Heat maps of this session live in the temporary folder only while it runs.
+                let _ = std::fs::remove_dir_all(analysis::session_dir());
+            }
+        });
+    Ok(())
 }

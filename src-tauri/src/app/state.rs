@@ -1,16 +1,18 @@
-//! What the window holds: the loaded volume in display order, and the path given at start.
+//! What the window holds: the loaded volume (canonical LPS), the path given at start, the
+//! model settings, the loaded model, and the current analysis run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::volume::{SeriesInfo, Warning};
+use crate::analysis::Engine;
+use crate::volume::{CancelToken, SeriesInfo, Volume, Warning};
 
-/// The loaded volume, reoriented to canonical LPS, as int16 HU for display.
+/// The loaded volume, reoriented to canonical LPS (the grid the models and heat maps use).
 pub struct Displayed {
     pub summary: VolumeSummary,
-    pub voxels: Arc<Vec<i16>>,
+    pub volume: Arc<Volume>,
 }
 
 /// What the UI needs to draw and label a volume (the voxels come separately, as binary).
@@ -39,14 +41,108 @@ pub struct VolumeSummary {
     pub generation: u64,
 }
 
+/// Settings the user can change (kept in `<data dir>/settings.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {
+    /// Model directory chosen in the settings panel (None: the default model).
+    #[serde(default)]
+    pub model_dir: Option<String>,
+    /// Label set to score ("all", "ct-rate", "ct-rate-lt"; None: the model's default).
+    #[serde(default)]
+    pub label_set: Option<String>,
+}
+
+/// The current analysis: its cancel token, where its heat maps go, and the heat maps written.
+#[derive(Default)]
+pub struct Run {
+    pub cancel: CancelToken,
+    pub generation: u64,
+    pub dir: Option<PathBuf>,
+    /// Heat map files by id (the id is what the UI asks `volume://localhost/heatmap/<id>` for).
+    pub heatmaps: Vec<PathBuf>,
+    /// The last full analysis of this study (what a report exports).
+    pub last: Option<crate::analysis::Diagnosis>,
+    /// Heat maps already encoded for the UI, by id.
+    pub served: std::collections::HashMap<usize, Arc<Vec<u8>>>,
+}
+
 pub struct AppState {
     pub initial: Option<PathBuf>,
     pub displayed: Mutex<Option<Displayed>>,
     pub generation: Mutex<u64>,
+    pub settings: Mutex<Settings>,
+    /// The loaded model and the directory it came from (kept between runs).
+    pub engine: Mutex<Option<(PathBuf, Engine)>>,
+    pub run: Mutex<Run>,
+    /// The feedback store, opened on first use.
+    pub store: Mutex<Option<crate::feedback::Store>>,
 }
 
 impl AppState {
     pub fn new(initial: Option<PathBuf>) -> Self {
-        AppState { initial, displayed: Mutex::new(None), generation: Mutex::new(0) }
+        AppState {
+            initial,
+            displayed: Mutex::new(None),
+            generation: Mutex::new(0),
+            settings: Mutex::new(load_settings()),
+            engine: Mutex::new(None),
+            run: Mutex::new(Run::default()),
+            store: Mutex::new(None),
+        }
     }
+}
+
+/// The app's data folder: $RADBRIDGE_DATA_DIR, else `<platform data dir>/radbridge`.
+pub fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("RADBRIDGE_DATA_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    dirs::data_dir().map(|d| d.join("radbridge"))
+}
+
+fn settings_file() -> Option<PathBuf> {
+    data_dir().map(|d| d.join("settings.json"))
+}
+
+fn load_settings() -> Settings {
+    let Some(f) = settings_file() else { return Settings::default() };
+    match std::fs::read_to_string(&f) {
+        Ok(t) => serde_json::from_str(&t).unwrap_or_else(|e| {
+            tracing::warn!("{}: ignoring unreadable settings: {e}", f.display());
+            Settings::default()
+        }),
+        Err(_) => Settings::default(),
+    }
+}
+
+pub fn save_settings(s: &Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let f = settings_file().context("no data folder on this system")?;
+    std::fs::create_dir_all(f.parent().unwrap()).with_context(|| format!("{}: cannot create", f.display()))?;
+    std::fs::write(&f, serde_json::to_string_pretty(s)? + "\n").with_context(|| format!("{}: cannot write", f.display()))
+}
+
+/// Which model directory to use and why: $RADBRIDGE_MODEL, else the settings' choice, else
+/// `models/demo`, else the tiny test model (`tests/data/models/brgsa_tiny` once it holds a
+/// model.json), looked up from the executable's folder upwards and from the working folder.
+pub fn resolve_model(setting: Option<&str>) -> (Option<PathBuf>, &'static str) {
+    if let Some(p) = std::env::var_os("RADBRIDGE_MODEL").filter(|p| !p.is_empty()) {
+        return (Some(PathBuf::from(p)), "RADBRIDGE_MODEL");
+    }
+    if let Some(p) = setting.filter(|p| !p.is_empty()) {
+        return (Some(PathBuf::from(p)), "settings");
+    }
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    for (rel, why) in [("models/demo", "demo model"), ("tests/data/models/brgsa_tiny", "tiny test model")] {
+        if let Some(r) = roots.iter().find(|r| r.join(rel).join("model.json").is_file()) {
+            return (Some(r.join(rel)), why);
+        }
+    }
+    (None, "none found")
 }

@@ -1,0 +1,76 @@
+//! Report export: the last analysis with the reviewers' verdicts from the feedback store, as
+//! PDF, JSON or DICOM SR (`radbridge::report`), de-identified unless the user turns it off.
+
+use serde::Serialize;
+use tauri::State;
+
+use super::feedback::{audit_event, with_store};
+use super::state::AppState;
+use crate::feedback::{audit, AuditAction};
+use crate::report::{self, Format, ReportOptions};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportResult {
+    pub path: String,
+    pub format: String,
+}
+
+/// Ask where to save, then write the report; None when the dialog was cancelled. With
+/// `output` the dialog is skipped (tests, scripted use).
+#[tauri::command]
+pub async fn export_report(
+    format: String,
+    deidentify: bool,
+    run_id: Option<i64>,
+    export_anyway: Option<bool>,
+    output: Option<String>,
+    state: State<'_, AppState>,
+) -> Result<Option<ExportResult>, String> {
+    let fmt: Format = format.parse().map_err(|e: report::ReportError| e.to_string())?;
+    let diagnosis = state.run.lock().unwrap().last.clone().ok_or("run an analysis first")?;
+    let verdicts = match run_id {
+        Some(id) => Some(with_store(&state, |s| s.verdicts(id))?),
+        None => None,
+    };
+    let ext = match fmt {
+        Format::Pdf => "pdf",
+        Format::Json => "json",
+        Format::Sr => "dcm",
+    };
+    let path = match output {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let picked = rfd::AsyncFileDialog::new()
+                .set_title("Export the findings report")
+                .set_file_name(format!("radbridge-report.{ext}"))
+                .add_filter(ext, &[ext])
+                .save_file()
+                .await;
+            match picked {
+                Some(f) => f.path().to_path_buf(),
+                None => return Ok(None),
+            }
+        }
+    };
+    let opts = ReportOptions {
+        deidentify,
+        export_anyway: export_anyway.unwrap_or(false),
+        exported_by: audit::os_user(),
+        run_id,
+        ..Default::default()
+    };
+    let out = path.clone();
+    tauri::async_runtime::spawn_blocking(move || report::export(&diagnosis, verdicts.as_deref(), fmt, &out, &opts))
+        .await
+        .map_err(|e| format!("export stopped unexpectedly: {e}"))?
+        .map_err(|e| e.to_string())?;
+    audit_event(
+        &state,
+        AuditAction::Export,
+        serde_json::json!({"run_id": run_id, "format": ext, "deidentified": deidentify, "path": path.display().to_string()}),
+    );
+    Ok(Some(ExportResult {
+        path: path.display().to_string(),
+        format: ext.to_string(),
+    }))
+}

@@ -1,0 +1,256 @@
+"""End-to-end test of the real Radbridge window (tauri-driver + WebKitWebDriver under Xvfb).
+
+Opens the shared chest CT by path, runs the analysis with the configured model, clicks the top
+finding, checks that the heat-map overlay and the knowledge panel appear, marks the finding a
+false positive, and saves a screenshot of each step. It also reads the UI's performance.now()
+marks (first slice on screen, volume ready) and measures slice-scrolling frames per second.
+Run it through tests/e2e/run.sh.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.support.ui import Select
+
+
+def wait_port(port, proc, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tauri-driver exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("tauri-driver did not open its port")
+
+
+def nifti_voxel(path, ijk):
+    """One voxel of an int16 NIfTI-1 file, read independently of the app (numpy-free)."""
+    raw = gzip.open(path).read() if str(path).endswith(".gz") else open(path, "rb").read()
+    import struct
+    dims = struct.unpack_from("<8h", raw, 40)
+    datatype = struct.unpack_from("<h", raw, 70)[0]
+    vox_offset = int(struct.unpack_from("<f", raw, 108)[0])
+    slope, inter = struct.unpack_from("<2f", raw, 112)
+    if datatype != 4:
+        return None
+    i, j, k = ijk
+    v = struct.unpack_from("<h", raw, vox_offset + 2 * ((k * dims[2] + j) * dims[1] + i))[0]
+    return v * (slope or 1.0) + (inter if slope else 0.0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Steps:
+    def __init__(self, driver, shots):
+        self.d = driver
+        self.shots = Path(shots)
+        self.n = 0
+
+    def until(self, script, what, timeout=120.0, *args):
+        end = time.time() + timeout
+        last = None
+        while time.time() < end:
+            last = self.d.execute_script(script, *args)
+            if last:
+                return last
+            time.sleep(0.2)
+        self.shot("failed")
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value {last!r})")
+
+    def tid(self, testid):
+        return self.d.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+    def shot(self, name):
+        self.n += 1
+        path = self.shots / f"{self.n:02d}-{name}.png"
+        self.d.save_screenshot(str(path))
+        print(f"  screenshot {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--driver", required=True)
+    ap.add_argument("--ct", required=True)
+    ap.add_argument("--shots", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    port, native = free_port(), free_port()
+    driver_log = open(Path(a.out) / "tauri-driver.log", "w")
+    drv = subprocess.Popen([a.driver, "--port", str(port), "--native-port", str(native), "--native-driver", "/usr/bin/WebKitWebDriver"],
+                           stdout=driver_log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    metrics = {}
+    try:
+        wait_port(port, drv)
+        wait_port(native, drv)  # WebKitWebDriver, started by tauri-driver
+        opts = ArgOptions()
+        opts.set_capability("browserName", "wry")
+        opts.set_capability("tauri:options", {"application": a.app, "args": [a.ct]})
+        t0 = time.time()
+        d = webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=opts)
+        s = Steps(d, a.shots)
+        try:
+            print("1. launch: research-use notice, acknowledge")
+            s.until("return document.querySelector('[data-testid=notice]') && !document.querySelector('[data-testid=notice]').hidden", "the research-use notice", 60)
+            assert s.tid("research-banner")[0].is_displayed()
+            s.shot("notice")
+            s.tid("acknowledge-notice")[0].click()
+            ack = Path(os.environ["RADBRIDGE_DATA_DIR"]) / "research-use-notice-acknowledged"
+            s.until("return document.querySelector('[data-testid=notice]').hidden", "the notice to close", 10)
+            assert ack.exists(), f"{ack} was not written"
+
+            print("2. the chest CT opened from the command line")
+            perf = s.until("const p = window.__radbridgePerf; return p && p.volume_ready ? p : null", "the volume to be ready", 120)
+            metrics["startup_open"] = {k: round(v - perf["open_start"], 1) for k, v in perf.items()}
+            metrics["window_to_ready_s"] = round(time.time() - t0, 2)
+            info = s.tid("study-info")[0].text
+            assert "chest_ct.nii.gz" in info and "× 191" in info, info
+            # HU under the crosshair = the file's voxel there (the CT is stored LPS, so the
+            # canonical grid is the file's grid).
+            if "Stored orientation\nLPS" in info or "Stored orientationLPS" in info.replace("\n", ""):
+                vox = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+                hu = d.execute_script("return window.__radbridge.viewer.huAt(arguments[0])", vox)
+                ref = nifti_voxel(a.ct, vox)
+                print(f"  crosshair voxel {vox}: app HU {hu}, file {ref}")
+                assert ref is None or abs(hu - ref) < 0.5, (hu, ref)
+            s.shot("opened")
+
+            print("3. open again by path (warm) and measure; scroll frames per second")
+            d.set_script_timeout(120)
+            perf2 = d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__radbridge.open(arguments[0]).then(() => done(window.__radbridgePerf), e => done({error: String(e)}));", a.ct)
+            assert "error" not in perf2, perf2
+            metrics["reopen"] = {k: round(v - perf2["open_start"], 1) for k, v in perf2.items()}
+            # Wheel events into the axial tile, one per frame; fps = distinct slices that reached the screen per second.
+            scroll = d.execute_async_script("const done = arguments[arguments.length - 1]; window.__radbridge.benchScroll(60).then(done, e => done({error: String(e)}));")
+            assert "error" not in scroll, scroll
+            fps = scroll["fps"]
+            metrics["scroll_fps_axial_60_steps"] = round(fps, 1)
+            metrics["scroll"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in scroll.items()}
+            metrics["draw_ms_per_slice_step"] = round(d.execute_script("return window.__radbridge.benchDraw(30)"), 1)
+            canvas = d.execute_script("const c = document.getElementById('gl'); return [c.width, c.height];")
+            metrics["canvas_px"] = canvas
+            print(f"  first slice {metrics['reopen'].get('first_slice')} ms, volume ready {metrics['reopen'].get('volume_ready')} ms, scroll {fps:.1f} fps ({scroll['draw_ms_median']:.1f} ms per scroll redraw at scale {scroll['scale']}, {metrics['draw_ms_per_slice_step']} ms per full redraw) on a {canvas[0]}x{canvas[1]} canvas")
+
+            print("4. run the analysis")
+            s.tid("run-analysis")[0].click()
+            s.until("return document.querySelectorAll('[data-testid=finding]').length > 0", "findings", 600)
+            rows = d.execute_script("return [...document.querySelectorAll('[data-testid=finding]')].map(e => [e.dataset.label, Number(e.dataset.score), e.dataset.flagged])")
+            model = json.loads((Path(os.environ["RADBRIDGE_MODEL"]) / "model.json").read_text())
+            print(f"  {len(rows)} findings; top: {rows[0]}")
+            expected = {l for ls in model["label_sets"].values() for l in ls} if model.get("default_label_set", "all") == "all" else set(model["label_sets"][model["default_label_set"]])
+            assert {r[0] for r in rows} == expected, "the findings list is not the model's label set"
+            stages = d.execute_script("return [...document.querySelectorAll('[data-testid=progress-stage]')].map(e => e.dataset.state)")
+            assert stages and all(x == "done" for x in stages), stages
+            s.shot("analysis")
+
+            print("5. click the top finding: heat map overlay, jump to its peak, knowledge panel")
+            top = s.tid("finding")[0]
+            label = top.get_attribute("data-label")
+            before = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+            top.click()
+            s.until("const e = document.querySelector('[data-testid=overlay-info]'); return e.dataset.state === 'shown' || e.dataset.state === 'error' ? e.dataset.state : null", "the heat map", 300)
+            assert s.tid("overlay-info")[0].get_attribute("data-state") == "shown", s.tid("overlay-info")[0].text
+            assert s.tid("overlay-info")[0].get_attribute("data-label") == label
+            assert d.execute_script("return window.__radbridge.viewer.hasOverlay")
+            after = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+            peak = d.execute_script("return window.__radbridge.viewer.peakVoxel")
+            print(f"  crosshair {before} -> {after} (heat-map peak {peak})")
+            assert all(abs(x - y) <= 1 for x, y in zip(after, peak)), (after, peak)
+            entries = s.tid("bank-entry")
+            kinds = {e.get_attribute("data-kind") for e in entries}
+            assert entries and {"image", "finding", "shared"} <= kinds, kinds
+            words = [e.text for e in entries if "no words" not in e.text]
+            assert words, "bank entries have no descriptions"
+            s.shot("finding")
+
+            print("6. mark it a false positive (reason: artefact)")
+            Select(s.tid("fp-reason")[0]).select_by_value("artefact")
+            s.tid("fp-note")[0].send_keys("streak artefact from the arms")
+            s.tid("mark-false-positive")[0].click()
+            s.until(f"return document.querySelector('[data-testid=finding][data-verdict=false_positive]')", "the false-positive verdict", 30)
+            err = s.tid("analysis-error")[0]
+            assert not err.is_displayed(), err.text
+            # The review went to the feedback store, with the run and the audit trail.
+            db = Path(os.environ["RADBRIDGE_DATA_DIR"]) / "radbridge.sqlite3"
+            assert db.exists(), f"{db}: no feedback store"
+            con = sqlite3.connect(db)
+            events = con.execute("select label, action, reason, note from review_events").fetchall()
+            assert events == [(label, "false_positive", "artefact", "streak artefact from the arms")], events
+            runs = con.execute("select count(*) from run_findings").fetchone()[0]
+            assert runs == len(rows), (runs, len(rows))
+            actions = [r[0] for r in con.execute("select action from audit_log order by id")]
+            print(f"  store: {events}, audit {actions}")
+            for want in ("open_study", "run", "view", "feedback"):
+                assert want in actions, (want, actions)
+            con.close()
+            metrics["feedback_store"] = str(db)
+            s.shot("false-positive")
+
+            print("7. export the report (JSON, de-identified) through the app's export command")
+            out = Path(a.out) / "report.json"
+            res = d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__TAURI_INTERNALS__.invoke('export_report', {format: 'json', deidentify: true, runId: arguments[1], exportAnyway: true, output: arguments[0]})"
+                ".then(r => done(r), e => done({error: String(e)}));", str(out),
+                d.execute_script("return window.__radbridge.runId()"))
+            assert res and "error" not in res, res
+            report = json.loads(out.read_text())
+            text = json.dumps(report)
+            assert "false_positive" in text and label in text, "the report lacks the review"
+            assert str(Path(a.ct).parent) not in text, "the de-identified report names the study's folder"
+            print(f"  wrote {out} ({out.stat().st_size} bytes)")
+            for fmt, name, magic, at in (("pdf", "report.pdf", b"%PDF", 0), ("sr", "report.dcm", b"DICM", 128)):
+                out = Path(a.out) / name
+                res = d.execute_async_script(
+                    "const done = arguments[arguments.length - 1];"
+                    "window.__TAURI_INTERNALS__.invoke('export_report', {format: arguments[2], deidentify: true, runId: arguments[1], exportAnyway: true, output: arguments[0]})"
+                    ".then(r => done(r), e => done({error: String(e)}));", str(out), d.execute_script("return window.__radbridge.runId()"), fmt)
+                assert res and "error" not in res, res
+                assert out.read_bytes()[at:at + 4] == magic, f"{out} is not a {fmt.upper()} file"
+                print(f"  wrote {out} ({out.stat().st_size} bytes)")
+
+            print("8. type a finding and score it on the spot")
+            box = s.tid("finding-input")[0]
+            box.send_keys("small left pleural effusion")
+            s.tid("finding-score")[0].click()
+            s.until("return document.querySelector('[data-testid=finding][data-label=\"small left pleural effusion\"]')", "the typed finding", 300)
+            assert len(s.tid("finding")) == len(rows) + 1
+            # It is selected and its own heat map replaces the previous one.
+            s.until("const e = document.querySelector('[data-testid=overlay-info]'); return e.dataset.state === 'shown' && e.dataset.label === 'small left pleural effusion'", "the typed finding's heat map", 300)
+            d.execute_script("document.querySelector('[data-testid=finding][data-label=\"small left pleural effusion\"]').scrollIntoView()")
+            s.shot("typed-finding")
+        finally:
+            d.quit()
+    finally:
+        drv.terminate()
+        drv.wait(10)
+    (Path(a.out) / "e2e-metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    print("e2e: passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+// Report export: format (PDF / JSON / DICOM SR), de-identified by default.
+import * as api from "../api";
+import { $ } from "../dom";
+
+export function bindReport(getRun: () => number | null, audit: (msg: string) => void) {
+  $("export-report").onclick = async () => {
+    const format = $<HTMLSelectElement>("report-format").value;
+    const deid = $<HTMLInputElement>("report-deid").checked;
+    const anyway = $<HTMLInputElement>("report-anyway").checked;
+    const status = $("report-status");
+    status.textContent = `exporting ${format.toUpperCase()}…`;
+    try {
+      const r = await api.exportReport(format, deid, getRun(), anyway);
+      status.textContent = r ? `saved ${r.path}` : "export cancelled";
+      if (r) audit(`exported ${r.format} to ${r.path}`);
+    } catch (e) {
+      status.textContent = `export failed: ${e}`;
+    }
+  };
+}

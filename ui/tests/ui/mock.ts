@@ -1,0 +1,70 @@
+// Stand-in for the Rust side in UI-only tests: mockIPC answers the commands the UI calls and
+// records every call in window.__calls; progress events go through the mocked event plugin.
+// Binary resources use the http://volume.localhost/ form (mockConvertFileSrc("windows")), which
+// the test serves with page.route.
+import { mockConvertFileSrc, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
+
+type Args = Record<string, unknown> | undefined;
+const w = window as unknown as { __calls: [string, Args][]; __TAURI_INTERNALS__: { invoke: (c: string, a: unknown) => Promise<unknown> }; __cancel?: () => void; __slowAnalysis?: boolean };
+w.__calls = [];
+
+const dims = [64, 48, 20];
+const affine = [[-0.8, 0, 0, 25], [0, -0.8, 0, 19], [0, 0, 2.5, -20], [0, 0, 0, 1]];
+const bank = (n: number, base: number) => Array.from({ length: n }, (_, i) => ({ index: base + i, weight: 0.5 - i * 0.05, description: `entry ${base + i}: ${["effusion", "atelectasis", "nodule", "vessel", "rib"][i % 5]} pattern` }));
+const finding = (label: string, score: number, threshold: number | null, custom = false) => ({
+  label, prompt: `There is ${label}.`, score, threshold, flagged: threshold === null ? null : score > threshold, custom,
+  bank: { text_top: bank(3, 100), shared: bank(2, 200).map((e) => ({ index: e.index, image_weight: 0.3, text_weight: 0.2, bridge: 0.06, description: e.description })) },
+});
+const diagnosis = (findings: unknown[]) => ({
+  disclaimer: "Research use only.",
+  model: { name: "mock", architecture: "brgsa", weights_sha256: "0".repeat(64), synthetic: true, scoring: "brgsa_mean_cosine" },
+  findings, image_bank_top: bank(4, 10), timings: [["score", 0.01]],
+});
+const emit = (stage: string, fraction: number, task = "analysis") =>
+  w.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "analysis-progress", payload: { stage, fraction, task } });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+mockWindows("main");
+mockConvertFileSrc("windows");
+mockIPC(
+  async (cmd, args) => {
+    w.__calls.push([cmd, args as Args]);
+    switch (cmd) {
+      case "startup_path": return "/data/chest_ct.nii.gz";
+      case "notice_status": return false;
+      case "acknowledge_notice": return null;
+      case "get_settings": return { model_dir: null, label_set: null, resolved_model: "/repo/models/demo", resolved_from: "demo model", model_ok: true };
+      case "set_settings": return { model_dir: (args as { modelDir: string }).modelDir || null, label_set: null, resolved_model: "/x", resolved_from: "settings", model_ok: false };
+      case "open_path":
+        return {
+          path: (args as { path: string }).path, format: "nifti", format_detail: "NIfTI-1", modality: "CT", description: null,
+          dims, spacing: [0.8, 0.8, 2.5], orientation: "LPS", source_orientation: "RAS", affine_lps: affine, hu_min: -1024, hu_max: 1500,
+          series: [{ index: 0, uid: "1", grouped_by: "uid", modality: "CT", description: "chest", slice_count: 20, dimensions: dims, spacing: [0.8, 0.8, 2.5], transfer_syntaxes: [], warnings: [] }],
+          chosen: 0, files_scanned: 1, non_dicom_skipped: 0,
+          warnings: [{ code: "uneven_spacing", message: "slice spacing varies" }, { code: "gantry_tilt", message: "gantry tilt 5°" }],
+          generation: 1,
+        };
+      case "run_analysis": {
+        for (const [s, f] of [["load model", 0], ["preprocess", 0], ["encode image", 0.2]] as [string, number][]) { await emit(s, f); await sleep(30); }
+        if (w.__slowAnalysis) {
+          await new Promise<void>((resolve) => (w.__cancel = resolve));
+          throw "cancelled";
+        }
+        for (const [s, f] of [["encode text", 0.7], ["score", 0.9], ["done", 1]] as [string, number][]) { await emit(s, f); await sleep(30); }
+        return {
+          diagnosis: diagnosis([finding("Atelectasis", 0.31, 0.25), finding("Emphysema", 0.12, 0.2), finding("Pleural effusion", 0.44, 0.3), finding("Lung nodule", 0.05, null)]),
+          model_dir: "/repo/models/demo", label_set: "all", study_generation: 1, run_id: 7,
+        };
+      }
+      case "pick_path": return (args as { folder: boolean }).folder ? "/data/dicom_folder" : "/data/other.nii.gz";
+      case "pick_model_dir": return "/models/other";
+      case "cancel_analysis": w.__cancel?.(); return null;
+      case "score_finding": return { diagnosis: diagnosis([finding((args as { text: string }).text, 0.22, null, true)]), model_dir: "/m", label_set: "all", study_generation: 1 };
+      case "finding_heatmap": return { id: 0, label: (args as { label: string }).label };
+      case "review_finding": return { event_id: 100 + w.__calls.filter((c) => c[0] === "review_finding").length, verdicts: [] };
+      case "export_report": return { path: "/tmp/report.pdf", format: (args as { format: string }).format };
+      default: throw `unknown command ${cmd}`;
+    }
+  },
+  { shouldMockEvents: true },
+);

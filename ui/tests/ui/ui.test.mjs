@@ -1,0 +1,187 @@
+// UI-only flows in Debian's chromium: the built UI (vite preview) with the Rust side replaced by
+// mockIPC (tests/ui/mock.ts) and the volume:// resources served by page.route.
+// Run: npm run test:ui  (needs /usr/bin/chromium; screenshots go to ../target/ui-screenshots/).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { buildSync } from "esbuild";
+import { preview } from "vite";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const shots = path.resolve(here, "../../../target/ui-screenshots");
+mkdirSync(shots, { recursive: true });
+const mock = buildSync({ entryPoints: [path.join(here, "mock.ts")], bundle: true, format: "iife", write: false }).outputFiles[0].text;
+
+const dims = [64, 48, 20];
+function volume() {
+  // A bright disc (HU 400) in water (0) in air (-1000).
+  const v = new Int16Array(dims[0] * dims[1] * dims[2]).fill(-1000);
+  for (let k = 0; k < dims[2]; k++)
+    for (let j = 4; j < dims[1] - 4; j++)
+      for (let i = 4; i < dims[0] - 4; i++) {
+        const r = Math.hypot(i - 32, j - 24);
+        v[(k * dims[1] + j) * dims[0] + i] = r < 6 ? 400 : 0;
+      }
+  return Buffer.from(v.buffer);
+}
+function heatmap() {
+  const meta = JSON.stringify({ dims, step: [1, 1, 1], min: -0.2, max: 0.6, peak: [40, 20, 12] });
+  const start = (4 + meta.length + 3) & ~3;
+  const out = Buffer.alloc(start + dims[0] * dims[1] * dims[2], 32);
+  out.writeUInt32LE(meta.length, 0);
+  out.write(meta, 4);
+  for (let k = 0; k < dims[2]; k++)
+    for (let j = 0; j < dims[1]; j++)
+      for (let i = 0; i < dims[0]; i++) out[start + (k * dims[1] + j) * dims[0] + i] = Math.max(0, 255 - 12 * Math.hypot(i - 40, j - 20, 3 * (k - 12)));
+  return out;
+}
+
+let server, browser, page;
+const errors = [];
+
+before(async () => {
+  server = await preview({ root: path.resolve(here, "../.."), preview: { port: 0, host: "127.0.0.1" }, logLevel: "error" });
+  const url = server.resolvedUrls.local[0];
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-background-networking", "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
+  });
+  page = await browser.newPage({ viewport: { width: 1360, height: 860 } });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.addInitScript(mock);
+  const vol = volume();
+  await page.route("http://volume.localhost/**", (route) => {
+    const u = new URL(route.request().url());
+    const p = u.pathname.slice(1);
+    if (p === "voxels") return route.fulfill({ status: 200, body: vol, headers: { "access-control-allow-origin": "*" } });
+    if (p.startsWith("slice/")) {
+      const k = Number(p.split("/")[1]);
+      const n = dims[0] * dims[1] * 2;
+      return route.fulfill({ status: 200, body: vol.subarray(k * n, (k + 1) * n), headers: { "access-control-allow-origin": "*" } });
+    }
+    if (p.startsWith("heatmap/")) return route.fulfill({ status: 200, body: heatmap(), headers: { "access-control-allow-origin": "*" } });
+    return route.fulfill({ status: 404, body: "no" });
+  });
+  await page.goto(url);
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => server?.httpServer.close(r));
+});
+
+const calls = (cmd) => page.evaluate((c) => window.__calls.filter((x) => x[0] === c).map((x) => x[1]), cmd);
+
+test("first launch: notice, study, warnings, viewer", async () => {
+  await page.getByTestId("acknowledge-notice").click();
+  assert.equal((await calls("acknowledge_notice")).length, 1);
+  await page.waitForFunction(() => window.__radbridgePerf?.volume_ready > 0, null, { timeout: 20000 });
+  assert.deepEqual((await calls("open_path"))[0], { path: "/data/chest_ct.nii.gz", series: null });
+  assert.equal(await page.getByTestId("load-warning").count(), 2);
+  assert.ok(await page.getByTestId("research-banner").isVisible());
+  const perf = await page.evaluate(() => window.__radbridgePerf);
+  assert.ok(perf.first_slice <= perf.volume_ready, "the preview slice comes first");
+  await page.screenshot({ path: path.join(shots, "01-opened.png") });
+});
+
+test("window presets set W/L", async () => {
+  await page.getByTestId("preset-lung").click();
+  assert.equal(await page.getByTestId("wl-readout").textContent(), "W 1500  L -600");
+  await page.keyboard.press("4");
+  assert.equal(await page.getByTestId("wl-readout").textContent(), "W 400  L 40");
+});
+
+test("run analysis: progress per stage, sorted findings", async () => {
+  await page.getByTestId("run-analysis").click();
+  await page.waitForSelector('[data-testid="finding"]');
+  const rows = await page.getByTestId("finding").evaluateAll((els) => els.map((e) => [e.dataset.label, Number(e.dataset.score), e.dataset.flagged]));
+  assert.deepEqual(rows.map((r) => r[0]), ["Pleural effusion", "Atelectasis", "Emphysema", "Lung nodule"]);
+  assert.equal(rows[0][2], "true");
+  const stages = await page.getByTestId("progress-stage").evaluateAll((els) => els.map((e) => e.dataset.state));
+  assert.ok(stages.every((s) => s === "done"), stages.join());
+});
+
+test("click a finding: heat map overlay, jump to peak, knowledge panel", async () => {
+  await page.getByTestId("finding").first().click();
+  await page.waitForSelector('[data-testid="overlay-info"][data-state="shown"]', { timeout: 20000 });
+  assert.deepEqual((await calls("finding_heatmap"))[0], { label: "Pleural effusion", custom: false });
+  const vox = await page.evaluate(() => window.__radbridge.viewer.crosshairVoxel());
+  assert.deepEqual(vox, [40, 20, 12]);
+  assert.equal(await page.getByTestId("bank-entry").count(), 2 + 3 + 4);
+  assert.match(await page.locator('[data-testid="bank-entry"][data-kind="shared"]').first().textContent(), /entry 200/);
+  await page.getByTestId("overlay-opacity").fill("0.8");
+  assert.equal(await page.evaluate(() => window.__radbridge.viewer.overlayOpacity), 0.8);
+  await page.screenshot({ path: path.join(shots, "02-finding.png") });
+});
+
+test("feedback: false positive with reason, confirm, undo, missed", async () => {
+  await page.getByTestId("fp-reason").selectOption("device");
+  await page.getByTestId("fp-note").fill("ECG lead");
+  await page.getByTestId("mark-false-positive").click();
+  await page.waitForSelector('[data-testid="finding"][data-label="Pleural effusion"][data-verdict="false_positive"]');
+  assert.deepEqual((await calls("review_finding"))[0], { runId: 7, label: "Pleural effusion", action: { action: "false_positive", reason: "device", note: "ECG lead" } });
+  await page.getByTestId("undo-feedback").click();
+  await page.waitForSelector('[data-testid="finding"][data-label="Pleural effusion"][data-verdict=""]');
+  assert.deepEqual((await calls("review_finding"))[1].action, { action: "undo", event: 101 });
+  await page.getByTestId("confirm-finding").click();
+  await page.waitForSelector('[data-testid="finding"][data-label="Pleural effusion"][data-verdict="confirmed"]');
+  await page.getByTestId("missed-input").fill("rib fracture");
+  await page.getByTestId("add-missed").click();
+  await page.waitForSelector('[data-testid="feedback-event"][data-action="missed"]');
+  assert.equal(await page.getByTestId("feedback-event").count(), 4);
+});
+
+test("typed finding is scored on the spot", async () => {
+  await page.getByTestId("finding-input").fill("small left pleural effusion");
+  await page.getByTestId("finding-score").click();
+  await page.waitForSelector('[data-testid="finding"][data-label="small left pleural effusion"]');
+  assert.deepEqual((await calls("score_finding"))[0], { text: "small left pleural effusion" });
+  assert.equal(await page.getByTestId("finding").count(), 5);
+});
+
+test("export asks the backend with format and de-identification", async () => {
+  await page.getByTestId("report-format").selectOption("json");
+  await page.getByTestId("export-report").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="report-status"]').textContent.startsWith("saved"));
+  assert.deepEqual((await calls("export_report"))[0], { format: "json", deidentify: true, runId: 7, exportAnyway: false, output: null });
+});
+
+test("cancel stops a running analysis", async () => {
+  await page.evaluate(() => (window.__slowAnalysis = true));
+  await page.getByTestId("run-analysis").click();
+  await page.waitForSelector('[data-testid="progress-stage"][data-stage="encode image"][data-state="active"]');
+  await page.getByTestId("cancel-analysis").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="analysis-error"]').textContent === "Analysis cancelled.");
+  assert.equal(await page.getByTestId("finding").count(), 0);
+  assert.ok(!(await page.getByTestId("run-analysis").isDisabled()));
+  await page.screenshot({ path: path.join(shots, "03-cancelled.png") });
+});
+
+test("settings: the resolved model, choose another folder and label set", async () => {
+  await page.getByTestId("settings-button").click();
+  assert.match(await page.getByTestId("settings-resolved").textContent(), /Model: \/repo\/models\/demo \(from demo model\)/);
+  await page.getByTestId("model-dir").fill("/models/other");
+  await page.getByTestId("label-set").selectOption("ct-rate");
+  await page.getByTestId("settings-save").click();
+  await page.waitForFunction(() => /Not a model folder/.test(document.querySelector('[data-testid="settings-resolved"]').textContent));
+  assert.deepEqual((await calls("set_settings"))[0], { modelDir: "/models/other", labelSet: "ct-rate" });
+  await page.keyboard.press("Escape");
+  assert.ok(await page.getByTestId("settings").isHidden());
+});
+
+test("File menu → Open file… picks and opens a path", async () => {
+  await page.evaluate(() => window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "menu", payload: "open-file" }));
+  await page.waitForFunction(() => window.__calls.filter((c) => c[0] === "open_path").length === 2);
+  assert.deepEqual((await calls("pick_path")).at(-1), { folder: false });
+  assert.deepEqual((await calls("open_path")).at(-1), { path: "/data/other.nii.gz", series: null });
+  await page.keyboard.press("?");
+  assert.ok(await page.getByTestId("help").isVisible());
+  await page.keyboard.press("Escape");
+});
+
+test("no page errors", () => {
+  assert.deepEqual(errors, []);
+});
