@@ -284,10 +284,7 @@ pub fn mean_metrics(results: &[LabelResult]) -> BTreeMap<String, f64> {
     if results.is_empty() {
         return out;
     }
-    let vals: Vec<[f64; 6]> = results
-        .iter()
-        .map(|r| [r.auroc, r.f1_weighted, r.accuracy, r.precision, r.recall, r.auprc])
-        .collect();
+    let vals: Vec<[f64; 6]> = results.iter().map(|r| [r.auroc, r.f1_weighted, r.accuracy, r.precision, r.recall, r.auprc]).collect();
     for (k, name) in METRICS.iter().enumerate() {
         out.insert(name.to_string(), vals.iter().map(|v| v[k]).sum::<f64>() / vals.len() as f64);
     }

@@ -101,7 +101,8 @@ fn eval_cli_writes_the_contract_files() {
     let (corpus, model) = tiny_model(tmp.path());
     let out = tmp.path().join("eval");
     let prompts = tmp.path().join("prompts.json");
-    std::fs::write(&prompts, r#"{"Pleural effusion": "Fluid is seen in the pleural space", "Cardiomegaly": "The heart is enlarged"}"#).unwrap();
+    std::fs::write(&prompts, r#"{"Pleural effusion": "Fluid is seen in the pleural space", "Cardiomegaly": "The heart is enlarged"}"#)
+        .unwrap();
     run(Command::new(bin())
         .env("RADBRIDGE_CACHE_DIR", tmp.path().join("cache"))
         .args(["eval", "--model"])
@@ -126,7 +127,8 @@ fn eval_cli_writes_the_contract_files() {
     for k in ["v_only", "v_hat_only", "brgsa"] {
         assert!(summary["ablation"][k]["mean"]["auroc"].as_f64().is_some(), "ablation.{k}");
     }
-    assert!(summary["heatmap_in_mask"]["total"].as_u64().is_some());
+    assert!(summary["heatmap_in_mask"]["total"].as_u64().unwrap() > 0, "synthetic cases have masks");
+    assert_eq!(summary["heatmap_peak_cell_overlaps_mask"]["total"], summary["heatmap_in_mask"]["total"]);
     // Score CSV in the official layout: VolumeName + one column per label, one row per case.
     let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     let mut lines = csv.lines();

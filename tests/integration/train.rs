@@ -49,8 +49,7 @@ fn objective_and_adam_match_pytorch() {
     let x_img = tensor(&inp["x_img"], &dev);
     let x_txt = tensor(&inp["x_txt"], &dev);
     let names = ["b_v", "dictionary", "w_t", "w_v"];
-    let vars: Vec<(String, Var)> =
-        names.iter().map(|n| (n.to_string(), Var::from_tensor(&tensor(&inp[*n], &dev)).unwrap())).collect();
+    let vars: Vec<(String, Var)> = names.iter().map(|n| (n.to_string(), Var::from_tensor(&tensor(&inp[*n], &dev)).unwrap())).collect();
     let get = |n: &str| vars.iter().find(|(k, _)| k == n).unwrap().1.as_tensor().clone();
     let s = &r["settings"];
     let loss_cfg = LossConfig { temperature: s["temperature"].as_f64().unwrap(), eps: s["eps"].as_f64().unwrap(), ..Default::default() };
@@ -176,7 +175,14 @@ fn tiny_training_lowers_the_loss_and_writes_a_loadable_model() {
     assert!(d.model.synthetic);
     assert!(d.findings.iter().all(|f| f.finding.score.is_finite() && f.finding.score.abs() <= 1.0));
     // And through the CLI.
-    let o = Command::new(bin()).env("RADBRIDGE_CACHE_DIR", tmp.path().join("cache")).arg("diagnose").arg(&ct).arg("--model").arg(&out).output().unwrap();
+    let o = Command::new(bin())
+        .env("RADBRIDGE_CACHE_DIR", tmp.path().join("cache"))
+        .arg("diagnose")
+        .arg(&ct)
+        .arg("--model")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("synthetic-data demo"));
 }
@@ -208,7 +214,15 @@ fn resumed_training_equals_uninterrupted_training() {
     let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     c["optim"]["lr"] = 0.5.into();
     std::fs::write(&other, c.to_string()).unwrap();
-    let out = Command::new(bin()).args(["train", "--resume", "--config"]).arg(&other).arg("--data").arg(&data8).arg("--output").arg(&part).output().unwrap();
+    let out = Command::new(bin())
+        .args(["train", "--resume", "--config"])
+        .arg(&other)
+        .arg("--data")
+        .arg(&data8)
+        .arg("--output")
+        .arg(&part)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another configuration"));
 }

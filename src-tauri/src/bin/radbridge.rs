@@ -653,6 +653,12 @@ fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`radbridge diagnose … | head`) ends the process quietly, as
+    // Unix tools do, instead of panicking in println!.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RADBRIDGE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -169,8 +169,8 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        let cfg: TrainConfig = serde_json::from_str(&text)
-            .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), reason: e.to_string() })?;
+        let cfg: TrainConfig =
+            serde_json::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), reason: e.to_string() })?;
         cfg.validate().map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })?;
         Ok(cfg)
     }
@@ -178,10 +178,10 @@ impl TrainConfig {
     /// Checks the geometry fits together; returns the reason when it does not.
     pub fn validate(&self) -> Result<(), String> {
         let v = &self.vision;
-        if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 {
+        if v.num_heads == 0 || !v.hidden_size.is_multiple_of(v.num_heads) {
             return Err(format!("vision.hidden_size {} is not a multiple of vision.num_heads {}", v.hidden_size, v.num_heads));
         }
-        if self.text.num_attention_heads == 0 || self.text.hidden_size % self.text.num_attention_heads != 0 {
+        if self.text.num_attention_heads == 0 || !self.text.hidden_size.is_multiple_of(self.text.num_attention_heads) {
             return Err("text.hidden_size is not a multiple of text.num_attention_heads".into());
         }
         for a in 0..3 {
@@ -242,7 +242,10 @@ mod tests {
     fn defaults_are_valid_and_official_where_stated() {
         let c = TrainConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.optim, OptimConfig { lr: 5e-5, beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 1e-6, clip_norm: 0.25, warmup_steps: 0 });
+        assert_eq!(
+            c.optim,
+            OptimConfig { lr: 5e-5, beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 1e-6, clip_norm: 0.25, warmup_steps: 0 }
+        );
         assert_eq!((c.loss.global_weight, c.loss.recon_weight, c.loss.mse_weight, c.loss.temperature), (1.0, 1.0, 0.5, 10.0));
         // Partial files take the defaults for the rest.
         let p: TrainConfig = serde_json::from_str(r#"{"epochs": 3, "optim": {"lr": 0.001}}"#).unwrap();

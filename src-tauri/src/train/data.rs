@@ -112,12 +112,7 @@ pub fn training_sentences(summarizer: &crate::summarize::Builtin, report: &str) 
     };
     s.retain(|x| x.split_whitespace().count() > 1);
     if s.is_empty() {
-        s = report
-            .split(['.', '\n'])
-            .map(|x| x.trim())
-            .filter(|x| x.split_whitespace().count() > 1)
-            .map(|x| format!("{x}."))
-            .collect();
+        s = report.split(['.', '\n']).map(|x| x.trim()).filter(|x| x.split_whitespace().count() > 1).map(|x| format!("{x}.")).collect();
     }
     s
 }

@@ -77,8 +77,7 @@ pub fn brgsa_loss(v: &Tensor, t: &Tensor, v_hat: &Tensor, t_hat: &Tensor, cfg: &
     let (i2t_recon, t2i_recon) = info_nce(v_hat, t_hat, cfg)?;
     let mse_v = mse(v_hat, v)?;
     let mse_t = mse(t_hat, t)?;
-    let total = (((&i2t + &t2i)? * cfg.global_weight)?
-        + ((&i2t_recon + &t2i_recon)? * cfg.recon_weight)?)?
+    let total = (((&i2t + &t2i)? * cfg.global_weight)? + ((&i2t_recon + &t2i_recon)? * cfg.recon_weight)?)?
         .add(&((&mse_v + &mse_t)? * cfg.mse_weight)?)?;
     Ok(LossParts { total, i2t, t2i, i2t_recon, t2i_recon, mse_v, mse_t })
 }

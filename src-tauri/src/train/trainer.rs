@@ -283,7 +283,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 /// frozen).
 fn trainable(varmap: &VarMap, freeze_pos: bool) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock");
-    let mut v: Vec<(String, Var)> = data.iter().filter(|(k, _)| !(freeze_pos && k.as_str() == POS)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut v: Vec<(String, Var)> =
+        data.iter().filter(|(k, _)| !(freeze_pos && k.as_str() == POS)).map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -468,7 +469,10 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
             let parts = brgsa_loss(&v, &t, &v_hat, &t_hat, &cfg.loss)?;
             let vals = parts.values()?;
             if !vals[0].is_finite() {
-                return Err(TrainError::Invalid { path: opts.output.clone(), reason: format!("loss is {} at step {}", vals[0], st.global_step) });
+                return Err(TrainError::Invalid {
+                    path: opts.output.clone(),
+                    reason: format!("loss is {} at step {}", vals[0], st.global_step),
+                });
             }
             let grads = parts.total.backward()?;
             let lr = adam.current_lr();
@@ -517,6 +521,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
 
 /// Write the model directory: `model.safetensors`, `config.json`, `vocab.txt`, `model.json`
 /// (synthetic), `train-config.json` and `train-log.json`.
+#[allow(clippy::too_many_arguments)]
 fn write_model_dir(
     out: &Path,
     varmap: &VarMap,
@@ -676,7 +681,13 @@ mod tests {
         let vars = trainable(&varmap, false);
         let mut checked = 0;
         for (name, var) in &vars {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient")).flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"))
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             let p0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
             // Two entries per variable.
             for &k in &[0usize, p0.len() / 2] {

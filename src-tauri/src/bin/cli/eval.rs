@@ -6,7 +6,9 @@
 //! - `summary.json`: `{"labels": [{"label", "auroc", "f1_weighted", "accuracy", "precision",
 //!   "recall", "auprc", "ci95": {metric: [lo, hi]}, "full_set": {...}, "threshold", "positives",
 //!   "negatives", "bootstrap"}], "mean": {metric: value}, "skipped": [labels with one class],
-//!   "heatmap_in_mask": {"hits", "total", "rate", "per_label"}, "ablation" (with --ablation):
+//!   "heatmap_in_mask": {"hits", "total", "rate", "per_label"} (peak voxel inside the mask),
+//!   "heatmap_peak_cell_overlaps_mask": {...} (the peak patch cell holds a mask voxel; the patch
+//!   grid is coarser than most masks), "ablation" (with --ablation):
 //!   {"v_only"|"v_hat_only"|"brgsa": {"mean": {...}, "labels": {label: auroc}}}, "prompts",
 //!   "model", "data", "cases", "bootstrap"}`. With resampling the headline values are the
 //!   bootstrap means (the official "Overall"), `full_set` the values on all cases.
@@ -61,6 +63,17 @@ pub struct EvalArgs {
     /// model.json): run this on a validation corpus, never on the test corpus
     #[arg(long)]
     pub save_thresholds: bool,
+}
+
+/// Index of the first largest finite value.
+fn first_max(v: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in v.iter().enumerate() {
+        if x.is_finite() && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 fn csv_field(s: &str) -> String {
@@ -146,12 +159,18 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         cases.truncate(m);
     }
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let pb = ProgressBar::with_draw_target(Some(cases.len() as u64), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    pb.set_style(ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta_precise}").unwrap().progress_chars("=> "));
+    let pb = ProgressBar::with_draw_target(
+        Some(cases.len() as u64),
+        if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    pb.set_style(
+        ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta_precise}").unwrap().progress_chars("=> "),
+    );
     let mut names = Vec::new();
     let mut truth: Vec<Vec<bool>> = Vec::new();
     let (mut s_mean, mut s_v, mut s_vh): (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![], vec![], vec![]);
     let mut hm_hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut cell_hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for case in &cases {
         let p = corpus.path(&case.volume);
         let loaded = volume::open(&p, &OpenOptions::default()).with_context(|| format!("{}: cannot open", p.display()))?;
@@ -187,6 +206,29 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                         e.0 += inside as usize;
                         e.1 += 1;
                     }
+                    // Coarser: does the highest patch cell contain any mask voxel?
+                    if let Some(best) = first_max(&sims) {
+                        let cell = [best / (grid[1] * grid[2]), (best / grid[2]) % grid[1], best % grid[2]];
+                        let [nx, ny, nz] = canon.dims;
+                        let mut overlap = false;
+                        'search: for k in 0..nz {
+                            for jj in 0..ny {
+                                for i in 0..nx {
+                                    if mask.voxels.get_f32(i + nx * (jj + ny * k)) <= 0.0 {
+                                        continue;
+                                    }
+                                    let m = input.geometry.model_index([i as f64, jj as f64, k as f64]);
+                                    if (0..3).all(|a| (m[a].round() / patch[a] as f64).floor() as i64 == cell[a] as i64) {
+                                        overlap = true;
+                                        break 'search;
+                                    }
+                                }
+                            }
+                        }
+                        let e = cell_hits.entry(l.clone()).or_default();
+                        e.0 += overlap as usize;
+                        e.1 += 1;
+                    }
                 }
             }
         }
@@ -220,6 +262,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     }
 
     let (hits, total) = hm_hits.values().fold((0, 0), |(h, t), (a, b)| (h + a, t + b));
+    let (chits, ctotal) = cell_hits.values().fold((0, 0), |(h, t), (a, b)| (h + a, t + b));
     let mut summary = json!({
         "labels": results,
         "mean": mean,
@@ -229,6 +272,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             "total": total,
             "rate": if total > 0 { hits as f64 / total as f64 } else { f64::NAN },
             "per_label": hm_hits.iter().map(|(l, (h, t))| (l.clone(), json!({"hits": h, "total": t}))).collect::<BTreeMap<_, _>>(),
+        },
+        "heatmap_peak_cell_overlaps_mask": {
+            "hits": chits,
+            "total": ctotal,
+            "rate": if ctotal > 0 { Some(chits as f64 / ctotal as f64) } else { None },
+            "per_label": cell_hits.iter().map(|(l, (h, t))| (l.clone(), json!({"hits": h, "total": t}))).collect::<BTreeMap<_, _>>(),
         },
         "prompts": labels.iter().zip(&prompts).map(|(l, p)| (l.clone(), p.clone())).collect::<BTreeMap<_, _>>(),
         "model": {"dir": a.model.display().to_string(), "name": engine.package.manifest.name, "weights_sha256": engine.package.manifest.weights_sha256},
