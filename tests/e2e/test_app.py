@@ -148,7 +148,7 @@ def main():
             assert "error" not in scroll, scroll
             fps = scroll["fps"]
             metrics["scroll_fps_axial_60_steps"] = round(fps, 1)
-            metrics["scroll"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in scroll.items()}
+            metrics["scroll"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in scroll.items()}
             metrics["draw_ms_per_slice_step"] = round(d.execute_script("return window.__radbridge.benchDraw(30)"), 1)
             canvas = d.execute_script("const c = document.getElementById('gl'); return [c.width, c.height];")
             metrics["canvas_px"] = canvas
@@ -208,6 +208,19 @@ def main():
             con.close()
             metrics["feedback_store"] = str(db)
             s.shot("false-positive")
+
+            print("6b. propose thresholds from the feedback (Settings → Propose; nothing is written)")
+            model_dir = Path(os.environ["RADBRIDGE_MODEL"])
+            th = model_dir / "thresholds.json"
+            before = th.read_bytes() if th.exists() else None
+            s.tid("settings-button")[0].click()
+            s.tid("recalibrate-propose")[0].click()
+            s.until("const e = document.querySelector('[data-testid=recalibrate-result]'); return e && e.textContent.length > 0", "the threshold proposal", 60)
+            proposal = s.tid("recalibrate-result")[0].text
+            print(f"  {proposal}")
+            assert "→" in proposal or "No threshold change" in proposal, proposal
+            assert (th.read_bytes() if th.exists() else None) == before, "Propose changed the thresholds file"
+            d.execute_script("document.getElementById('settings-close').click()")
 
             print("7. export the report (JSON, de-identified) through the app's export command")
             out = Path(a.out) / "report.json"

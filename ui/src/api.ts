@@ -66,6 +66,27 @@ export const runAnalysis = (labelSet?: string) => invoke<AnalysisResult>("run_an
 export const scoreFinding = (text: string) => invoke<AnalysisResult>("score_finding", { text });
 export const findingHeatmap = (label: string, custom: boolean) => invoke<HeatmapRef>("finding_heatmap", { label, custom });
 export const cancelAnalysis = () => invoke<void>("cancel_analysis");
+
+export interface ThresholdProposal {
+  label: string;
+  current: number | null;
+  proposed: number | null;
+  changed: boolean;
+  positives: number;
+  negatives: number;
+  false_positives_flagged_before: number;
+  false_positives_flagged_after: number;
+  note?: string;
+}
+export interface Recalibration {
+  model_dir: string;
+  proposals: ThresholdProposal[];
+  applied: { id: number; kind: string } | null;
+  reverted: { id: number; kind: string } | null;
+}
+/** Threshold recalibration from the recorded verdicts: "propose" | "apply" | "revert". */
+export const recalibrateThresholds = (action: "propose" | "apply" | "revert") =>
+  invoke<Recalibration>("recalibrate_thresholds", { action });
 /** File / Help menu items chosen in the native menu bar ("open-file", "open-folder", "help"). */
 export const onMenu = (f: (id: string) => void): Promise<UnlistenFn> => listen<string>("menu", (e) => f(e.payload));
 export const onProgress = (f: (p: Progress) => void): Promise<UnlistenFn> =>

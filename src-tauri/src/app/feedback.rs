@@ -7,6 +7,8 @@ use serde_json::Value;
 use tauri::State;
 
 use super::state::AppState;
+use super::state::resolve_model;
+use crate::feedback::recalibrate::{self, Proposal, ThresholdsVersion};
 use crate::feedback::{audit, AuditAction, EventId, ReviewAction, RunId, RunRecord, Store, Verdict};
 
 /// Run `f` on the store, opening it first if needed.
@@ -54,4 +56,34 @@ pub fn review_finding(run_id: RunId, label: String, action: ReviewAction, state:
 #[tauri::command]
 pub fn run_verdicts(run_id: RunId, state: State<'_, AppState>) -> Result<Vec<Verdict>, String> {
     with_store(&state, |s| s.verdicts(run_id))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recalibration {
+    pub model_dir: String,
+    /// Per-label proposals from the recorded verdicts (after an apply/revert: against the new file).
+    pub proposals: Vec<Proposal>,
+    pub applied: Option<ThresholdsVersion>,
+    pub reverted: Option<ThresholdsVersion>,
+}
+
+/// Threshold recalibration from the reviewer's verdicts for the current model (the same as
+/// `radbridge feedback recalibrate`): `action` = "propose" | "apply" | "revert". Apply and revert
+/// are versioned in the store; the next analysis reloads the model with the new thresholds.
+#[tauri::command]
+pub fn recalibrate_thresholds(action: String, state: State<'_, AppState>) -> Result<Recalibration, String> {
+    let setting = state.settings.lock().unwrap().model_dir.clone();
+    let dir = resolve_model(setting.as_deref()).0.ok_or("no model folder: choose one in Settings")?;
+    let actor = audit::os_user();
+    let (applied, reverted) = match action.as_str() {
+        "propose" => (None, None),
+        "apply" => (with_store(&state, |s| recalibrate::apply(s, &dir, actor.as_deref()))?, None),
+        "revert" => (None, Some(with_store(&state, |s| recalibrate::revert(s, &dir, actor.as_deref()))?)),
+        other => return Err(format!("unknown recalibration action '{other}'")),
+    };
+    if applied.is_some() || reverted.is_some() {
+        *state.engine.lock().unwrap() = None;
+    }
+    let proposals = with_store(&state, |s| recalibrate::propose(s, &dir))?;
+    Ok(Recalibration { model_dir: dir.display().to_string(), proposals, applied, reverted })
 }

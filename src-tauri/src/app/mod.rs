@@ -49,6 +49,7 @@ pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             analysis::cancel_analysis,
             feedback::review_finding,
             feedback::run_verdicts,
+            feedback::recalibrate_thresholds,
             report::export_report,
         ])
         .build(tauri::generate_context!())

@@ -30,5 +30,31 @@ export function bindSettings(onChange: (s: api.SettingsView) => void) {
       $("settings-resolved").textContent = String(e);
     }
   };
+  const recalibrate = async (action: "propose" | "apply" | "revert") => {
+    const out = $("recalibrate-result");
+    try {
+      out.textContent = describeRecalibration(await api.recalibrateThresholds(action));
+    } catch (e) {
+      out.textContent = String(e);
+    }
+  };
+  $("recalibrate-propose").onclick = () => recalibrate("propose");
+  $("recalibrate-apply").onclick = () => recalibrate("apply");
+  $("recalibrate-revert").onclick = () => recalibrate("revert");
   api.getSettings().then(show, () => {});
+}
+
+const fmt = (x: number | null) => (x == null ? "none" : x.toFixed(4));
+
+/** One line per label whose threshold would change (or did), plus what happened. */
+export function describeRecalibration(r: api.Recalibration): string {
+  const head = r.applied ? `Applied (version ${r.applied.id}). ` : r.reverted ? `Reverted (version ${r.reverted.id}). ` : "";
+  const changed = r.proposals.filter((p) => p.changed);
+  if (changed.length === 0) return `${head}No threshold change proposed from the recorded verdicts (${r.proposals.length} labels checked).`;
+  return (
+    head +
+    changed
+      .map((p) => `${p.label}: ${fmt(p.current)} → ${fmt(p.proposed)} (false positives flagged ${p.false_positives_flagged_before} → ${p.false_positives_flagged_after})`)
+      .join("; ")
+  );
 }

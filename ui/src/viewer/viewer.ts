@@ -35,7 +35,7 @@ export class Viewer {
    * fill-rate bound, so the views are drawn at this fraction of the device pixel ratio during an
    * interaction and redrawn at full resolution `idleMs` after the last input.
    */
-  interactiveScale = 0.5;
+  interactiveScale = 0.35;
   idleMs = 150;
   /**
    * While the user scrolls or drags, the status line (position, HU) is rewritten at most this

@@ -62,3 +62,21 @@ describe("knowledge and settings text", () => {
     expect(describeModel({ model_dir: null, label_set: null, resolved_model: "/m/demo", resolved_from: "demo model", model_ok: true })).toBe("Model: /m/demo (from demo model)");
   });
 });
+
+import { describeRecalibration } from "../../src/settings/settings";
+
+describe("threshold recalibration text", () => {
+  const p = (label: string, changed: boolean) => ({
+    label, current: 0.1, proposed: changed ? 0.25 : 0.1, changed, positives: 2, negatives: 1,
+    false_positives_flagged_before: 1, false_positives_flagged_after: changed ? 0 : 1,
+  });
+  it("lists only the labels that change", () => {
+    const t = describeRecalibration({ model_dir: "m", proposals: [p("Emphysema", true), p("Atelectasis", false)], applied: null, reverted: null });
+    expect(t).toContain("Emphysema: 0.1000 → 0.2500");
+    expect(t).not.toContain("Atelectasis");
+  });
+  it("says when nothing changes and when a version was applied", () => {
+    expect(describeRecalibration({ model_dir: "m", proposals: [p("Emphysema", false)], applied: null, reverted: null })).toContain("No threshold change");
+    expect(describeRecalibration({ model_dir: "m", proposals: [p("Emphysema", true)], applied: { id: 3, kind: "apply" }, reverted: null })).toMatch(/^Applied \(version 3\)/);
+  });
+});
