@@ -10,23 +10,7 @@ use radbridge_tests::*;
 use serde_json::Value;
 
 fn import(arch: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(arch);
-    let (fixture, ckpt, extra): (&str, &str, Vec<&str>) = match arch {
-        "brgsa" => ("brgsa_tiny", "best.ckpt", vec!["--vision-heads", "4", "--text-max-length", "24"]),
-        _ => ("ctclip_tiny", "CT-CLIP_v2.pt", vec!["--patch-size", "4", "--temporal-patch-size", "2", "--heads", "2", "--dim-head", "8", "--text-max-length", "64"]),
-    };
-    let st = Command::new(bin())
-        .args(["import-checkpoint", "--arch", arch, "--checkpoint"])
-        .arg(data(&format!("models/{fixture}/{ckpt}")))
-        .arg("--text-dir")
-        .arg(data(&format!("models/{fixture}")))
-        .arg("--output")
-        .arg(&out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    out
+    radbridge_tests::import_tiny(arch, dir)
 }
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {

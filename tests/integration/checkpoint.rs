@@ -106,18 +106,7 @@ fn wrong_files_get_a_full_report() {
 #[test]
 fn cli_writes_a_model_directory_that_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("brgsa");
-    let st = Command::new(bin())
-        .args(["import-checkpoint", "--arch", "brgsa", "--checkpoint"])
-        .arg(data("models/brgsa_tiny/best.ckpt"))
-        .arg("--text-dir")
-        .arg(data("models/brgsa_tiny"))
-        .arg("--output")
-        .arg(&out)
-        .args(["--vision-heads", "4", "--text-max-length", "24"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = radbridge_tests::import_tiny("brgsa", dir.path());
     let p = ModelPackage::open(&out).unwrap();
     p.verify_weights().unwrap();
     assert_eq!(p.manifest.prompts.positive, "There is {label}");

@@ -24,18 +24,7 @@ fn ok(db: &Path, args: &[&str]) -> String {
 
 /// The tiny BrgSA fixture imported into a model directory, with a described bank.
 fn model_dir(dir: &Path) -> PathBuf {
-    let out = dir.join("brgsa");
-    let st = Command::new(bin())
-        .args(["import-checkpoint", "--arch", "brgsa", "--checkpoint"])
-        .arg(data("models/brgsa_tiny/best.ckpt"))
-        .arg("--text-dir")
-        .arg(data("models/brgsa_tiny"))
-        .arg("--output")
-        .arg(&out)
-        .args(["--vision-heads", "4", "--text-max-length", "24"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = radbridge_tests::import_tiny("brgsa", dir);
     let corpus = dir.join("corpus.jsonl");
     std::fs::write(&corpus, ["There is a small pleural effusion.", "Emphysema in both upper lobes.", "No pneumothorax.", "A nodule in the right lung."].map(|s| json!(s).to_string()).join("\n"))
         .unwrap();

@@ -366,19 +366,7 @@ fn chat_endpoint_errors_name_the_endpoint() {
 }
 
 fn import_tiny(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("brgsa");
-    let o = Command::new(bin())
-        .args(["import-checkpoint", "--arch", "brgsa", "--checkpoint"])
-        .arg(data("models/brgsa_tiny/best.ckpt"))
-        .arg("--text-dir")
-        .arg(data("models/brgsa_tiny"))
-        .arg("--output")
-        .arg(&out)
-        .args(["--vision-heads", "4", "--text-max-length", "24"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
+    radbridge_tests::import_tiny("brgsa", dir)
 }
 
 fn repo_root() -> std::path::PathBuf {

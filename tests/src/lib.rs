@@ -100,3 +100,27 @@ pub fn test_python() -> PathBuf {
     assert!(p.exists(), "{} not found: run `make setup-test` (or set RADBRIDGE_TEST_PYTHON)", p.display());
     p
 }
+
+/// Import one of the tiny random-weight fixtures (`tests/data/models/{brgsa,ctclip}_tiny`, made by
+/// `tests/reference/model_reference.py`) into `<dir>/<arch>` with `radbridge import-checkpoint`,
+/// passing the dimensions the weights cannot tell; returns the model directory.
+pub fn import_tiny(arch: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(arch);
+    let (fixture, ckpt, extra): (&str, &str, &[&str]) = match arch {
+        "brgsa" => ("brgsa_tiny", "best.ckpt", &["--vision-heads", "4", "--text-max-length", "24"]),
+        "ctclip" => ("ctclip_tiny", "CT-CLIP_v2.pt", &["--patch-size", "4", "--temporal-patch-size", "2", "--heads", "2", "--dim-head", "8", "--text-max-length", "64"]),
+        other => panic!("no tiny fixture for '{other}'"),
+    };
+    let st = std::process::Command::new(bin())
+        .args(["import-checkpoint", "--arch", arch, "--checkpoint"])
+        .arg(data(&format!("models/{fixture}/{ckpt}")))
+        .arg("--text-dir")
+        .arg(data(&format!("models/{fixture}")))
+        .arg("--output")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .expect("run radbridge import-checkpoint");
+    assert!(st.status.success(), "import-checkpoint {arch}: {}", String::from_utf8_lossy(&st.stderr));
+    out
+}
