@@ -36,6 +36,18 @@ pub struct Engine {
     pub thresholds: Option<Thresholds>,
     pub cache: TextCache,
     pub device: Device,
+    /// The last volume's encoding, reused by a later call with the same
+    /// [`DiagnoseOptions::image_key`] (a heat map or a typed finding on the open study).
+    encoded: Option<EncodedImage>,
+}
+
+/// One volume as the model saw it: the mapping back to the CT, a voxel-less copy of the
+/// canonical volume's header (grid, affine, source), and the image code.
+struct EncodedImage {
+    key: String,
+    geometry: preprocess::InputGeometry,
+    header: Volume,
+    image: ImageCode,
 }
 
 /// The image side of one volume.
@@ -123,7 +135,7 @@ impl Engine {
             Some(d) => TextCache::open(d.join("text-embeddings").join(format!("{}.json", &m.weights_sha256)), &m.weights_sha256),
             None => TextCache::in_memory(&m.weights_sha256),
         };
-        Ok(Engine { package, net, tokenizer, bank, thresholds, cache, device: device.clone() })
+        Ok(Engine { package, net, tokenizer, bank, thresholds, cache, device: device.clone(), encoded: None })
     }
 
     pub fn arch(&self) -> Arch {
@@ -396,6 +408,10 @@ pub struct DiagnoseOptions {
     pub top_k: usize,
     pub heatmap_dir: Option<PathBuf>,
     pub cancel: CancelToken,
+    /// Identifies the volume for the engine's encoding cache: a later call with the same key
+    /// skips preprocessing and the image encoder. The caller must change the key whenever the
+    /// volume changes (the app uses the study's generation and path). None: always encode.
+    pub image_key: Option<String>,
 }
 
 fn slug(s: &str) -> String {
@@ -417,17 +433,40 @@ impl Engine {
         let mut timings = Vec::new();
         let check = || if opts.cancel.is_cancelled() { Err(anyhow::Error::from(VolumeError::Cancelled)) } else { Ok(()) };
         let stage_start = Instant::now();
-        progress("preprocess", 0.0);
-        let canon = volume.canonical();
-        let input = self.preprocess(&canon);
-        timings.push(("preprocess".to_string(), stage_start.elapsed().as_secs_f64()));
-        check()?;
-        progress("encode image", 0.2);
-        let t = Instant::now();
-        let x = self.tensor(&input)?;
-        let image = self.encode_image(&x)?;
-        drop(x);
-        timings.push(("encode image".to_string(), t.elapsed().as_secs_f64()));
+        let reuse = match (&opts.image_key, &self.encoded) {
+            (Some(k), Some(e)) => &e.key == k,
+            _ => false,
+        };
+        if reuse {
+            // The same stages as a full run (the UI has a bar for each), at no cost.
+            progress("preprocess", 0.0);
+            progress("encode image", 0.2);
+            timings.push(("encode image (reused)".to_string(), stage_start.elapsed().as_secs_f64()));
+        } else {
+            self.encoded = None;
+            progress("preprocess", 0.0);
+            let canon = volume.canonical();
+            let input = self.preprocess(&canon);
+            timings.push(("preprocess".to_string(), stage_start.elapsed().as_secs_f64()));
+            check()?;
+            progress("encode image", 0.2);
+            let t = Instant::now();
+            let x = self.tensor(&input)?;
+            let image = self.encode_image(&x)?;
+            drop(x);
+            timings.push(("encode image".to_string(), t.elapsed().as_secs_f64()));
+            let header = Volume {
+                dims: canon.dims,
+                voxels: crate::volume::Voxels::F32(Vec::new()),
+                affine: canon.affine,
+                meta: canon.meta.clone(),
+                warnings: Vec::new(),
+            };
+            self.encoded = Some(EncodedImage { key: opts.image_key.clone().unwrap_or_default(), geometry: input.geometry, header, image });
+        }
+        // Taken out for the scoring below (so that `self` stays borrowable); put back at the end
+        // when the caller named the volume.
+        let enc = self.encoded.take().expect("encoded above");
         check()?;
         progress("encode text", 0.7);
         let t = Instant::now();
@@ -447,7 +486,7 @@ impl Engine {
         let scale = self.logit_scale();
         let mut findings = Vec::with_capacity(items.len());
         for (i, (label, custom)) in items.iter().enumerate() {
-            let (score, bank) = match (&image, &codes[i]) {
+            let (score, bank) = match (&enc.image, &codes[i]) {
                 (ImageCode::Brgsa { v, v_hat, z: zi, .. }, TextCode::Brgsa { t, z: zt, .. }) => {
                     let (_, _, s) = zeroshot::brgsa_score(v, v_hat, t);
                     let text_top = bank::top_k(zt, k).iter().map(|e| self.describe(e, e.index)).collect();
@@ -471,17 +510,17 @@ impl Engine {
             });
         }
         timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
-        if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&image, &self.net) {
+        if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
             // Where each finding fires, from the patch grid (refined below from the heat map
             // on the CT grid when one is written).
             let patch = m.config().vision.patch_size;
             for (i, f) in findings.iter_mut().enumerate() {
                 let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
                 let sims = crate::heatmap::patch_similarity(patch_proj, tv);
-                f.peak = crate::heatmap::grid_peak(&sims, *grid, patch, &input.geometry, &canon);
+                f.peak = crate::heatmap::grid_peak(&sims, *grid, patch, &enc.geometry, &enc.header);
             }
         }
-        let image_bank_top = match &image {
+        let image_bank_top = match &enc.image {
             ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
             ImageCode::Ctclip { .. } => vec![],
         };
@@ -489,13 +528,13 @@ impl Engine {
             let t = Instant::now();
             progress("heat maps", 0.95);
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&image, &self.net) {
+            if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
                 let patch = m.config().vision.patch_size;
                 for (i, f) in findings.iter_mut().enumerate() {
                     check()?;
                     let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
                     let sims = crate::heatmap::patch_similarity(patch_proj, tv);
-                    let hm = crate::heatmap::to_volume(&sims, *grid, patch, &input.geometry, &canon, &f.finding.label);
+                    let hm = crate::heatmap::to_volume(&sims, *grid, patch, &enc.geometry, &enc.header, &f.finding.label);
                     let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
                     crate::volume::nifti::write(&hm, &path)?;
                     f.heatmap = Some(path.display().to_string());
@@ -507,6 +546,9 @@ impl Engine {
             timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
         }
         progress("done", 1.0);
+        if opts.image_key.is_some() {
+            self.encoded = Some(enc);
+        }
         let m = &self.package.manifest;
         Ok(Diagnosis {
             disclaimer: DISCLAIMER.to_string(),

@@ -149,3 +149,42 @@ fn heatmap_cells_land_where_the_model_saw_them() {
         assert!((got - expect).abs() < 1e-4, "slice {k}: {got} vs {expect}");
     }
 }
+
+#[test]
+fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
+    // The app's click-a-finding path: a full analysis, then one label with a heat map under the
+    // same image key. The second call must skip the image encoder, give the same score and the
+    // same peak, and a new key must encode again.
+    use radbridge::analysis::{DiagnoseOptions, Engine};
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
+    let model = import("brgsa", dir.path());
+    let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
+    let mut engine = Engine::load(&model).unwrap();
+    let labels: Vec<String> = ["Cardiomegaly", "Lung nodule", "Pleural effusion"].map(String::from).to_vec();
+    let key = Some("1:chest_ct.nii.gz".to_string());
+    let stages = |d: &radbridge::analysis::Diagnosis| d.timings.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+    let full = engine.diagnose(&ct, &DiagnoseOptions { labels: labels.clone(), top_k: 3, image_key: key.clone(), ..Default::default() }, &|_, _| {}).unwrap();
+    assert!(stages(&full).contains(&"encode image".to_string()), "{:?}", stages(&full));
+    let hm_dir = dir.path().join("hm");
+    let one = engine
+        .diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: key.clone(), heatmap_dir: Some(hm_dir.clone()), ..Default::default() }, &|_, _| {})
+        .unwrap();
+    let st = stages(&one);
+    assert!(st.contains(&"encode image (reused)".to_string()) && !st.contains(&"encode image".to_string()), "{st:?}");
+    assert_eq!(one.findings[0].finding.score, full.findings[1].finding.score);
+    assert_eq!(one.findings[0].bank.as_ref().unwrap().shared.len(), 3);
+    // The heat map is on the CT grid and its peak is the grid peak of the full run, refined.
+    let h = volume::open(one.findings[0].heatmap.as_ref().unwrap(), &OpenOptions::default()).unwrap().volume;
+    assert_eq!(h.dims, ct.dims);
+    let (p_full, p_one) = (full.findings[1].peak.as_ref().unwrap(), one.findings[0].peak.as_ref().unwrap());
+    assert!((0..3).all(|a| (p_full.lps_mm[a] - p_one.lps_mm[a]).abs() < 40.0), "{p_full:?} vs {p_one:?}");
+    // Another key (another study or generation) encodes again; no key never caches.
+    let other = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
+    assert!(stages(&other).contains(&"encode image".to_string()));
+    assert_eq!(other.findings[0].finding.score, full.findings[1].finding.score);
+    let none = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, ..Default::default() }, &|_, _| {}).unwrap();
+    assert!(stages(&none).contains(&"encode image".to_string()));
+    let again = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
+    assert!(stages(&again).contains(&"encode image".to_string()), "a call without a key must drop the cached encoding");
+}

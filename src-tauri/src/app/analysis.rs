@@ -146,6 +146,9 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
     let mut opts = DiagnoseOptions {
         top_k: TOP_K,
         cancel,
+        // A heat map or typed finding on the study that is open reuses the image encoding of
+        // the analysis; opening a study bumps the generation.
+        image_key: Some(format!("{generation}:{study}")),
         ..Default::default()
     };
     match job {
