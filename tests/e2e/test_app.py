@@ -15,9 +15,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from PIL import ImageGrab
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
@@ -60,6 +62,63 @@ def free_port():
     return p
 
 
+# A <div> over the axial tile that changes colour on each of n animation frames; resolves to
+# the animation frames per second.
+PEER_ANIMATION = """
+const done = arguments[arguments.length - 1], n = arguments[0];
+const [l, t, w, h] = window.__radbridge.viewer.tileRect('axial');
+const el = document.createElement('div');
+el.style.cssText = `position:fixed;left:${l}px;top:${t}px;width:${w}px;height:${h}px;z-index:99999;pointer-events:none`;
+document.body.appendChild(el);
+let i = 0, t0 = 0;
+const step = (ts) => {
+  if (i === 0) t0 = ts;
+  el.style.background = `rgb(${(i * 37) % 256}, ${(i * 91) % 256}, 128)`;
+  if (++i <= n) requestAnimationFrame(step);
+  else requestAnimationFrame(() => { el.remove(); done((n - 1) * 1000 / (ts - t0)); });
+};
+requestAnimationFrame(step);
+"""
+
+
+class ScreenWatch(threading.Thread):
+    """Grabs a horizontal band through the middle of a view's tile from the X server in a loop
+    and counts how often it changes: frames that reached the screen, sampled at the grab rate
+    (a lower bound on the frame rate when the grab rate is not well above it)."""
+
+    def __init__(self, driver, plane):
+        super().__init__(daemon=True)
+        tile, inner = driver.execute_script(
+            "return [window.__radbridge.viewer.tileRect(arguments[0]), [window.innerWidth, window.innerHeight]]", plane)
+        win = driver.get_window_rect()
+        # The page sits at the bottom of the window, under the native menu bar.
+        ox, oy = win["x"] + (win["width"] - inner[0]), win["y"] + (win["height"] - inner[1])
+        left, top, w, h = tile
+        y = int(oy + top + h / 2)
+        self.bbox = (int(ox + left + 2), y - 4, int(ox + left + w - 2), y + 4)
+        self.halt = threading.Event()
+        self.grabs = []
+
+    def run(self):
+        while not self.halt.is_set():
+            img = ImageGrab.grab(bbox=self.bbox, xdisplay=os.environ["DISPLAY"])
+            self.grabs.append((time.perf_counter(), img.tobytes()))
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+        g = self.grabs
+        changes = [t for (t, b), (_, prev) in zip(g[1:], g) if b != prev]
+        span = changes[-1] - changes[0] if len(changes) > 1 else 0.0
+        total = g[-1][0] - g[0][0] if len(g) > 1 else 0.0
+        return {
+            "changes": len(changes),
+            "fps": round((len(changes) - 1) / span, 1) if span > 0 else 0.0,
+            "grabs_per_s": round((len(g) - 1) / total, 1) if total > 0 else 0.0,
+            "band_px": list(self.bbox),
+        }
+
+
 class Steps:
     def __init__(self, driver, shots):
         self.d = driver
@@ -81,10 +140,27 @@ class Steps:
         return self.d.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
 
     def shot(self, name):
+        """The window as the X server shows it, grabbed from Xvfb: what the user sees, with the
+        native menu bar that WebDriver's page snapshot leaves out, and a check that the
+        picture is not blank."""
         self.n += 1
         path = self.shots / f"{self.n:02d}-{name}.png"
-        self.d.save_screenshot(str(path))
-        print(f"  screenshot {path}")
+        # Let pending draws reach the screen: two animation frames, then a short pause for the
+        # compositor.
+        self.d.execute_async_script("const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
+        time.sleep(0.5)
+        img = ImageGrab.grab(xdisplay=os.environ["DISPLAY"])
+        try:
+            r = self.d.get_window_rect()
+            box = (max(0, r["x"]), max(0, r["y"]), min(img.width, r["x"] + r["width"]), min(img.height, r["y"] + r["height"]))
+            if box[2] > box[0] + 100 and box[3] > box[1] + 100:
+                img = img.crop(box)
+        except Exception as e:  # a driver without Get Window Rect: keep the whole screen
+            print(f"  (window rect unavailable: {e})")
+        lo, hi = zip(*img.getextrema())
+        assert max(hi) - min(lo) > 50, f"screenshot {path} is blank"
+        img.save(path)
+        print(f"  screenshot {path} {img.width}x{img.height}")
 
 
 def main():
@@ -143,9 +219,29 @@ def main():
                 "window.__radbridge.open(arguments[0]).then(() => done(window.__radbridgePerf), e => done({error: String(e)}));", a.ct)
             assert "error" not in perf2, perf2
             metrics["reopen"] = {k: round(v - perf2["open_start"], 1) for k, v in perf2.items()}
-            # Wheel events into the axial tile, one per frame; fps = distinct slices that reached the screen per second.
+            # Wheel events into the axial tile, one per frame; fps = distinct slices drawn per
+            # second (the page's count). Meanwhile a thread grabs a band of the axial tile from the
+            # X server as fast as it can: the frames that really reached the screen.
+            watch = ScreenWatch(d, "axial")
+            watch.start()
             scroll = d.execute_async_script("const done = arguments[arguments.length - 1]; window.__radbridge.benchScroll(60).then(done, e => done({error: String(e)}));")
+            on_screen = watch.stop()
             assert "error" not in scroll, scroll
+            metrics["scroll_on_screen"] = on_screen
+            print(f"  on screen: {on_screen}")
+            assert on_screen["changes"] >= 10, f"scrolling did not reach the screen: {on_screen}"
+            # The peer, measured the same way in the same run: a plain <div> over the same tile
+            # whose colour changes every animation frame, i.e. the most frames this WebView
+            # and display can show; the scroll rate is reported against it.
+            watch = ScreenWatch(d, "axial")
+            watch.start()
+            ceiling = d.execute_async_script(PEER_ANIMATION, 60)
+            peer = watch.stop()
+            peer["raf_per_s"] = round(ceiling, 1)
+            metrics["peer_css_animation_on_screen"] = peer
+            if peer["fps"] > 0:
+                metrics["scroll_vs_peer"] = round(on_screen["fps"] / peer["fps"], 2)
+            print(f"  peer (a div changing colour every frame): {peer}; scroll / peer = {metrics.get('scroll_vs_peer')}")
             fps = scroll["fps"]
             metrics["scroll_fps_axial_60_steps"] = round(fps, 1)
             metrics["scroll"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in scroll.items()}

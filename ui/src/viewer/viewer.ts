@@ -320,6 +320,17 @@ export class Viewer {
     return [Math.round(v[0]), Math.round(v[1]), Math.round(v[2])];
   }
 
+  /** Where a view's tile is in the page (CSS px: left, top, width, height), for tests that
+   *  watch the screen. */
+  tileRect(plane: Plane): [number, number, number, number] | null {
+    const dpr = this.nv.uiData.dpr ?? window.devicePixelRatio ?? 1;
+    const s = this.nv.screenSlices.find((x) => SLICE_PLANE[x.axCorSag] === plane);
+    if (!s) return null;
+    const r = this.canvas.getBoundingClientRect();
+    const [l, t, w, h] = s.leftTopWidthHeight;
+    return [r.left + l / dpr, r.top + t / dpr, w / dpr, h / dpr];
+  }
+
   /** The plane of the tile under a canvas position (CSS px), if any. */
   planeAt(x: number, y: number): Plane | null {
     const dpr = this.nv.uiData.dpr ?? window.devicePixelRatio ?? 1;
