@@ -133,7 +133,7 @@ impl ChatEndpoint {
                 LabelFinding { label: label.clone(), status, evidence }
             })
             .collect();
-        Ok(Summary { id: None, sentences, findings })
+        Ok(Summary { id: None, sentences, findings, sentence_status: Vec::new() })
     }
 }
 

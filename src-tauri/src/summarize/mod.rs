@@ -67,6 +67,10 @@ pub struct Summary {
     pub sentences: Vec<String>,
     /// One entry per label of the summariser's label list, in that order.
     pub findings: Vec<LabelFinding>,
+    /// The status each sentence states, parallel to `sentences` where the summariser knows it
+    /// (the built-in one does; an endpoint's free sentences leave it empty). Not serialised.
+    #[serde(skip)]
+    pub sentence_status: Vec<Status>,
 }
 
 impl Summary {
@@ -392,6 +396,7 @@ impl Summarizer for Builtin {
         order.sort_by_key(|m| m.sentence);
         let keys: Vec<(String, Status)> = order.iter().map(|m| (format!(" {} ", m.phrase.to_lowercase()), m.status)).collect();
         let mut sentences: Vec<String> = Vec::new();
+        let mut sentence_status: Vec<Status> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         for (i, m) in order.iter().enumerate() {
             let (k, st) = &keys[i];
@@ -403,9 +408,10 @@ impl Summarizer for Builtin {
             if !seen.contains(&key) {
                 seen.push(key);
                 sentences.push(sent);
+                sentence_status.push(m.status);
             }
         }
-        Ok(Summary { id: None, sentences, findings })
+        Ok(Summary { id: None, sentences, findings, sentence_status })
     }
 }
 

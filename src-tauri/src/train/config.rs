@@ -106,6 +106,13 @@ pub struct TrainConfig {
     pub crop: [usize; 3],
     /// Sentences sampled (without replacement) per case and step (the paper's merge_num).
     pub merge_num: usize,
+    /// Which summary sentences a case's training text is sampled from: "summary" (all of
+    /// them, as the official loader samples the GPT-4o summary) or "findings" (only those
+    /// stating a finding present or possible; a report with none falls back to its negative
+    /// sentences). A model trained from scratch cannot learn negation from a few thousand
+    /// reports, so "There is no effusion" would teach it that "effusion" goes with a normal
+    /// pleura; "findings" removes that contradiction.
+    pub text_sentences: String,
     pub batch_size: usize,
     pub epochs: usize,
     pub seed: u64,
@@ -153,6 +160,7 @@ impl Default for TrainConfig {
             preprocess,
             crop: [56, 56, 28],
             merge_num: 5,
+            text_sentences: "summary".into(),
             batch_size: 16,
             epochs: 10,
             seed: 1,
@@ -209,6 +217,9 @@ impl TrainConfig {
         }
         if self.text_pool_layers == 0 || self.text_pool_layers > self.text.num_hidden_layers + 1 {
             return Err("text_pool_layers must be in 1..=text.num_hidden_layers + 1".into());
+        }
+        if !matches!(self.text_sentences.as_str(), "summary" | "findings") {
+            return Err(format!("text_sentences {:?} must be \"summary\" or \"findings\"", self.text_sentences));
         }
         if !matches!(self.init.as_str(), "normal_0.02" | "fan_in") {
             return Err(format!("init {:?} must be \"normal_0.02\" or \"fan_in\"", self.init));

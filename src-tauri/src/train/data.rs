@@ -103,10 +103,18 @@ impl Corpus {
     }
 }
 
-/// The training sentences of a report: the summariser's finding sentences; a report it finds
-/// nothing in falls back to the report's own sentences (split on full stops).
-pub fn training_sentences(summarizer: &crate::summarize::Builtin, report: &str) -> Vec<String> {
+/// The training sentences of a report: the summariser's finding sentences (with
+/// `findings_only`, those stating a present or possible finding, when there is one); a report
+/// it finds nothing in falls back to the report's own sentences (split on full stops).
+pub fn training_sentences(summarizer: &crate::summarize::Builtin, report: &str, findings_only: bool) -> Vec<String> {
     let mut s: Vec<String> = match summarizer.summarize(report) {
+        Ok(sum) if findings_only && sum.sentence_status.iter().any(|st| *st != crate::summarize::Status::Absent) => sum
+            .sentences
+            .into_iter()
+            .zip(sum.sentence_status)
+            .filter(|(_, st)| *st != crate::summarize::Status::Absent)
+            .map(|(x, _)| x)
+            .collect(),
         Ok(sum) => sum.sentences,
         Err(_) => Vec::new(),
     };
@@ -207,5 +215,35 @@ impl InputCache {
         let idx = CacheIndex { shape, ids: ids.clone(), preprocess: cfg.clone() };
         std::fs::write(&index_path, serde_json::to_string(&idx).expect("index serialises")).map_err(io(&index_path))?;
         Ok(InputCache { shape, ids, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::training_sentences;
+    use crate::summarize::Builtin;
+
+    const REPORT: &str = "Findings: A small right pleural effusion is present. No pneumothorax. \
+        There is no consolidation. A possible 6 mm nodule in the left upper lobe. Impression: Right pleural effusion.";
+
+    #[test]
+    fn findings_only_keeps_present_and_possible_findings() {
+        let s = Builtin::new();
+        let all = training_sentences(&s, REPORT, false);
+        let pos = training_sentences(&s, REPORT, true);
+        assert!(all.iter().any(|x| x.contains("no pneumothorax")), "{all:?}");
+        assert!(pos.len() < all.len(), "{pos:?} vs {all:?}");
+        assert!(pos.iter().any(|x| x.contains("pleural effusion")), "{pos:?}");
+        assert!(pos.iter().any(|x| x.starts_with("There may be") && x.contains("nodule")), "{pos:?}");
+        assert!(pos.iter().all(|x| !x.contains(" no ")), "{pos:?}");
+    }
+
+    #[test]
+    fn a_normal_report_keeps_its_negative_sentences() {
+        let s = Builtin::new();
+        let normal = "No pleural effusion. No pneumothorax. The heart size is normal.";
+        let pos = training_sentences(&s, normal, true);
+        assert_eq!(pos, training_sentences(&s, normal, false));
+        assert!(!pos.is_empty());
     }
 }

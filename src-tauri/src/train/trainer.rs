@@ -340,7 +340,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let mut sentences: Vec<Vec<String>> = Vec::with_capacity(cases.len());
     for c in &cases {
         let report = corpus.report(c)?;
-        let s = data::training_sentences(&summarizer, &report);
+        let s = data::training_sentences(&summarizer, &report, cfg.text_sentences == "findings");
         if s.is_empty() {
             return Err(TrainError::Invalid { path: corpus.path(&c.report), reason: "report has no sentences".into() });
         }
