@@ -35,6 +35,7 @@ fn generate(dir: &Path, seed: u64, count: usize, fraction: f64) {
         output: dir.to_path_buf(),
         chest_ct: Some(chest_ct()),
         chest_fraction: fraction,
+        prevalence_scale: 1.0,
         command: format!("radbridge synth --count {count} --seed {seed} --output corpus"),
     };
     synth::generate(&opts, &|_, _| {}, &CancelToken::default()).expect("generate");
@@ -597,4 +598,22 @@ fn cli_writes_a_corpus_and_refuses_bad_arguments() {
     assert!(!fresh.exists(), "a failed run left {f} behind");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&file);
+}
+
+/// `--prevalence-scale`: 1.0 is the default generator exactly; a smaller scale draws fewer
+/// findings per case (the demo model's corpus uses 0.35).
+#[test]
+fn prevalence_scale_thins_the_findings() {
+    let n = 24;
+    let (mut full, mut thin) = (0usize, 0usize);
+    for i in 0..n {
+        let a = synth::make_case(SEED ^ 0x77, i, None, 0.0);
+        let same = synth::make_case_scaled(SEED ^ 0x77, i, None, 0.0, 1.0);
+        assert_eq!(a.labels, same.labels);
+        assert!(a.hu == same.hu && a.report == same.report, "case {i}: scale 1.0 changed the case");
+        full += a.labels.iter().filter(|&&x| x).count();
+        thin += synth::make_case_scaled(SEED ^ 0x77, i, None, 0.0, 0.35).labels.iter().filter(|&&x| x).count();
+    }
+    let (full, thin) = (full as f64 / n as f64, thin as f64 / n as f64);
+    assert!(full > 4.5 && thin < 0.6 * full && thin > 0.5, "findings per case: {full:.2} at 1.0, {thin:.2} at 0.35");
 }

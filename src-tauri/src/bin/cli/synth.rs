@@ -33,6 +33,10 @@ pub struct SynthArgs {
     /// Share of cases built on the real chest CT (0 = procedural only)
     #[arg(long, default_value_t = synth::DEFAULT_CHEST_FRACTION)]
     pub chest_fraction: f64,
+    /// Multiply every finding's prevalence by this (1 = the default mix, about 6.8 findings
+    /// per case; 0.35 gives about 2.5)
+    #[arg(long, default_value_t = 1.0)]
+    pub prevalence_scale: f64,
     /// Worker threads (default: all cores); does not change the output
     #[arg(long)]
     pub threads: Option<usize>,
@@ -51,6 +55,9 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     if a.chest_fraction != synth::DEFAULT_CHEST_FRACTION {
         command.push_str(&format!(" --chest-fraction {}", a.chest_fraction));
     }
+    if a.prevalence_scale != 1.0 {
+        command.push_str(&format!(" --prevalence-scale {}", a.prevalence_scale));
+    }
     if a.chest_fraction > 0.0 && !a.chest_ct.exists() {
         anyhow::bail!(
             "{}: base chest CT not found (run from the repository root, pass --chest-ct, or --chest-fraction 0)",
@@ -63,6 +70,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
         output: a.output.clone(),
         chest_ct: Some(a.chest_ct.clone()),
         chest_fraction: a.chest_fraction,
+        prevalence_scale: a.prevalence_scale,
         command,
     };
     let pb = ProgressBar::new(a.count as u64);

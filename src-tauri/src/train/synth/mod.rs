@@ -54,6 +54,8 @@ pub enum SynthError {
     TooMany(usize),
     #[error("--chest-fraction must be between 0 and 1 (got {0})")]
     BadFraction(f64),
+    #[error("--prevalence-scale must be above 0 and at most 4 (got {0})")]
+    BadPrevalenceScale(f64),
     #[error("{path}: output folder is not empty (choose a new folder)")]
     OutputNotEmpty { path: PathBuf },
     #[error("{path}: output path exists and is not a folder")]
@@ -505,6 +507,9 @@ pub struct SynthOptions {
     /// The real chest CT to insert lesions into (None: procedural only).
     pub chest_ct: Option<PathBuf>,
     pub chest_fraction: f64,
+    /// Every label's prevalence is multiplied by this (1 = the default mix, about 6.8
+    /// findings per case; smaller values give fewer findings per case).
+    pub prevalence_scale: f64,
     /// The command line recorded in corpus.json.
     pub command: String,
 }
@@ -526,11 +531,23 @@ pub fn make_case(
     base: Option<&chest::BaseCt>,
     chest_fraction: f64,
 ) -> Case {
+    make_case_scaled(seed, index, base, chest_fraction, 1.0)
+}
+
+/// `make_case` with every label's prevalence multiplied by `prevalence_scale` (1.0 gives
+/// exactly `make_case`'s output).
+pub fn make_case_scaled(
+    seed: u64,
+    index: usize,
+    base: Option<&chest::BaseCt>,
+    chest_fraction: f64,
+    prevalence_scale: f64,
+) -> Case {
     let mut rng = Rng::new(seed, index as u64, 0);
     let on_chest = base.is_some() && rng.chance(chest_fraction);
     let mut want = [false; N_LABELS];
     for (l, w) in want.iter_mut().enumerate() {
-        let p = prevalence(l);
+        let p = prevalence(l) * prevalence_scale;
         let draw = rng.chance(p);
         *w = draw && (!on_chest || supported_on_chest(l));
     }
@@ -746,6 +763,9 @@ pub fn generate(
     if !(0.0..=1.0).contains(&opts.chest_fraction) || opts.chest_fraction.is_nan() {
         return Err(SynthError::BadFraction(opts.chest_fraction));
     }
+    if !(opts.prevalence_scale > 0.0 && opts.prevalence_scale <= 4.0) {
+        return Err(SynthError::BadPrevalenceScale(opts.prevalence_scale));
+    }
     let out = &opts.output;
     if out.exists() {
         if !out.is_dir() {
@@ -771,7 +791,7 @@ pub fn generate(
             if cancel.is_cancelled() {
                 return Err(SynthError::Cancelled);
             }
-            let case = make_case(opts.seed, i, base.as_ref(), opts.chest_fraction);
+            let case = make_case_scaled(opts.seed, i, base.as_ref(), opts.chest_fraction, opts.prevalence_scale);
             let rec = write_case(&case, out)?;
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(d, opts.count);
@@ -818,6 +838,10 @@ pub fn generate(
         "chest_fraction": opts.chest_fraction,
         "chest_ct": opts.chest_ct.as_ref().filter(|_| opts.chest_fraction > 0.0).map(|p| p.display().to_string()),
     });
+    let mut corpus = corpus;
+    if opts.prevalence_scale != 1.0 {
+        corpus["prevalence_scale"] = opts.prevalence_scale.into();
+    }
     let p = out.join("corpus.json");
     std::fs::write(
         &p,
