@@ -510,6 +510,11 @@ impl Engine {
             });
         }
         timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
+        if opts.cancel.is_cancelled() {
+            // Keep the encoding: the study did not change.
+            self.encoded = opts.image_key.as_ref().map(|_| enc);
+            return Err(VolumeError::Cancelled.into());
+        }
         if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
             // Where each finding fires, from the patch grid (refined below from the heat map
             // on the CT grid when one is written).

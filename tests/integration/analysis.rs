@@ -188,3 +188,27 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     let again = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
     assert!(stages(&again).contains(&"encode image".to_string()), "a call without a key must drop the cached encoding");
 }
+
+#[test]
+fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
+    // Cancel from the progress callback as each stage starts (what the app's Cancel button
+    // does from another thread): diagnose returns the cancellation, and the next analysis of
+    // the same study runs to the end with the same scores as one never cancelled.
+    use radbridge::analysis::{DiagnoseOptions, Engine};
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
+    let model = import("brgsa", dir.path());
+    let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
+    let mut engine = Engine::load(&model).unwrap();
+    let opts = || DiagnoseOptions { labels: vec!["Cardiomegaly".into(), "Lung nodule".into()], top_k: 2, image_key: Some("1:ct".into()), ..Default::default() };
+    let reference = engine.diagnose(&ct, &DiagnoseOptions { image_key: None, ..opts() }, &|_, _| {}).unwrap();
+    for stage in ["preprocess", "encode image", "encode text", "score"] {
+        let o = opts();
+        let token = o.cancel.clone();
+        let err = engine.diagnose(&ct, &o, &|s, _| if s == stage { token.cancel() }).unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("cancel"), "{stage}: {err:#}");
+        let d = engine.diagnose(&ct, &opts(), &|_, _| {}).unwrap();
+        let scores = |d: &radbridge::analysis::Diagnosis| d.findings.iter().map(|f| f.finding.score).collect::<Vec<_>>();
+        assert_eq!(scores(&d), scores(&reference), "after cancelling at {stage}");
+    }
+}
