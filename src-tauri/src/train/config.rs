@@ -108,8 +108,8 @@ pub struct TrainConfig {
     pub merge_num: usize,
     /// Which summary sentences a case's training text is sampled from: "summary" (all of
     /// them, as the official loader samples the GPT-4o summary) or "findings" (only those
-    /// stating a finding present or possible; a report with none falls back to its negative
-    /// sentences). A model trained from scratch cannot learn negation from a few thousand
+    /// stating a finding present or possible; a report with none becomes "There is no
+    /// abnormality."). A model trained from scratch cannot learn negation from a few thousand
     /// reports, so "There is no effusion" would teach it that "effusion" goes with a normal
     /// pleura; "findings" removes that contradiction.
     pub text_sentences: String,

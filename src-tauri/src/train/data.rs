@@ -103,18 +103,30 @@ impl Corpus {
     }
 }
 
-/// The training sentences of a report: the summariser's finding sentences (with
-/// `findings_only`, those stating a present or possible finding, when there is one); a report
-/// it finds nothing in falls back to the report's own sentences (split on full stops).
+/// The training text of a report with no finding present or possible, under `findings_only`.
+pub const NORMAL_SENTENCE: &str = "There is no abnormality.";
+
+/// The training sentences of a report: the summariser's finding sentences; a report it finds
+/// nothing in falls back to the report's own sentences (split on full stops). With
+/// `findings_only`, only the sentences stating a present or possible finding, and for a report
+/// with none, [`NORMAL_SENTENCE`] alone: its negated findings ("There is no pleural
+/// effusion.") would pair a normal image with every finding's words, which a text encoder
+/// trained from scratch cannot tell from the positive prompts.
 pub fn training_sentences(summarizer: &crate::summarize::Builtin, report: &str, findings_only: bool) -> Vec<String> {
     let mut s: Vec<String> = match summarizer.summarize(report) {
-        Ok(sum) if findings_only && sum.sentence_status.iter().any(|st| *st != crate::summarize::Status::Absent) => sum
-            .sentences
-            .into_iter()
-            .zip(sum.sentence_status)
-            .filter(|(_, st)| *st != crate::summarize::Status::Absent)
-            .map(|(x, _)| x)
-            .collect(),
+        Ok(sum) if findings_only => {
+            let pos: Vec<String> = sum
+                .sentences
+                .into_iter()
+                .zip(sum.sentence_status)
+                .filter(|(_, st)| *st != crate::summarize::Status::Absent)
+                .map(|(x, _)| x)
+                .collect();
+            if pos.is_empty() {
+                return vec![NORMAL_SENTENCE.to_string()];
+            }
+            pos
+        }
         Ok(sum) => sum.sentences,
         Err(_) => Vec::new(),
     };
@@ -239,11 +251,11 @@ mod tests {
     }
 
     #[test]
-    fn a_normal_report_keeps_its_negative_sentences() {
+    fn a_normal_report_is_one_normal_sentence() {
         let s = Builtin::new();
         let normal = "No pleural effusion. No pneumothorax. The heart size is normal.";
-        let pos = training_sentences(&s, normal, true);
-        assert_eq!(pos, training_sentences(&s, normal, false));
-        assert!(!pos.is_empty());
+        assert_eq!(training_sentences(&s, normal, true), vec![super::NORMAL_SENTENCE.to_string()]);
+        let all = training_sentences(&s, normal, false);
+        assert!(all.iter().any(|x| x.contains("no pleural effusion")), "{all:?}");
     }
 }
