@@ -44,7 +44,8 @@ pub struct Engine {
 /// One volume as the model saw it: the mapping back to the CT, a voxel-less copy of the
 /// canonical volume's header (grid, affine, source), and the image code.
 struct EncodedImage {
-    key: String,
+    /// The caller's key; None never matches (the encoding is dropped at the end of the call).
+    key: Option<String>,
     geometry: preprocess::InputGeometry,
     header: Volume,
     image: ImageCode,
@@ -433,10 +434,7 @@ impl Engine {
         let mut timings = Vec::new();
         let check = || if opts.cancel.is_cancelled() { Err(anyhow::Error::from(VolumeError::Cancelled)) } else { Ok(()) };
         let stage_start = Instant::now();
-        let reuse = match (&opts.image_key, &self.encoded) {
-            (Some(k), Some(e)) => &e.key == k,
-            _ => false,
-        };
+        let reuse = opts.image_key.is_some() && self.encoded.as_ref().is_some_and(|e| e.key == opts.image_key);
         if reuse {
             // The same stages as a full run (the UI has a bar for each), at no cost.
             progress("preprocess", 0.0);
@@ -462,11 +460,8 @@ impl Engine {
                 meta: canon.meta.clone(),
                 warnings: Vec::new(),
             };
-            self.encoded = Some(EncodedImage { key: opts.image_key.clone().unwrap_or_default(), geometry: input.geometry, header, image });
+            self.encoded = Some(EncodedImage { key: opts.image_key.clone(), geometry: input.geometry, header, image });
         }
-        // Taken out for the scoring below (so that `self` stays borrowable); put back at the end
-        // when the caller named the volume.
-        let enc = self.encoded.take().expect("encoded above");
         check()?;
         progress("encode text", 0.7);
         let t = Instant::now();
@@ -478,6 +473,7 @@ impl Engine {
         let mut all = positives.clone();
         all.extend(negatives.iter().cloned());
         let codes = self.embed_prompts(&all)?;
+        let enc = self.encoded.as_ref().expect("encoded above");
         timings.push(("encode text".to_string(), t.elapsed().as_secs_f64()));
         check()?;
         progress("score", 0.9);
@@ -510,11 +506,7 @@ impl Engine {
             });
         }
         timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
-        if opts.cancel.is_cancelled() {
-            // Keep the encoding: the study did not change.
-            self.encoded = opts.image_key.as_ref().map(|_| enc);
-            return Err(VolumeError::Cancelled.into());
-        }
+        check()?;
         if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
             // Where each finding fires, from the patch grid (refined below from the heat map
             // on the CT grid when one is written).
@@ -551,8 +543,8 @@ impl Engine {
             timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
         }
         progress("done", 1.0);
-        if opts.image_key.is_some() {
-            self.encoded = Some(enc);
+        if opts.image_key.is_none() {
+            self.encoded = None;
         }
         let m = &self.package.manifest;
         Ok(Diagnosis {

@@ -150,17 +150,23 @@ fn heatmap_cells_land_where_the_model_saw_them() {
     }
 }
 
+/// The tiny BrgSA fixture loaded in-process (text cache in a temporary folder) and the chest CT.
+fn tiny_engine_and_chest_ct() -> (tempfile::TempDir, radbridge::volume::Volume, radbridge::analysis::Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
+    let model = import("brgsa", dir.path());
+    let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
+    let engine = radbridge::analysis::Engine::load(&model).unwrap();
+    (dir, ct, engine)
+}
+
 #[test]
 fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     // The app's click-a-finding path: a full analysis, then one label with a heat map under the
     // same image key. The second call must skip the image encoder, give the same score and the
     // same peak, and a new key must encode again.
-    use radbridge::analysis::{DiagnoseOptions, Engine};
-    let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
-    let model = import("brgsa", dir.path());
-    let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
-    let mut engine = Engine::load(&model).unwrap();
+    use radbridge::analysis::DiagnoseOptions;
+    let (dir, ct, mut engine) = tiny_engine_and_chest_ct();
     let labels: Vec<String> = ["Cardiomegaly", "Lung nodule", "Pleural effusion"].map(String::from).to_vec();
     let key = Some("1:chest_ct.nii.gz".to_string());
     let stages = |d: &radbridge::analysis::Diagnosis| d.timings.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
@@ -194,12 +200,8 @@ fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
     // Cancel from the progress callback as each stage starts (what the app's Cancel button
     // does from another thread): diagnose returns the cancellation, and the next analysis of
     // the same study runs to the end with the same scores as one never cancelled.
-    use radbridge::analysis::{DiagnoseOptions, Engine};
-    let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
-    let model = import("brgsa", dir.path());
-    let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
-    let mut engine = Engine::load(&model).unwrap();
+    use radbridge::analysis::DiagnoseOptions;
+    let (_dir, ct, mut engine) = tiny_engine_and_chest_ct();
     let opts = || DiagnoseOptions { labels: vec!["Cardiomegaly".into(), "Lung nodule".into()], top_k: 2, image_key: Some("1:ct".into()), ..Default::default() };
     let reference = engine.diagnose(&ct, &DiagnoseOptions { image_key: None, ..opts() }, &|_, _| {}).unwrap();
     for stage in ["preprocess", "encode image", "encode text", "score"] {
