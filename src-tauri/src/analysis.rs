@@ -62,6 +62,10 @@ pub enum ImageCode {
         #[serde(skip)]
         patch_proj: Vec<Vec<f32>>,
         grid: [usize; 3],
+        /// The tokens entering ViT block `hidden_layer` (1+N, H), for gradient heat maps.
+        #[serde(skip)]
+        hidden: Tensor,
+        hidden_layer: usize,
     },
     Ctclip {
         latent: Vec<f32>,
@@ -162,16 +166,37 @@ impl Engine {
 
     /// Encode an image tensor shaped as the model consumes it.
     pub fn encode_image(&self, x: &Tensor) -> Result<ImageCode> {
+        self.encode_image_keeping(x, None)
+    }
+
+    /// As [`Engine::encode_image`]; a BrgSA model keeps the tokens entering ViT block `layer`
+    /// (default: the last block) for [`Engine::patch_maps`].
+    pub fn encode_image_keeping(&self, x: &Tensor, layer: Option<usize>) -> Result<ImageCode> {
         Ok(match &self.net {
             Net::Brgsa(m) => {
-                let e = m.encode_image(x)?;
+                let layer = layer.unwrap_or_else(|| m.default_relevance_layer());
+                let e = m.encode_images_keeping(x, layer)?.pop().context("no image embedding")?;
                 let n = e.patch_proj.dim(0)?;
                 let pp = e.patch_proj.to_dtype(DType::F32)?.to_vec2::<f32>()?;
                 debug_assert_eq!(pp.len(), n);
-                ImageCode::Brgsa { v: vec1(&e.v)?, v_hat: vec1(&e.v_hat)?, z: vec1(&e.z)?, patch_proj: pp, grid: e.grid }
+                ImageCode::Brgsa { v: vec1(&e.v)?, v_hat: vec1(&e.v_hat)?, z: vec1(&e.z)?, patch_proj: pp, grid: e.grid, hidden: e.hidden, hidden_layer: e.hidden_layer }
             }
             Net::Ctclip(m) => ImageCode::Ctclip { latent: vec1(&m.encode_image(x)?)? },
         })
+    }
+
+    /// One patch-grid map per text embedding (row-major over the image's grid), by `method`;
+    /// None for a model without patch tokens (CT-CLIP).
+    pub fn patch_maps(&self, image: &ImageCode, texts: &[&[f32]], method: HeatmapMethod) -> Result<Option<Vec<Vec<f32>>>> {
+        let (ImageCode::Brgsa { patch_proj, hidden, hidden_layer, .. }, Net::Brgsa(m)) = (image, &self.net) else { return Ok(None) };
+        Ok(Some(match method {
+            HeatmapMethod::PatchCosine => texts.iter().map(|t| crate::heatmap::patch_similarity(patch_proj, t)).collect(),
+            HeatmapMethod::Gradient => {
+                let dev = m.device();
+                let ts = texts.iter().map(|t| Tensor::from_slice(t, t.len(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
+                m.patch_relevance_from(hidden, *hidden_layer, &ts.iter().collect::<Vec<_>>())?
+            }
+        }))
     }
 
     /// Embed prompts (from the cache where possible).
@@ -232,7 +257,8 @@ pub struct ScoredFinding {
     /// Path of the heat map written for this finding, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<String>,
-    /// Where the finding's heat map is highest (BrgSA).
+    /// Where the finding's heat map is highest (BrgSA). With gradient heat maps, only for
+    /// flagged and typed findings and for those whose heat map was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<Peak>,
 }
@@ -244,7 +270,7 @@ pub struct Peak {
     pub voxel: [usize; 3],
     /// The voxel centre in patient LPS millimetres.
     pub lps_mm: [f64; 3],
-    /// The heat-map value there (patch-text cosine).
+    /// The heat-map value there (see [`crate::heatmap::Method`]).
     pub value: f32,
     /// "heatmap": the maximum of the written heat map on the CT grid; "patch_grid": the
     /// centre of the highest patch cell inside the CT (when no heat map was written).
@@ -413,7 +439,11 @@ pub struct DiagnoseOptions {
     /// skips preprocessing and the image encoder. The caller must change the key whenever the
     /// volume changes (the app uses the study's generation and path). None: always encode.
     pub image_key: Option<String>,
+    /// How heat maps and peaks are computed.
+    pub heatmap_method: HeatmapMethod,
 }
+
+pub use crate::heatmap::Method as HeatmapMethod;
 
 fn slug(s: &str) -> String {
     let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
@@ -507,14 +537,34 @@ impl Engine {
         }
         timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
         check()?;
-        if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
-            // Where each finding fires, from the patch grid (refined below from the heat map
-            // on the CT grid when one is written).
+        // Where each finding fires, from the patch grid (refined below from the heat map on
+        // the CT grid when one is written). A gradient map costs a backward pass through part
+        // of the ViT, so without heat maps it is computed only for the findings a reviewer
+        // looks at: flagged and typed ones (the others get no peak).
+        let mapped: Vec<usize> = (0..items.len())
+            .filter(|&i| {
+                opts.heatmap_dir.is_some()
+                    || opts.heatmap_method == HeatmapMethod::PatchCosine
+                    || findings[i].finding.custom
+                    || findings[i].finding.flagged == Some(true)
+            })
+            .collect();
+        let texts: Vec<&[f32]> = mapped
+            .iter()
+            .map(|&i| match &codes[i] {
+                TextCode::Brgsa { t, .. } => t.as_slice(),
+                TextCode::Ctclip { latent } => latent.as_slice(),
+            })
+            .collect();
+        let t = Instant::now();
+        let maps = if mapped.is_empty() { None } else { self.patch_maps(&enc.image, &texts, opts.heatmap_method)? };
+        timings.push(("peaks".to_string(), t.elapsed().as_secs_f64()));
+        let mut maps_by_item: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+        if let (Some(maps), ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (maps, &enc.image, &self.net) {
             let patch = m.config().vision.patch_size;
-            for (i, f) in findings.iter_mut().enumerate() {
-                let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
-                let sims = crate::heatmap::patch_similarity(patch_proj, tv);
-                f.peak = crate::heatmap::grid_peak(&sims, *grid, patch, &enc.geometry, &enc.header);
+            for (&i, map) in mapped.iter().zip(maps) {
+                findings[i].peak = crate::heatmap::grid_peak(&map, *grid, patch, &enc.geometry, &enc.header);
+                maps_by_item[i] = Some(map);
             }
         }
         let image_bank_top = match &enc.image {
@@ -525,13 +575,12 @@ impl Engine {
             let t = Instant::now();
             progress("heat maps", 0.95);
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            if let (ImageCode::Brgsa { patch_proj, grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
+            if let (ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
                 let patch = m.config().vision.patch_size;
                 for (i, f) in findings.iter_mut().enumerate() {
                     check()?;
-                    let TextCode::Brgsa { t: tv, .. } = &codes[i] else { unreachable!() };
-                    let sims = crate::heatmap::patch_similarity(patch_proj, tv);
-                    let hm = crate::heatmap::to_volume(&sims, *grid, patch, &enc.geometry, &enc.header, &f.finding.label);
+                    let Some(map) = &maps_by_item[i] else { continue };
+                    let hm = crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
                     let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
                     crate::volume::nifti::write(&hm, &path)?;
                     f.heatmap = Some(path.display().to_string());

@@ -1,7 +1,12 @@
-//! Where a finding fired: the cosine of each projected patch token with the finding's text
-//! embedding, on the model's patch grid, upsampled trilinearly (PyTorch's align_corners=False
-//! rule) and put back on the CT voxel grid through the preprocessing geometry, so it overlays
-//! the source volume voxel for voxel.
+//! Where a finding fired, on the model's patch grid, upsampled trilinearly (PyTorch's
+//! align_corners=False rule) and put back on the CT voxel grid through the preprocessing
+//! geometry, so it overlays the source volume voxel for voxel.
+//!
+//! Two maps ([`Method`]): the gradient of the finding's zero-shot score with respect to the
+//! patch tokens of the ViT's last block, times the tokens (Grad-CAM for a ViT; see
+//! `Brgsa::patch_relevance`), the default; and the cosine of each projected patch token
+//! with the finding's text embedding. BrgSA scores the class token only and never trains the
+//! patch tokens against text, so the cosine map says little about what drove the score.
 
 use rayon::prelude::*;
 
@@ -9,6 +14,37 @@ use crate::analysis::Peak;
 use crate::preprocess::InputGeometry;
 use crate::volume::{SourceMeta, Volume, Voxels};
 use crate::zeroshot::cosine;
+
+/// How a heat map is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Gradient × activation of the score at the last ViT block's attention input.
+    #[default]
+    Gradient,
+    /// Cosine of each projected patch token with the text embedding.
+    PatchCosine,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Gradient => "gradient",
+            Method::PatchCosine => "patch-cosine",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gradient" => Ok(Method::Gradient),
+            "patch-cosine" => Ok(Method::PatchCosine),
+            _ => Err(format!("unknown heat-map method {s:?} (expected gradient or patch-cosine)")),
+        }
+    }
+}
 
 /// Patch-text similarity on the patch grid, flattened row-major over `grid` (A0 slowest).
 pub fn patch_similarity(patch_proj: &[Vec<f32>], text: &[f32]) -> Vec<f32> {
@@ -41,7 +77,7 @@ fn sample(values: &[f32], grid: [usize; 3], u: [f64; 3]) -> f32 {
 /// Put a patch-grid map on the canonical source grid of `source` (a canonical, LPS-ordered
 /// volume): each CT voxel takes the value at its position on the model grid. `grid` and
 /// `patch` are along (A0, A1, A2) of the model grid.
-pub fn to_volume(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &InputGeometry, source: &Volume, name: &str) -> Volume {
+pub fn to_volume(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &InputGeometry, source: &Volume, name: &str, method: Method) -> Volume {
     let [nx, ny, nz] = geom.source_dims;
     let mut out = vec![0f32; nx * ny * nz];
     out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, plane)| {
@@ -61,7 +97,10 @@ pub fn to_volume(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &Inp
         meta: SourceMeta {
             path: source.meta.path.clone(),
             format: "heatmap".into(),
-            format_detail: format!("patch-text cosine for '{name}'"),
+            format_detail: match method {
+                Method::Gradient => format!("score gradient × activation for '{name}'"),
+                Method::PatchCosine => format!("patch-text cosine for '{name}'"),
+            },
             ..Default::default()
         },
         warnings: vec![],

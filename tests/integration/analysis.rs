@@ -140,7 +140,7 @@ fn heatmap_cells_land_where_the_model_saw_them() {
     let input = preprocess(&v, &PreprocessConfig::brgsa());
     let grid = [16usize, 16, 16];
     let sims: Vec<f32> = (0..16 * 16 * 16).map(|n| (n % 16) as f32).collect();
-    let hm = radbridge::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z");
+    let hm = radbridge::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z", radbridge::heatmap::Method::PatchCosine);
     let g = &input.geometry;
     for k in [0usize, 50, 100, 190] {
         let m = k as f64 * 1.5 / 3.0 - g.start[2] as f64;
@@ -180,11 +180,16 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     assert!(st.contains(&"encode image (reused)".to_string()) && !st.contains(&"encode image".to_string()), "{st:?}");
     assert_eq!(one.findings[0].finding.score, full.findings[1].finding.score);
     assert_eq!(one.findings[0].bank.as_ref().unwrap().shared.len(), 3);
-    // The heat map is on the CT grid and its peak is the grid peak of the full run, refined.
+    // Without heat maps, gradient peaks are computed for flagged findings only.
+    for f in &full.findings {
+        assert_eq!(f.peak.is_some(), f.finding.flagged == Some(true), "{:?}", f.finding);
+    }
+    // The heat map is on the CT grid and its peak is its maximum there, inside the CT.
     let h = volume::open(one.findings[0].heatmap.as_ref().unwrap(), &OpenOptions::default()).unwrap().volume;
     assert_eq!(h.dims, ct.dims);
-    let (p_full, p_one) = (full.findings[1].peak.as_ref().unwrap(), one.findings[0].peak.as_ref().unwrap());
-    assert!((0..3).all(|a| (p_full.lps_mm[a] - p_one.lps_mm[a]).abs() < 40.0), "{p_full:?} vs {p_one:?}");
+    let p_one = one.findings[0].peak.as_ref().unwrap();
+    assert_eq!(p_one.from, "heatmap");
+    assert_eq!(h.voxels.get_f32(h.index(p_one.voxel[0], p_one.voxel[1], p_one.voxel[2])), h.voxels.range().unwrap().1);
     // Another key (another study or generation) encodes again; no key never caches.
     let other = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
     assert!(stages(&other).contains(&"encode image".to_string()));

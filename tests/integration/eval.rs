@@ -129,6 +129,7 @@ fn eval_cli_writes_the_contract_files() {
     }
     assert!(summary["heatmap_in_mask"]["total"].as_u64().unwrap() > 0, "synthetic cases have masks");
     assert_eq!(summary["heatmap_peak_cell_overlaps_mask"]["total"], summary["heatmap_in_mask"]["total"]);
+    assert_eq!(summary["heatmap_in_mask"]["method"], "gradient");
     // Score CSV in the official layout: VolumeName + one column per label, one row per case.
     let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     let mut lines = csv.lines();

@@ -159,7 +159,17 @@ fn diagnose_json_records_the_source_and_peaks() {
     assert_eq!(src["patient"]["name"], "Doe^Archibald");
     assert_eq!(src["study"]["date"], "19950903");
     assert_eq!(src["instances"].as_array().unwrap().len(), 4);
-    assert!(h["findings"].as_array().unwrap().iter().all(|x| x["peak"]["from"] == "patch_grid" && x.get("heatmap").is_none()));
+    // Without heat maps only flagged findings get a (patch-grid) peak: a gradient map costs a
+    // backward pass per finding.
+    assert!(h["findings"].as_array().unwrap().iter().all(|x| x.get("heatmap").is_none()));
+    assert!(h["findings"].as_array().unwrap().iter().any(|x| x["flagged"] == true));
+    for x in h["findings"].as_array().unwrap() {
+        if x["flagged"] == true {
+            assert_eq!(x["peak"]["from"], "patch_grid", "{x}");
+        } else {
+            assert!(x.get("peak").is_none(), "{x}");
+        }
+    }
 }
 
 #[test]
@@ -226,7 +236,8 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
     // Heat (orange to yellow: red high, green well above blue) — not the red text, not the cyan ring.
     let hot = px.chunks(3).filter(|c| c[0] > 150 && c[1] as i32 > c[2] as i32 + 60).count();
     let grey = px.chunks(3).filter(|c| c[0] == c[1] && c[1] == c[2] && c[0] > 20 && c[0] < 235).count();
-    assert!(hot > 200, "{hot} heat pixels on {w}x{h}");
+    // (A gradient map is concentrated on a few patch cells: about 160 hot pixels at 40 dpi.)
+    assert!(hot > 100, "{hot} heat pixels on {w}x{h}");
     assert!(grey > 10000, "{grey} CT pixels on {w}x{h}");
 }
 

@@ -149,6 +149,10 @@ struct DiagnoseArgs {
     /// Write one heat map per finding (NIfTI, on the CT's grid) into this folder
     #[arg(long)]
     heatmaps: Option<PathBuf>,
+    /// How heat maps and peaks are computed: gradient (the score's gradient × activation at
+    /// the last ViT block) or patch-cosine (projected patch tokens against the text)
+    #[arg(long, default_value = "gradient")]
+    heatmap_method: radbridge::heatmap::Method,
     /// Knowledge-bank entries listed per image and per finding
     #[arg(long, default_value_t = 5)]
     top_k: usize,
@@ -556,7 +560,7 @@ fn diagnose(a: &DiagnoseArgs) -> Result<()> {
     for w in &loaded.volume.warnings {
         eprintln!("warning: {}", w.message);
     }
-    let opts = DiagnoseOptions { labels, findings: a.findings.clone(), top_k: a.top_k, heatmap_dir: a.heatmaps.clone(), ..Default::default() };
+    let opts = DiagnoseOptions { labels, findings: a.findings.clone(), top_k: a.top_k, heatmap_dir: a.heatmaps.clone(), heatmap_method: a.heatmap_method, ..Default::default() };
     let pb = ProgressBar::new(100);
     pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:30}] {elapsed}").unwrap().progress_chars("=> "));
     let mut d = engine.diagnose(&loaded.volume, &opts, &|stage, f| {

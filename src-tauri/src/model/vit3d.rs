@@ -120,10 +120,15 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_normed(x, &attention::layer_norm(&self.norm1, x)?)
+    }
+
+    /// The block with its attention input `normed` = norm1(x) given (x stays the residual).
+    fn forward_normed(&self, x: &Tensor, normed: &Tensor) -> Result<Tensor> {
         let (b, l, hidden) = x.dims3()?;
         let nh = self.num_heads;
         let hd = hidden / nh;
-        let qkv = self.qkv.forward(&attention::layer_norm(&self.norm1, x)?)?;
+        let qkv = self.qkv.forward(normed)?;
         let qkv = qkv.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
         let (q, k, v) = (qkv.i(0)?, qkv.i(1)?, qkv.i(2)?);
         let a = attention::scaled_dot_product_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), None)?;
@@ -330,15 +335,60 @@ impl Vit3d {
     /// Full encoder: x (B, C, A0, A1, A2) → (cls (B, H), patch tokens (B, N, H), grid), both
     /// after the final LayerNorm.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, [usize; 3])> {
+        let (h, grid) = self.hidden_before(x, 0)?;
+        let (cls, patches) = self.forward_from(&h, 0)?;
+        Ok((cls, patches, grid))
+    }
+
+    /// The tokens entering block `layer` (0: straight after the embedding; `depth`: after
+    /// the last block, before the final norm): (B, 1+N, H), and the grid.
+    pub fn hidden_before(&self, x: &Tensor, layer: usize) -> Result<(Tensor, [usize; 3])> {
+        if layer > self.blocks.len() {
+            candle_core::bail!("vit3d: layer {layer} is past the last block ({})", self.blocks.len());
+        }
         let (mut h, grid) = self.embed(x)?;
-        for block in &self.blocks {
+        for block in &self.blocks[..layer] {
             h = block.forward(&h)?;
+        }
+        Ok((h, grid))
+    }
+
+    /// The rest of the encoder from the tokens entering block `layer` (see
+    /// [`Vit3d::hidden_before`]): (cls (B, H), patch tokens (B, N, H)), after the final norm.
+    pub fn forward_from(&self, h: &Tensor, layer: usize) -> Result<(Tensor, Tensor)> {
+        if layer > self.blocks.len() {
+            candle_core::bail!("vit3d: layer {layer} is past the last block ({})", self.blocks.len());
+        }
+        self.forward_from_normed(h, None, layer)
+    }
+
+    /// norm1 of block `layer` applied to its input tokens `h`: the attention input.
+    pub fn attention_input(&self, h: &Tensor, layer: usize) -> Result<Tensor> {
+        match self.blocks.get(layer) {
+            Some(b) => attention::layer_norm(&b.norm1, h),
+            None => candle_core::bail!("vit3d: no block {layer}"),
+        }
+    }
+
+    /// As [`Vit3d::forward_from`], with block `layer`'s attention input given (`normed`,
+    /// see [`Vit3d::attention_input`]) instead of computed from `h`, so that gradients can be
+    /// taken with respect to it.
+    pub fn forward_from_normed(&self, h: &Tensor, normed: Option<&Tensor>, layer: usize) -> Result<(Tensor, Tensor)> {
+        if layer > self.blocks.len() {
+            candle_core::bail!("vit3d: layer {layer} is past the last block ({})", self.blocks.len());
+        }
+        let mut h = h.clone();
+        for (i, block) in self.blocks[layer..].iter().enumerate() {
+            h = match normed {
+                Some(n) if i == 0 => block.forward_normed(&h, n)?,
+                _ => block.forward(&h)?,
+            };
         }
         let h = attention::layer_norm(&self.norm, &h)?;
         let l = h.dim(1)?;
         let cls = h.i((.., 0))?.contiguous()?;
         let patches = h.narrow(1, 1, l - 1)?.contiguous()?;
-        Ok((cls, patches, grid))
+        Ok((cls, patches))
     }
 }
 

@@ -63,6 +63,14 @@ pub struct EvalArgs {
     /// model.json): run this on a validation corpus, never on the test corpus
     #[arg(long)]
     pub save_thresholds: bool,
+    /// How heat maps (for the peak-in-mask rate) are computed: gradient (the default; the
+    /// score's gradient × activation at the last ViT block) or patch-cosine
+    #[arg(long, default_value = "gradient")]
+    pub heatmap_method: radbridge::heatmap::Method,
+    /// For --heatmap-method gradient: the ViT block whose attention input is attributed
+    /// (default: the last block)
+    #[arg(long)]
+    pub heatmap_layer: Option<usize>,
 }
 
 /// Index of the first largest finite value.
@@ -177,8 +185,8 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         let canon = loaded.volume.canonical();
         let input = engine.preprocess(&canon);
         let x = engine.tensor(&input)?;
-        let image = engine.encode_image(&x)?;
-        let ImageCode::Brgsa { v, v_hat, patch_proj, grid, .. } = &image else { bail!("not a BrgSA image code") };
+        let image = engine.encode_image_keeping(&x, a.heatmap_layer)?;
+        let ImageCode::Brgsa { v, v_hat, grid, .. } = &image else { bail!("not a BrgSA image code") };
         let (mut rm, mut rv, mut rvh) = (Vec::new(), Vec::new(), Vec::new());
         let mut row_truth = Vec::new();
         for (j, l) in labels.iter().enumerate() {
@@ -197,7 +205,10 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                     if mask.dims != canon.dims {
                         bail!("{}: mask grid {:?} differs from the CT {:?}", mp.display(), mask.dims, canon.dims);
                     }
-                    let sims = radbridge::heatmap::patch_similarity(patch_proj, texts[j]);
+                    let sims = engine
+                        .patch_maps(&image, &[texts[j].as_slice()], a.heatmap_method)?
+                        .and_then(|mut m| m.pop())
+                        .context("no patch map for a BrgSA model")?;
                     if let Some(peak) = radbridge::heatmap::grid_peak(&sims, *grid, patch, &input.geometry, &canon) {
                         let [i0, i1, i2] = peak.voxel;
                         let idx = i0 + canon.dims[0] * (i1 + canon.dims[1] * i2);
@@ -268,6 +279,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         "mean": mean,
         "skipped": skipped,
         "heatmap_in_mask": {
+            "method": a.heatmap_method.name(),
             "hits": hits,
             "total": total,
             "rate": if total > 0 { hits as f64 / total as f64 } else { f64::NAN },
