@@ -170,7 +170,8 @@ impl Engine {
     }
 
     /// As [`Engine::encode_image`]; a BrgSA model keeps the tokens entering ViT block `layer`
-    /// (default: the last block) for [`Engine::patch_maps`].
+    /// (default: [`crate::model::brgsa::Brgsa::default_relevance_layer`], the middle block) for
+    /// [`Engine::patch_maps`].
     pub fn encode_image_keeping(&self, x: &Tensor, layer: Option<usize>) -> Result<ImageCode> {
         Ok(match &self.net {
             Net::Brgsa(m) => {

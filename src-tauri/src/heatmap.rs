@@ -3,8 +3,8 @@
 //! geometry, so it overlays the source volume voxel for voxel.
 //!
 //! Two maps ([`Method`]): the gradient of the finding's zero-shot score with respect to the
-//! patch tokens of the ViT's last block, times the tokens (Grad-CAM for a ViT; see
-//! `Brgsa::patch_relevance`), the default; and the cosine of each projected patch token
+//! patch tokens entering the attention of the ViT's middle block, times the tokens (Grad-CAM
+//! for a ViT; see `Brgsa::patch_relevance` and `Brgsa::default_relevance_layer`), the default; and the cosine of each projected patch token
 //! with the finding's text embedding. BrgSA scores the class token only and never trains the
 //! patch tokens against text, so the cosine map says little about what drove the score.
 
@@ -19,7 +19,7 @@ use crate::zeroshot::cosine;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// Gradient × activation of the score at the last ViT block's attention input.
+    /// Gradient × activation of the score at the attention input of the ViT's middle block.
     #[default]
     Gradient,
     /// Cosine of each projected patch token with the text embedding.

@@ -150,7 +150,7 @@ struct DiagnoseArgs {
     #[arg(long)]
     heatmaps: Option<PathBuf>,
     /// How heat maps and peaks are computed: gradient (the score's gradient × activation at
-    /// the last ViT block) or patch-cosine (projected patch tokens against the text)
+    /// the ViT's middle block) or patch-cosine (projected patch tokens against the text)
     #[arg(long, default_value = "gradient")]
     heatmap_method: radbridge::heatmap::Method,
     /// Knowledge-bank entries listed per image and per finding

@@ -64,11 +64,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub save_thresholds: bool,
     /// How heat maps (for the peak-in-mask rate) are computed: gradient (the default; the
-    /// score's gradient × activation at the last ViT block) or patch-cosine
+    /// score's gradient × activation at the ViT's middle block) or patch-cosine
     #[arg(long, default_value = "gradient")]
     pub heatmap_method: radbridge::heatmap::Method,
     /// For --heatmap-method gradient: the ViT block whose attention input is attributed
-    /// (default: the last block)
+    /// (default: the last block of the first half, block 1 of 4 in the demo model)
     #[arg(long)]
     pub heatmap_layer: Option<usize>,
 }
