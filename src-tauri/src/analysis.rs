@@ -65,6 +65,7 @@ pub enum ImageCode {
         /// The tokens entering ViT block `hidden_layer` (1+N, H), for gradient heat maps.
         #[serde(skip)]
         hidden: Tensor,
+        #[serde(skip)]
         hidden_layer: usize,
     },
     Ctclip {
@@ -77,6 +78,16 @@ pub enum ImageCode {
 pub enum TextCode {
     Brgsa { t: Vec<f32>, t_hat: Vec<f32>, z: Vec<f32> },
     Ctclip { latent: Vec<f32> },
+}
+
+impl TextCode {
+    /// The embedding that is scored against the image: BrgSA's t, CT-CLIP's latent.
+    pub fn embedding(&self) -> &[f32] {
+        match self {
+            TextCode::Brgsa { t, .. } => t,
+            TextCode::Ctclip { latent } => latent,
+        }
+    }
 }
 
 fn vec1(t: &Tensor) -> Result<Vec<f32>> {
@@ -550,13 +561,7 @@ impl Engine {
                     || findings[i].finding.flagged == Some(true)
             })
             .collect();
-        let texts: Vec<&[f32]> = mapped
-            .iter()
-            .map(|&i| match &codes[i] {
-                TextCode::Brgsa { t, .. } => t.as_slice(),
-                TextCode::Ctclip { latent } => latent.as_slice(),
-            })
-            .collect();
+        let texts: Vec<&[f32]> = mapped.iter().map(|&i| codes[i].embedding()).collect();
         let t = Instant::now();
         let maps = if mapped.is_empty() { None } else { self.patch_maps(&enc.image, &texts, opts.heatmap_method)? };
         timings.push(("peaks".to_string(), t.elapsed().as_secs_f64()));

@@ -154,13 +154,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let tpl = engine.package.manifest.prompts.clone();
     let prompts: Vec<String> = labels.iter().map(|l| overrides.get(l).cloned().unwrap_or_else(|| tpl.positive_for(l))).collect();
     let codes = engine.embed_prompts(&prompts)?;
-    let texts: Vec<&Vec<f32>> = codes
-        .iter()
-        .map(|c| match c {
-            TextCode::Brgsa { t, .. } => t,
-            TextCode::Ctclip { latent } => latent,
-        })
-        .collect();
+    let texts: Vec<&[f32]> = codes.iter().map(TextCode::embedding).collect();
 
     let mut cases: Vec<&radbridge::train::data::CaseEntry> = corpus.cases.iter().collect();
     if let Some(m) = a.max_cases {
@@ -206,7 +200,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                         bail!("{}: mask grid {:?} differs from the CT {:?}", mp.display(), mask.dims, canon.dims);
                     }
                     let sims = engine
-                        .patch_maps(&image, &[texts[j].as_slice()], a.heatmap_method)?
+                        .patch_maps(&image, &[texts[j]], a.heatmap_method)?
                         .and_then(|mut m| m.pop())
                         .context("no patch map for a BrgSA model")?;
                     if let Some(peak) = radbridge::heatmap::grid_peak(&sims, *grid, patch, &input.geometry, &canon) {
