@@ -136,6 +136,10 @@ fn train(config: &Path, data: &Path, out: &Path, extra: &[&str]) -> Value {
     serde_json::from_str(so.lines().last().expect("report line")).expect("report JSON")
 }
 
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
 fn weights(dir: &Path) -> std::collections::HashMap<String, Tensor> {
     candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
 }
@@ -147,7 +151,7 @@ fn tiny_training_lowers_the_loss_and_writes_a_loadable_model() {
     let out = tmp.path().join("model");
     let report = train(&data("train/tiny-config.json"), &data4, &out, &[]);
     assert_eq!(report["steps"], 12);
-    let log: Value = serde_json::from_str(&std::fs::read_to_string(out.join("train-log.json")).unwrap()).unwrap();
+    let log: Value = read_json(&out.join("train-log.json"));
     let losses: Vec<f64> = log["steps"].as_array().unwrap().iter().map(|s| s[2].as_f64().unwrap()).collect();
     assert_eq!(losses.len(), 12);
     let head = losses[..3].iter().sum::<f64>() / 3.0;
@@ -155,7 +159,7 @@ fn tiny_training_lowers_the_loss_and_writes_a_loadable_model() {
     assert!(tail < head - 0.5, "loss did not fall: {losses:?}");
 
     // The model directory: synthetic demo manifest, checksum, vocabulary, BERT config.
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    let m: Value = read_json(&out.join("model.json"));
     assert_eq!(m["synthetic"], true);
     assert!(m["description"].as_str().unwrap().contains("not a clinical model"));
     assert_eq!(m["architecture"], "brgsa");
@@ -199,7 +203,7 @@ fn resumed_training_equals_uninterrupted_training() {
     let part = tmp.path().join("part");
     let r1 = train(&cfg, &data8, &part, &["--epochs", "4", "--max-steps", "3"]);
     assert_eq!(r1["steps"], 3);
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(part.join("train-state/state.json")).unwrap()).unwrap();
+    let state: Value = read_json(&part.join("train-state/state.json"));
     assert_eq!((state["epoch"].as_u64(), state["step_in_epoch"].as_u64()), (Some(1), Some(1)));
     let r2 = train(&cfg, &data8, &part, &["--epochs", "4", "--resume"]);
     assert_eq!(r2["steps"], 8);
@@ -211,7 +215,7 @@ fn resumed_training_equals_uninterrupted_training() {
     }
     // A resume with another configuration is refused.
     let other = tmp.path().join("other.json");
-    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let mut c: Value = read_json(&cfg);
     c["optim"]["lr"] = 0.5.into();
     std::fs::write(&other, c.to_string()).unwrap();
     let out = Command::new(bin())
@@ -225,4 +229,55 @@ fn resumed_training_equals_uninterrupted_training() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another configuration"));
+}
+
+#[test]
+fn the_pretraining_stage_lowers_its_loss_and_is_reused_by_a_later_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data4 = corpus(tmp.path(), 4);
+    let mut c: Value = read_json(&data("train/tiny-config.json"));
+    c["epochs"] = 2.into();
+    c["pretrain"] = serde_json::json!({
+        "steps": 40, "batch_size": 4, "mask_ratio": 0.75, "decoder_dim": 12, "decoder_depth": 1, "decoder_heads": 2,
+        "norm_pix": false, "optim": {"lr": 0.003, "beta1": 0.9, "beta2": 0.95, "warmup_steps": 5}
+    });
+    let cfg = tmp.path().join("pretrain.json");
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let state = tmp.path().join("state");
+
+    let first = tmp.path().join("first");
+    let (so, se) = radbridge(&["train"], &[("--config", &cfg), ("--data", &data4), ("--output", &first), ("--state-dir", &state)]);
+    assert!(se.contains("pre-trained image encoder trained"), "{se}");
+    let report: Value = serde_json::from_str(so.lines().last().unwrap()).unwrap();
+    assert!(report["pretrain_seconds"].as_f64().unwrap() > 0.0);
+    let log: Value = read_json(&first.join("train-log.json"));
+    let losses: Vec<f64> = log["pretrain_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 40);
+    let head = losses[..5].iter().sum::<f64>() / 5.0;
+    let tail = losses[35..].iter().sum::<f64>() / 5.0;
+    assert!(tail < 0.8 * head, "masked-patch loss did not fall: {losses:?}");
+    assert!(state.join("pretrained-vision.safetensors").exists());
+    assert_eq!(read_json(&first.join("train-config.json"))["pretrain"]["steps"], 40);
+
+    // A second run with the same stage, corpus and seed takes the encoder from the state
+    // folder and ends with the same weights.
+    let second = tmp.path().join("second");
+    let (_, se) = radbridge(&["train"], &[("--config", &cfg), ("--data", &data4), ("--output", &second), ("--state-dir", &state)]);
+    assert!(se.contains("pre-trained image encoder reused"), "{se}");
+    let (a, b) = (weights(&first), weights(&second));
+    for (k, t) in &a {
+        let d = (t - &b[k]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(d <= 1e-6, "{k}: the run on the reused encoder differs by {d}");
+    }
+
+    // The warm start changes the image encoder: a run without the stage ends elsewhere.
+    c.as_object_mut().unwrap().remove("pretrain");
+    let plain_cfg = tmp.path().join("plain.json");
+    std::fs::write(&plain_cfg, c.to_string()).unwrap();
+    let plain = tmp.path().join("plain");
+    radbridge(&["train"], &[("--config", &plain_cfg), ("--data", &data4), ("--output", &plain)]);
+    let p = weights(&plain);
+    let k = "img_encoder.model.blocks.0.attn.qkv.weight";
+    let d = (&a[k] - &p[k]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!(d > 1e-3, "pre-training left {k} where training from scratch puts it");
 }

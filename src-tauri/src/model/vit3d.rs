@@ -85,9 +85,10 @@ impl Vit3dConfig {
     }
 }
 
-/// One timm `Block`: x += proj(MHSA(LN1(x))); x += fc2(GELU(fc1(LN2(x)))).
+/// One timm `Block`: x += proj(MHSA(LN1(x))); x += fc2(GELU(fc1(LN2(x)))). Public so that the
+/// masked-image pre-training decoder (`train::mae`) is built from the same blocks.
 #[derive(Debug, Clone)]
-struct Block {
+pub struct Block {
     norm1: LayerNorm,
     qkv: Linear,
     proj: Linear,
@@ -106,7 +107,9 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<L
 }
 
 impl Block {
-    fn load(vb: VarBuilder, cfg: &Vit3dConfig) -> Result<Self> {
+    /// Loads `norm1`, `attn.{qkv,proj}`, `norm2`, `mlp.{fc1,fc2}` from `vb` (the geometry is
+    /// `cfg.hidden_size`, `cfg.num_heads`, `cfg.mlp_hidden()`).
+    pub fn load(vb: VarBuilder, cfg: &Vit3dConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
             norm1: candle_nn::layer_norm(h, cfg.block_eps, vb.pp("norm1"))?,
@@ -119,7 +122,7 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_normed(x, &attention::layer_norm(&self.norm1, x)?)
     }
 
@@ -289,6 +292,15 @@ impl Vit3d {
 
     /// Patch embedding: (B, C, A0, A1, A2) → tokens (B, N, H) and the grid [g0, g1, g2].
     pub fn patch_embed(&self, x: &Tensor) -> Result<(Tensor, [usize; 3])> {
+        let (patches, grid) = self.patchify(x)?;
+        let (b, n, k) = patches.dims3()?;
+        let tokens = patches.reshape((b * n, k))?.matmul(&self.patch_weight.t()?)?.broadcast_add(&self.patch_bias)?;
+        Ok((tokens.reshape((b, n, self.cfg.hidden_size))?, grid))
+    }
+
+    /// The voxels of each patch: (B, C, A0, A1, A2) → (B, N, C·p0·p1·p2) in token order, each
+    /// row laid out as the flattened convolution kernel (C, p0, p1, p2); and the grid.
+    pub fn patchify(&self, x: &Tensor) -> Result<(Tensor, [usize; 3])> {
         let (b, c, a0, a1, a2) = x.dims5()?;
         if c != self.cfg.in_channels {
             candle_core::bail!("vit3d: input has {c} channels, the model expects {}", self.cfg.in_channels);
@@ -310,9 +322,8 @@ impl Vit3d {
             .reshape(vec![b, c, g0, p0, g1, p1, g2, p2])?
             .permute([0, 2, 4, 6, 1, 3, 5, 7])?
             .contiguous()?
-            .reshape((b * n, c * p0 * p1 * p2))?;
-        let tokens = patches.matmul(&self.patch_weight.t()?)?.broadcast_add(&self.patch_bias)?;
-        Ok((tokens.reshape((b, n, self.cfg.hidden_size))?, grid))
+            .reshape((b, n, c * p0 * p1 * p2))?;
+        Ok((patches, grid))
     }
 
     /// The position embedding for a token grid (1, 1+N, H): the stored one when the grid is

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::mae::MaeConfig;
 use crate::model::bert::BertConfig;
 use crate::model::brgsa::BrgsaConfig;
 use crate::model::vit3d::Vit3dConfig;
@@ -128,6 +129,10 @@ pub struct TrainConfig {
     pub loss: LossConfig,
     pub optim: OptimConfig,
     pub vocab: VocabConfig,
+    /// Masked-image pre-training of the ViT before the BrgSA objective (the warm start the
+    /// official run takes from an M3AE checkpoint; see `train::mae`). Absent: from scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<MaeConfig>,
 }
 
 impl Default for TrainConfig {
@@ -170,6 +175,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             vocab: VocabConfig::default(),
+            pretrain: None,
         }
     }
 }
@@ -226,6 +232,9 @@ impl TrainConfig {
         }
         if self.embed_dim == 0 || self.bank_size == 0 {
             return Err("embed_dim and bank_size must be positive".into());
+        }
+        if let Some(p) = &self.pretrain {
+            p.validate(&self.vision, self.crop)?;
         }
         Ok(())
     }

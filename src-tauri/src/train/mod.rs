@@ -3,6 +3,7 @@
 pub mod config;
 pub mod data;
 pub mod loss;
+pub mod mae;
 pub mod optim;
 pub mod synth;
 pub mod trainer;

@@ -8,6 +8,9 @@
 //!    (float16) in the state folder.
 //! 4. Initialise BrgSA (normal(0, 0.02) weights, zero biases, 3-D sin-cos position embedding,
 //!    orthogonal knowledge bank) from the seed, or restore the last checkpoint (`resume`).
+//!    With a `pretrain` stage in the config, a fresh run first pre-trains the ViT by masked
+//!    autoencoding on the cached inputs (`mae`; the official run starts from an M3AE-pre-trained
+//!    ViT instead), or reuses that stage's result from the state folder.
 //! 5. Per epoch a seeded permutation of the cases in batches (the last incomplete batch is
 //!    dropped, as the official loader does); per step a random crop of each input and
 //!    `merge_num` sentences sampled without replacement and joined by spaces; the BrgSA
@@ -34,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::data::{self, CaseEntry, Corpus, DataError, InputCache};
 use super::loss::brgsa_loss;
+use super::mae::{self, MaeConfig, MaeStep};
 use super::optim::Adam;
 use super::vocab;
 use crate::model::brgsa::Brgsa;
@@ -89,6 +93,11 @@ pub enum Event {
     Start { cases: usize, steps_per_epoch: usize, total_steps: usize, first_step: usize, vocab_size: usize, parameters: usize },
     Step(StepInfo),
     EpochEnd { epoch: usize, mean_loss: f64, checkpoint: PathBuf },
+    /// A step of the masked-image pre-training stage (`pretrain` in the config), of `total`.
+    PretrainStep { total: usize, step: MaeStep },
+    /// The pre-trained encoder is in place: trained now (`reused` false) or taken from the
+    /// state folder of an earlier run with the same stage, corpus and seed.
+    PretrainDone { weights: PathBuf, reused: bool, seconds: f64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +126,13 @@ pub struct RunState {
     /// Mean loss per finished epoch.
     pub epoch_loss: Vec<f64>,
     pub steps: Vec<StepInfo>,
+    /// Wall time of the BrgSA steps, and of the pre-training stage (counted once, when run).
     pub train_seconds: f64,
+    #[serde(default)]
+    pub pretrain_seconds: f64,
+    /// The pre-training stage's loss per step (empty without one).
+    #[serde(default)]
+    pub pretrain_loss: Vec<f64>,
 }
 
 /// What a finished run reports.
@@ -131,6 +146,7 @@ pub struct TrainReport {
     pub final_loss: f64,
     pub epoch_loss: Vec<f64>,
     pub train_seconds: f64,
+    pub pretrain_seconds: f64,
 }
 
 /// A seeded stream for (seed, a, b).
@@ -147,14 +163,14 @@ fn uniform(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+pub(crate) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     if n <= 1 {
         return 0;
     }
     (uniform(rng) * n as f64).floor().min((n - 1) as f64) as usize
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     // Box–Muller.
     let u1 = uniform(rng).max(1e-300);
     let u2 = uniform(rng);
@@ -238,21 +254,39 @@ const POS: &str = "img_encoder.model.pos_embed";
 /// normal(0, 1/√fan_in)), embedding tables and tokens normal(0, 0.02), zero biases, LayerNorms
 /// at (1, 0), sin-cos position embedding, orthogonal bank.
 fn init_params(varmap: &VarMap, model: &Brgsa, seed: u64, fan_in_init: bool) -> candle_core::Result<()> {
+    let cfg = model.config();
+    let mut rng = rng_for(seed, u64::MAX, 0);
+    init_vars(varmap, &mut rng, fan_in_init, &mut |name, dims, rng| {
+        if name == DICT {
+            Some(orthogonal(rng, dims[0], dims[1]))
+        } else if name == POS {
+            Some(sincos_pos_embed(cfg.vision.pos_embed_grid(), cfg.vision.hidden_size))
+        } else {
+            None
+        }
+    })
+}
+
+/// Initialise the variables of `varmap` in name order from `rng`: `special(name, dims, rng)`
+/// where it returns values, otherwise zero biases, LayerNorms at (1, 0), and normal weights
+/// (std 0.02 for tables, tokens and vectors; 1/√fan_in for matrices when `fan_in_init`).
+pub(crate) fn init_vars(
+    varmap: &VarMap,
+    rng: &mut ChaCha8Rng,
+    fan_in_init: bool,
+    special: &mut dyn FnMut(&str, &[usize], &mut ChaCha8Rng) -> Option<Vec<f32>>,
+) -> candle_core::Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    let mut rng = rng_for(seed, u64::MAX, 0);
-    let cfg = model.config();
     for name in names {
         let var = &data[name];
         let dims = var.dims().to_vec();
         let n: usize = dims.iter().product();
         let dev = var.device();
         let lower = name.to_lowercase();
-        let values: Vec<f32> = if name == DICT {
-            orthogonal(&mut rng, dims[0], dims[1])
-        } else if name == POS {
-            sincos_pos_embed(cfg.vision.pos_embed_grid(), cfg.vision.hidden_size)
+        let values: Vec<f32> = if let Some(v) = special(name, &dims, rng) {
+            v
         } else if lower.ends_with(".bias") {
             vec![0.0; n]
         } else if lower.contains("norm") {
@@ -260,7 +294,7 @@ fn init_params(varmap: &VarMap, model: &Brgsa, seed: u64, fan_in_init: bool) -> 
         } else {
             let table = lower.contains("embeddings") || lower.contains("token") || dims.len() < 2;
             let std = if fan_in_init && !table { 1.0 / ((n / dims[0]) as f64).sqrt() } else { 0.02 };
-            (0..n).map(|_| (std * normal(&mut rng)) as f32).collect()
+            (0..n).map(|_| (std * normal(rng)) as f32).collect()
         };
         var.set(&Tensor::from_vec(values, dims, dev)?.to_dtype(var.dtype())?)?;
     }
@@ -393,10 +427,13 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let model = Brgsa::load(vb, &bcfg)?;
     init_params(&varmap, &model, cfg.seed, cfg.init == "fan_in")?;
     let mut adam = Adam::new(trainable(&varmap, cfg.freeze_pos_embed), cfg.optim.clone())?;
+    let mut pretrain_log: Option<(f64, Vec<f64>)> = None;
     if let Some(s) = &state {
         let mut vm = varmap.clone();
         vm.load(ckpt.weights())?;
         adam.load(&ckpt.adam(), s.global_step, &dev)?;
+    } else if let Some(mae_cfg) = &cfg.pretrain {
+        pretrain_log = Some(pretrain_vision(opts, &ckpt, &varmap, &model, &cache, mae_cfg, &ids_hash, on_event)?);
     }
     let parameters: usize = trainable(&varmap, cfg.freeze_pos_embed).iter().map(|(_, v)| v.elem_count()).sum();
 
@@ -416,8 +453,14 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
         epoch_loss: Vec::new(),
         steps: Vec::new(),
         train_seconds: 0.0,
+        pretrain_seconds: 0.0,
+        pretrain_loss: Vec::new(),
     });
     st.config = cfg.clone();
+    if let Some((seconds, losses)) = pretrain_log {
+        st.pretrain_seconds = seconds;
+        st.pretrain_loss = losses;
+    }
     let limit = opts.max_steps.map(|m| m.min(total_steps)).unwrap_or(total_steps);
     on_event(&Event::Start { cases: n, steps_per_epoch, total_steps: limit, first_step: st.global_step, vocab_size, parameters });
 
@@ -445,17 +488,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
             let mut encs = Vec::with_capacity(batch);
             for (b, &ci) in idx.iter().enumerate() {
                 let o = [below(&mut rng, s0 - c0 + 1), below(&mut rng, s1 - c1 + 1), below(&mut rng, s2 - c2 + 1)];
-                let src = cache.get(ci);
-                let dst = &mut xs[b * crop_vox..(b + 1) * crop_vox];
-                for i in 0..c0 {
-                    for j in 0..c1 {
-                        let from = ((o[0] + i) * s1 + o[1] + j) * s2 + o[2];
-                        let to = (i * c1 + j) * c2;
-                        for k in 0..c2 {
-                            dst[to + k] = src[from + k].to_f32();
-                        }
-                    }
-                }
+                cache.crop_into(ci, o, cfg.crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
                 let picked = sample_without_replacement(&mut rng, &sentences[ci], cfg.merge_num);
                 let e = encode_text(&tokenizer, &picked, cfg.text_max_length)
                     .map_err(|e| TrainError::Invalid { path: corpus.path(&cases[ci].report), reason: e.to_string() })?;
@@ -516,7 +549,86 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
         final_loss: st.steps.last().map(|s| s.loss).unwrap_or(f64::NAN),
         epoch_loss: st.epoch_loss.clone(),
         train_seconds: st.train_seconds,
+        pretrain_seconds: st.pretrain_seconds,
     })
+}
+
+/// The state-folder record of a finished pre-training stage.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct PretrainRecord {
+    config: MaeConfig,
+    vision: crate::model::vit3d::Vit3dConfig,
+    crop: [usize; 3],
+    seed: u64,
+    init: String,
+    train_ids_sha256: String,
+}
+
+/// Run the masked-image pre-training stage on the image encoder's variables of `varmap`, or
+/// reuse its result from the state folder when an earlier run did the same stage. Returns
+/// (seconds, loss per step); an interrupted stage is not checkpointed (it restarts).
+#[allow(clippy::too_many_arguments)]
+fn pretrain_vision(
+    opts: &TrainOptions,
+    ckpt: &Checkpoint,
+    varmap: &VarMap,
+    model: &Brgsa,
+    cache: &InputCache,
+    mae_cfg: &MaeConfig,
+    ids_hash: &str,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(f64, Vec<f64>), TrainError> {
+    let cfg = &opts.config;
+    let record = PretrainRecord {
+        config: mae_cfg.clone(),
+        vision: cfg.vision.clone(),
+        crop: cfg.crop,
+        seed: cfg.seed,
+        init: cfg.init.clone(),
+        train_ids_sha256: ids_hash.to_string(),
+    };
+    let weights = ckpt.dir.join("pretrained-vision.safetensors");
+    let record_path = ckpt.dir.join("pretrained-vision.json");
+    let log_path = ckpt.dir.join("pretrained-vision-log.json");
+    let encoder: Vec<(String, Var)> =
+        trainable(varmap, cfg.freeze_pos_embed).into_iter().filter(|(k, _)| k.starts_with("img_encoder.model.")).collect();
+    let same = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<PretrainRecord>(&t).ok())
+        .is_some_and(|r| r == record);
+    if same && weights.exists() {
+        let saved = candle_core::safetensors::load(&weights, &Device::Cpu)?;
+        for (name, var) in &encoder {
+            let t = saved.get(name).ok_or_else(|| TrainError::Invalid { path: weights.clone(), reason: format!("{name} is missing") })?;
+            var.set(t)?;
+        }
+        let (seconds, losses): (f64, Vec<f64>) = std::fs::read_to_string(&log_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or((0.0, Vec::new()));
+        on_event(&Event::PretrainDone { weights, reused: true, seconds });
+        return Ok((seconds, losses));
+    }
+    let t0 = Instant::now();
+    let total = mae_cfg.steps;
+    let cancel = opts.cancel.clone();
+    let log = mae::pretrain(model.vision(), encoder.clone(), cache, mae_cfg, cfg.crop, cfg.seed, &mut |step| {
+        on_event(&Event::PretrainStep { total, step: step.clone() });
+        !cancel.is_cancelled()
+    })?;
+    let Some(log) = log else {
+        return Err(TrainError::Cancelled(opts.state_dir.clone()));
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let losses: Vec<f64> = log.iter().map(|s| s.loss).collect();
+    let tensors: HashMap<String, Tensor> = encoder.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let tmp = ckpt.dir.join("pretrained-vision.safetensors.tmp");
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
+    write_atomic(&log_path, serde_json::to_string(&(seconds, &losses)).expect("log serialises").as_bytes())?;
+    write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serialises").as_bytes())?;
+    on_event(&Event::PretrainDone { weights, reused: false, seconds });
+    Ok((seconds, losses))
 }
 
 /// Write the model directory: `model.safetensors`, `config.json`, `vocab.txt`, `model.json`
@@ -584,6 +696,7 @@ fn write_model_dir(
         "steps": st.global_step,
         "final_loss": st.steps.last().map(|s| s.loss),
         "train_seconds": st.train_seconds,
+        "pretrain_seconds": st.pretrain_seconds,
     });
     let pkg = ModelPackage { dir: out.to_path_buf(), manifest: m };
     pkg.write_manifest()?;
@@ -593,6 +706,8 @@ fn write_model_dir(
         "epoch_loss": st.epoch_loss,
         "steps": st.steps.iter().map(|s| serde_json::json!([s.global_step, s.epoch, (s.loss * 1e6).round() / 1e6])).collect::<Vec<_>>(),
         "train_seconds": st.train_seconds,
+        "pretrain_seconds": st.pretrain_seconds,
+        "pretrain_loss": st.pretrain_loss.iter().map(|l| (l * 1e6).round() / 1e6).collect::<Vec<_>>(),
     });
     let log_path = out.join("train-log.json");
     std::fs::write(&log_path, serde_json::to_string(&log).unwrap() + "\n").map_err(io(&log_path))?;

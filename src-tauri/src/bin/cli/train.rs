@@ -124,7 +124,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let log_every = a.log_every.max(1);
     let mut ema: Option<f64> = None;
     let mut total = 0usize;
-    let started = std::time::Instant::now();
+    let mut started = std::time::Instant::now();
     let mut first = 0usize;
     let mut on_event = |e: &Event| match e {
         Event::Preprocess { total: n, .. } => eprintln!("inputs ready: {n} cases"),
@@ -135,6 +135,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             );
             total = *total_steps;
             first = *first_step;
+            // The ETA counts BrgSA steps only (not input preparation or pre-training).
+            started = std::time::Instant::now();
             pb.set_length(*total_steps as u64);
             pb.set_position(*first_step as u64);
             pb.reset_eta();
@@ -171,20 +173,47 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         Event::EpochEnd { epoch, mean_loss, checkpoint } => {
             pb.suspend(|| eprintln!("epoch {} mean loss {:.4}; checkpoint {}", epoch + 1, mean_loss, checkpoint.display()));
         }
+        Event::PretrainStep { total: n, step: s } => {
+            let l = ema.map(|m| 0.95 * m + 0.05 * s.loss).unwrap_or(s.loss);
+            ema = Some(l);
+            if s.step == 0 {
+                pb.set_length(*n as u64);
+            }
+            pb.set_message(format!("pre-training loss {l:.4}"));
+            pb.set_position((s.step + 1) as u64);
+            if !tty && (s.step + 1) % log_every == 0 {
+                eprintln!(
+                    "pre-training step {}/{} masked-patch loss {:.4} (avg {:.4}) |g| {:.3} lr {:.2e} {:.2} s/step",
+                    s.step + 1,
+                    n,
+                    s.loss,
+                    l,
+                    s.grad_norm,
+                    s.lr,
+                    s.seconds
+                );
+            }
+        }
+        Event::PretrainDone { weights, reused, seconds } => {
+            ema = None;
+            let how = if *reused { "reused" } else { "trained" };
+            pb.suspend(|| eprintln!("pre-trained image encoder {how} ({seconds:.0} s): {}", weights.display()));
+        }
     };
     let result = trainer::train(&opts, &mut on_event);
     pb.finish_and_clear();
     match result {
         Ok(r) => {
             eprintln!(
-                "wrote {}: {} cases, {} epochs, {} steps, loss {:.4} → {:.4}, {:.0} s of training",
+                "wrote {}: {} cases, {} epochs, {} steps, loss {:.4} → {:.4}, {:.0} s of training (+ {:.0} s of pre-training)",
                 r.output.display(),
                 r.cases,
                 r.epochs,
                 r.steps,
                 r.first_loss,
                 r.final_loss,
-                r.train_seconds
+                r.train_seconds,
+                r.pretrain_seconds
             );
             println!("{}", serde_json::to_string(&r).context("report")?);
             Ok(())
