@@ -267,15 +267,13 @@ fn init_params(varmap: &VarMap, model: &Brgsa, seed: u64, fan_in_init: bool) -> 
     })
 }
 
+/// Values for a variable that the default initialisation does not cover: (name, dims, rng).
+pub(crate) type SpecialInit<'a> = dyn FnMut(&str, &[usize], &mut ChaCha8Rng) -> Option<Vec<f32>> + 'a;
+
 /// Initialise the variables of `varmap` in name order from `rng`: `special(name, dims, rng)`
 /// where it returns values, otherwise zero biases, LayerNorms at (1, 0), and normal weights
 /// (std 0.02 for tables, tokens and vectors; 1/√fan_in for matrices when `fan_in_init`).
-pub(crate) fn init_vars(
-    varmap: &VarMap,
-    rng: &mut ChaCha8Rng,
-    fan_in_init: bool,
-    special: &mut dyn FnMut(&str, &[usize], &mut ChaCha8Rng) -> Option<Vec<f32>>,
-) -> candle_core::Result<()> {
+pub(crate) fn init_vars(varmap: &VarMap, rng: &mut ChaCha8Rng, fan_in_init: bool, special: &mut SpecialInit) -> candle_core::Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
