@@ -63,6 +63,10 @@ pub enum TrainError {
     Package(#[from] package::PackageError),
     #[error("training cancelled; checkpoint saved in {0} (continue with --resume)")]
     Cancelled(PathBuf),
+    /// Cancelled during the pre-training stage, which keeps no checkpoint of its own: a later
+    /// run (with or without --resume) starts that stage again.
+    #[error("training cancelled during pre-training of the image encoder; nothing was saved in {0} (a new run starts the stage again)")]
+    PretrainCancelled(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -615,7 +619,7 @@ fn pretrain_vision(
         !cancel.is_cancelled()
     })?;
     let Some(log) = log else {
-        return Err(TrainError::Cancelled(opts.state_dir.clone()));
+        return Err(TrainError::PretrainCancelled(opts.state_dir.clone()));
     };
     let seconds = t0.elapsed().as_secs_f64();
     let losses: Vec<f64> = log.iter().map(|s| s.loss).collect();

@@ -218,8 +218,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&r).context("report")?);
             Ok(())
         }
-        Err(TrainError::Cancelled(dir)) => {
-            eprintln!("training cancelled; checkpoint saved in {} (continue with --resume)", dir.display());
+        Err(e @ (TrainError::Cancelled(_) | TrainError::PretrainCancelled(_))) => {
+            eprintln!("{e}");
             std::process::exit(130);
         }
         Err(e) => Err(e).with_context(|| format!("training on {}", a.data.display())),
