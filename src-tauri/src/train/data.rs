@@ -170,10 +170,9 @@ impl InputCache {
     /// Copy the `crop`-sized block of case `i` starting at voxel `origin` into `dst` (f32,
     /// row-major, `crop[0]·crop[1]·crop[2]` values). The block must lie inside `shape`.
     pub fn crop_into(&self, i: usize, origin: [usize; 3], crop: [usize; 3], dst: &mut [f32]) {
-        let [s0, s1, s2] = self.shape;
+        let [_, s1, s2] = self.shape;
         let [c0, c1, c2] = crop;
         debug_assert!((0..3).all(|a| origin[a] + crop[a] <= self.shape[a]) && dst.len() == c0 * c1 * c2);
-        let _ = s0;
         let src = self.get(i);
         for a in 0..c0 {
             for b in 0..c1 {

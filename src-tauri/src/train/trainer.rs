@@ -130,8 +130,9 @@ pub struct RunState {
     /// Mean loss per finished epoch.
     pub epoch_loss: Vec<f64>,
     pub steps: Vec<StepInfo>,
-    /// Wall time of the BrgSA steps, and of the pre-training stage (counted once, when run).
+    /// Wall time of the BrgSA steps.
     pub train_seconds: f64,
+    /// Wall time of the pre-training stage (as recorded when it ran, also when reused).
     #[serde(default)]
     pub pretrain_seconds: f64,
     /// The pre-training stage's loss per step (empty without one).
