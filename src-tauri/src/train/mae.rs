@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::config::OptimConfig;
 use super::data::InputCache;
 use super::optim::Adam;
-use super::trainer::{below, init_vars, permutation, rng_for, sincos_pos_embed};
+use super::trainer::{below, init_vars, permutation, random_origin, rng_for, sincos_pos_embed};
 use crate::model::attention;
 use crate::model::vit3d::{Block, Vit3d, Vit3dConfig};
 
@@ -250,7 +250,6 @@ pub fn pretrain(
     }
     let mut adam = Adam::new(vars, cfg.optim.clone())?;
     let [c0, c1, c2] = crop;
-    let [s0, s1, s2] = cache.shape;
     let crop_vox = c0 * c1 * c2;
     let mut log = Vec::with_capacity(cfg.steps);
     for step in 0..cfg.steps {
@@ -259,7 +258,7 @@ pub fn pretrain(
         let mut xs = vec![0f32; cfg.batch_size * crop_vox];
         for b in 0..cfg.batch_size {
             let ci = below(&mut rng, cache.len());
-            let o = [below(&mut rng, s0 - c0 + 1), below(&mut rng, s1 - c1 + 1), below(&mut rng, s2 - c2 + 1)];
+            let o = random_origin(&mut rng, cache.shape, crop);
             cache.crop_into(ci, o, crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
         }
         let x = Tensor::from_vec(xs, (cfg.batch_size, 1, c0, c1, c2), &dev)?;

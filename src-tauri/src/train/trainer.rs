@@ -175,6 +175,12 @@ pub(crate) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     (uniform(rng) * n as f64).floor().min((n - 1) as f64) as usize
 }
 
+/// A uniformly random origin for a `crop`-sized block inside `shape` (one draw per axis, in
+/// axis order: the official RandSpatialCrop).
+pub(crate) fn random_origin(rng: &mut ChaCha8Rng, shape: [usize; 3], crop: [usize; 3]) -> [usize; 3] {
+    [0, 1, 2].map(|a| below(rng, shape[a] - crop[a] + 1))
+}
+
 pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     // Box–Muller.
     let u1 = uniform(rng).max(1e-300);
@@ -468,7 +474,6 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     on_event(&Event::Start { cases: n, steps_per_epoch, total_steps: limit, first_step: st.global_step, vocab_size, parameters });
 
     let [c0, c1, c2] = cfg.crop;
-    let [s0, s1, s2] = cache.shape;
     let crop_vox = c0 * c1 * c2;
     let run_start = Instant::now();
     let base_seconds = st.train_seconds;
@@ -490,7 +495,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
             let mut xs = vec![0f32; batch * crop_vox];
             let mut encs = Vec::with_capacity(batch);
             for (b, &ci) in idx.iter().enumerate() {
-                let o = [below(&mut rng, s0 - c0 + 1), below(&mut rng, s1 - c1 + 1), below(&mut rng, s2 - c2 + 1)];
+                let o = random_origin(&mut rng, cache.shape, cfg.crop);
                 cache.crop_into(ci, o, cfg.crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
                 let picked = sample_without_replacement(&mut rng, &sentences[ci], cfg.merge_num);
                 let e = encode_text(&tokenizer, &picked, cfg.text_max_length)
