@@ -22,11 +22,12 @@ TEST_REQUIREMENTS := tests/reference/requirements-test.txt
 
 UI_SRC := $(shell find ui/src -name '*.ts' -o -name '*.css') ui/index.html ui/package.json ui/package-lock.json ui/vite.config.ts ui/tsconfig.json
 
-.PHONY: help setup setup-test setup-tauri-driver setup-system setup-rust setup-ui ui test app run bench clean
+.PHONY: help lint setup setup-test setup-tauri-driver setup-system setup-rust setup-ui ui test app run bench clean
 
 help:
 	@echo "make run    - set up, build and launch the app on the demo CT"
 	@echo "make test   - set up, build and run every test"
+	@echo "make lint   - rustfmt --check and clippy -D warnings over the workspace"
 	@echo "make app    - build the self-contained app binary target/release/radbridge-app"
 	@echo "make bench  - load benchmark against SimpleITK / pydicom / nibabel (prints ratios)"
 
@@ -67,22 +68,28 @@ ui: ui/dist/index.html
 ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SRC)
 	cd ui && npm run build
 
-test: setup-test ui
-	$(CARGO) build -p radbridge --bin radbridge
-	$(CARGO) build -p radbridge --features desktop --bin radbridge-app
+# One cargo invocation builds both binaries (the core crates compile once); the integration
+# tests (one binary) run the CLI built here.
+test: setup-test ui lint
+	$(CARGO) build --workspace --bins
 	RADBRIDGE_TEST_PYTHON=$(CURDIR)/$(TESTVENV)/bin/python $(CARGO) test --workspace
 	cd ui && npm test && npm run test:ui
 	RADBRIDGE_TEST_PYTHON=$(CURDIR)/$(TESTVENV)/bin/python tests/e2e/run.sh
 
 app: setup ui
-	$(CARGO) build --release -p radbridge --features desktop --bin radbridge-app --bin radbridge
+	$(CARGO) build --release -p radbridge-app -p radbridge-cli
 	@echo "built target/release/radbridge-app"
 
 run: app
 	./target/release/radbridge-app $(DEMO_CT)
 
+# Formatting (rustfmt.toml) and clippy with warnings as errors, over every crate and target.
+lint: setup-rust
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
 bench: setup
-	$(CARGO) build --release -p radbridge --bin radbridge
+	$(CARGO) build --release -p radbridge-cli
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q $$(grep -E '^(numpy|pydicom|nibabel|simpleitk|pylibjpeg|pylibjpeg-openjpeg)==' tests/reference/requirements.txt)
 	$(VENV)/bin/python tests/reference/bench_readers.py --radbridge target/release/radbridge

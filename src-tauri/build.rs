@@ -1,5 +1,4 @@
 fn main() {
-    // Only the desktop shell needs Tauri's build step (context, capabilities, icons).
-    #[cfg(feature = "desktop")]
+    // Tauri's build step: context, capabilities, icons.
     tauri_build::build();
 }

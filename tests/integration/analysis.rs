@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use radbridge::preprocess::{preprocess, PreprocessConfig};
-use radbridge::volume::{self, OpenOptions};
+use radbridge_model::preprocess::{preprocess, PreprocessConfig};
+use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
 use serde_json::Value;
 
@@ -91,7 +91,7 @@ fn embed_refuses_a_tensor_of_the_wrong_rank() {
     let dir = tempfile::tempdir().unwrap();
     let model = import("brgsa", dir.path());
     let npy = dir.path().join("bad.npy");
-    radbridge::preprocess::write_npy(&npy, &[1, 64, 64, 32], &vec![0.0; 64 * 64 * 32]).unwrap();
+    radbridge_model::preprocess::write_npy(&npy, &[1, 64, 64, 32], &vec![0.0; 64 * 64 * 32]).unwrap();
     let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", npy.to_str().unwrap(), "--output", dir.path().join("x.json").to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.starts_with("error: ") && err.contains("bad.npy") && !err.contains("panicked"), "{err}");
@@ -140,7 +140,7 @@ fn heatmap_cells_land_where_the_model_saw_them() {
     let input = preprocess(&v, &PreprocessConfig::brgsa());
     let grid = [16usize, 16, 16];
     let sims: Vec<f32> = (0..16 * 16 * 16).map(|n| (n % 16) as f32).collect();
-    let hm = radbridge::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z", radbridge::heatmap::Method::PatchCosine);
+    let hm = radbridge_model::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z", radbridge_model::heatmap::Method::PatchCosine);
     let g = &input.geometry;
     for k in [0usize, 50, 100, 190] {
         let m = k as f64 * 1.5 / 3.0 - g.start[2] as f64;
@@ -151,12 +151,12 @@ fn heatmap_cells_land_where_the_model_saw_them() {
 }
 
 /// The tiny BrgSA fixture loaded in-process (text cache in a temporary folder) and the chest CT.
-fn tiny_engine_and_chest_ct() -> (tempfile::TempDir, radbridge::volume::Volume, radbridge::analysis::Engine) {
+fn tiny_engine_and_chest_ct() -> (tempfile::TempDir, radbridge_volume::Volume, radbridge_model::analysis::Engine) {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("RADBRIDGE_CACHE_DIR", dir.path().join("cache"));
     let model = import("brgsa", dir.path());
     let ct = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
-    let engine = radbridge::analysis::Engine::load(&model).unwrap();
+    let engine = radbridge_model::analysis::Engine::load(&model).unwrap();
     (dir, ct, engine)
 }
 
@@ -165,11 +165,11 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     // The app's click-a-finding path: a full analysis, then one label with a heat map under the
     // same image key. The second call must skip the image encoder, give the same score and the
     // same peak, and a new key must encode again.
-    use radbridge::analysis::DiagnoseOptions;
+    use radbridge_model::analysis::DiagnoseOptions;
     let (dir, ct, mut engine) = tiny_engine_and_chest_ct();
     let labels: Vec<String> = ["Cardiomegaly", "Lung nodule", "Pleural effusion"].map(String::from).to_vec();
     let key = Some("1:chest_ct.nii.gz".to_string());
-    let stages = |d: &radbridge::analysis::Diagnosis| d.timings.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+    let stages = |d: &radbridge_model::analysis::Diagnosis| d.timings.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
     let full = engine.diagnose(&ct, &DiagnoseOptions { labels: labels.clone(), top_k: 3, image_key: key.clone(), ..Default::default() }, &|_, _| {}).unwrap();
     assert!(stages(&full).contains(&"encode image".to_string()), "{:?}", stages(&full));
     let hm_dir = dir.path().join("hm");
@@ -188,7 +188,7 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     let h = volume::open(one.findings[0].heatmap.as_ref().unwrap(), &OpenOptions::default()).unwrap().volume;
     assert_eq!(h.dims, ct.dims);
     let p_one = one.findings[0].peak.as_ref().unwrap();
-    assert_eq!(p_one.from, "heatmap");
+    assert_eq!(p_one.from, radbridge_model::heatmap::PeakSource::Heatmap);
     assert_eq!(h.voxels.get_f32(h.index(p_one.voxel[0], p_one.voxel[1], p_one.voxel[2])), h.voxels.range().unwrap().1);
     // Another key (another study or generation) encodes again; no key never caches.
     let other = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
@@ -205,7 +205,7 @@ fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
     // Cancel from the progress callback as each stage starts (what the app's Cancel button
     // does from another thread): diagnose returns the cancellation, and the next analysis of
     // the same study runs to the end with the same scores as one never cancelled.
-    use radbridge::analysis::DiagnoseOptions;
+    use radbridge_model::analysis::DiagnoseOptions;
     let (_dir, ct, mut engine) = tiny_engine_and_chest_ct();
     let opts = || DiagnoseOptions { labels: vec!["Cardiomegaly".into(), "Lung nodule".into()], top_k: 2, image_key: Some("1:ct".into()), ..Default::default() };
     let reference = engine.diagnose(&ct, &DiagnoseOptions { image_key: None, ..opts() }, &|_, _| {}).unwrap();
@@ -215,7 +215,7 @@ fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
         let err = engine.diagnose(&ct, &o, &|s, _| if s == stage { token.cancel() }).unwrap_err();
         assert!(err.to_string().to_lowercase().contains("cancel"), "{stage}: {err:#}");
         let d = engine.diagnose(&ct, &opts(), &|_, _| {}).unwrap();
-        let scores = |d: &radbridge::analysis::Diagnosis| d.findings.iter().map(|f| f.finding.score).collect::<Vec<_>>();
+        let scores = |d: &radbridge_model::analysis::Diagnosis| d.findings.iter().map(|f| f.finding.score).collect::<Vec<_>>();
         assert_eq!(scores(&d), scores(&reference), "after cancelling at {stage}");
     }
 }

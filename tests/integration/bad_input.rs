@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use radbridge::volume::{self, OpenOptions, VolumeError};
+use radbridge_volume::{self as volume, OpenOptions, VolumeError};
 use radbridge_tests::*;
 
 struct Corpus {

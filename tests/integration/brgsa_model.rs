@@ -6,7 +6,7 @@
 //! Exact: cleaned text, tokens and ids. Embeddings: max abs diff ≤ 1e-4. Scores ≤ 1e-5.
 //!
 //! `full_size_random_weights_cpu` (ignored) times the official geometry at 256×256×128 and
-//! reports peak RSS: `cargo test --release -p radbridge-tests --test brgsa_model -- --ignored
+//! reports peak RSS: `cargo test --release -p radbridge-tests --test integration brgsa_model:: -- --ignored
 //! --nocapture`.
 
 use std::collections::HashMap;
@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use radbridge::model::bert::BertConfig;
-use radbridge::model::brgsa::{score, Brgsa, BrgsaConfig, TextEmbedding};
-use radbridge::model::text::{process_text, BertTokenizer, Encoding};
+use radbridge_model::bert::BertConfig;
+use radbridge_model::brgsa::{score, Brgsa, BrgsaConfig, TextEmbedding};
+use radbridge_model::text::{process_text, BertTokenizer, Encoding};
 use radbridge_tests::*;
 use serde_json::Value;
 
@@ -224,8 +224,8 @@ fn text_side_and_scores_match_pytorch() {
         }
         let d = max_diff_t(&texts_u[i].t, &t.t, "t unpadded");
         assert!(d <= 1e-5, "prompt {i}: unpadded t differs by {d}");
-        let cos_vt = radbridge::model::brgsa::cosine(&img.v, &t.t).unwrap();
-        let cos_vht = radbridge::model::brgsa::cosine(&img.v_hat, &t.t).unwrap();
+        let cos_vt = radbridge_model::brgsa::cosine(&img.v, &t.t).unwrap();
+        let cos_vht = radbridge_model::brgsa::cosine(&img.v_hat, &t.t).unwrap();
         for (name, got) in [("cos_v_t", cos_vt), ("cos_vhat_t", cos_vht), ("score", scores[i] as f64)] {
             let d = (got - p[name].as_f64().unwrap()).abs();
             score_worst = score_worst.max(d);
@@ -244,12 +244,12 @@ fn reset_peak_rss() {
 }
 
 fn rss_now() -> Option<u64> {
-    Some(radbridge::bench::current_rss_bytes()).filter(|&v| v > 0)
+    Some(radbridge_model::bench::current_rss_bytes()).filter(|&v| v > 0)
 }
 
 /// Peak resident set size of this process (Linux VmHWM), in bytes.
 fn peak_rss() -> Option<u64> {
-    Some(radbridge::bench::peak_rss_bytes()).filter(|&v| v > 0)
+    Some(radbridge_model::bench::peak_rss_bytes()).filter(|&v| v > 0)
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use radbridge::model::checkpoint::{self, Arch, CheckpointError, Overrides};
-use radbridge::model::package::ModelPackage;
+use radbridge_model::checkpoint::{self, Arch, CheckpointError, Overrides};
+use radbridge_model::package::ModelPackage;
 use radbridge_tests::*;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use radbridge::volume::{self, OpenOptions};
+use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
 use serde_json::Value;
 

@@ -2,16 +2,16 @@
 //! (`tests/data/models/ctclip_tiny`, made by `tests/reference/model_reference.py`): every CTViT
 //! stage (≤ 1e-4), the VQ indices (exact), the latents, logits and zero-shot probabilities
 //! (≤ 1e-5). The full-size CPU measurement is `#[ignore]`d:
-//! `cargo test --release -p radbridge-tests --test ctclip_model -- --ignored --nocapture`.
+//! `cargo test --release -p radbridge-tests --test integration ctclip_model:: -- --ignored --nocapture`.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use radbridge::model::bert::BertConfig;
-use radbridge::model::ctclip::{CtClip, CtClipConfig};
-use radbridge::model::ctvit::CtVitConfig;
-use radbridge::model::text::{BertTokenizer, Encoding};
+use radbridge_model::bert::BertConfig;
+use radbridge_model::ctclip::{CtClip, CtClipConfig};
+use radbridge_model::ctvit::CtVitConfig;
+use radbridge_model::text::{BertTokenizer, Encoding};
 use serde_json::Value;
 
 const STAGE_TOL: f32 = 1e-4;
@@ -209,11 +209,11 @@ fn text_latents_logits_and_zero_shot_match_pytorch() {
 
 /// Peak and current resident memory in KiB (the library's /proc readers).
 fn peak_rss_kb() -> Option<u64> {
-    Some(radbridge::bench::peak_rss_bytes() / 1024).filter(|&v| v > 0)
+    Some(radbridge_model::bench::peak_rss_bytes() / 1024).filter(|&v| v > 0)
 }
 
 fn rss_kb() -> Option<u64> {
-    Some(radbridge::bench::current_rss_bytes() / 1024).filter(|&v| v > 0)
+    Some(radbridge_model::bench::current_rss_bytes() / 1024).filter(|&v| v > 0)
 }
 
 /// Deterministic pseudo-random f32 in [−1, 1).
@@ -317,7 +317,7 @@ fn full_size_image_forward_cpu() {
 #[ignore = "op-level timings at full size (release)"]
 fn profile_ctvit_ops() {
     use candle_core::Module;
-    use radbridge::model::ctvit::{Attention, FeedForward, Peg, layer_norm};
+    use radbridge_model::ctvit::{Attention, FeedForward, Peg, layer_norm};
     let cfg = CtVitConfig::ct_clip_v2();
     let varmap = candle_nn::VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

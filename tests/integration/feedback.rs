@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use radbridge::feedback::{ReviewAction, Store};
+use radbridge_store::{ReviewAction, Store};
 use radbridge_tests::*;
 use serde_json::{json, Value};
 
@@ -108,7 +108,7 @@ fn record_review_show_recalibrate_revert_export_audit() {
     let show: Value = serde_json::from_str(&ok(&db, &["show", "--run", &r0.to_string(), "--json"])).unwrap();
     let run = &show["run"];
     assert_eq!(run["model_checksum"], json!(checksum));
-    assert_eq!(run["bank_checksum"], json!(radbridge::model::package::sha256_file(&model.join("bank.json")).unwrap()));
+    assert_eq!(run["bank_checksum"], json!(radbridge_model::package::sha256_file(&model.join("bank.json")).unwrap()));
     assert_eq!(run["diagnosis"], doc, "the full diagnose document is kept");
     assert_eq!(run["findings"].as_array().unwrap().len(), doc["findings"].as_array().unwrap().len());
     let ct = std::fs::canonicalize(data("totalsegmentator/chest_ct.nii.gz")).unwrap();
@@ -172,7 +172,7 @@ fn record_review_show_recalibrate_revert_export_audit() {
     assert_eq!(t["thresholds"]["Pleural effusion"].as_f64().unwrap() as f32, 0.3);
     assert_eq!((t["version"].as_i64(), t["source"].as_str()), (Some(1), Some("test fixture")));
     assert_eq!(t["recalibration"]["thresholds_version"].as_i64(), Some(version));
-    let loaded = radbridge::zeroshot::Thresholds::load(&model.join("thresholds.json")).unwrap().unwrap();
+    let loaded = radbridge_model::zeroshot::Thresholds::load(&model.join("thresholds.json")).unwrap().unwrap();
     assert!(0.62f32 <= loaded.get("Emphysema").unwrap() && 0.7f32 > loaded.get("Emphysema").unwrap(), "0.62 no longer flagged, 0.7 still flagged");
     assert_eq!(a["applied"]["previous_content"], json!(original));
     // Nothing left to apply at the new threshold.
@@ -240,7 +240,7 @@ fn review_events_and_audit_log_are_append_only() {
     let db = tmp.path().join("db.sqlite3");
     let mut store = Store::open(&db).unwrap();
     let doc = json!({"model": {"name": "m", "weights_sha256": "abc"}, "findings": [{"label": "Emphysema", "score": 0.7, "threshold": 0.5, "flagged": true}]});
-    let run = store.record_run(&radbridge::feedback::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
+    let run = store.record_run(&radbridge_store::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
     let e = store.review(run, "Emphysema", &ReviewAction::Confirm, Some("a")).unwrap();
     for sql in [
         "UPDATE review_events SET action = 'false_positive' WHERE id = 1",
@@ -320,7 +320,7 @@ fn files_that_are_not_ours_are_refused_and_left_untouched() {
 fn record_minimal(db: &Path) -> i64 {
     let mut s = Store::open(db).unwrap();
     let doc = json!({"model": {"name": "m", "weights_sha256": "abc"}, "findings": [{"label": "Emphysema", "score": 0.7, "threshold": 0.5, "flagged": true}]});
-    let r = s.record_run(&radbridge::feedback::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
+    let r = s.record_run(&radbridge_store::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
     // Checkpoint so the main file holds everything (the truncation case reads it alone).
     s.connection().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
     r

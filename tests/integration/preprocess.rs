@@ -2,8 +2,8 @@
 //! (`tests/reference/preprocess_reference.py` → `tests/data/reference/preprocess_*.json`):
 //! exact shapes, mean absolute difference ≤ 1 HU-equivalent.
 
-use radbridge::preprocess::{preprocess, PreprocessConfig};
-use radbridge::volume::{self, OpenOptions};
+use radbridge_model::preprocess::{preprocess, PreprocessConfig};
+use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
 
 fn input_for(case: &str) -> &'static str {

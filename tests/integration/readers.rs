@@ -1,7 +1,7 @@
 //! Every reference file loads with the same geometry and values as pydicom / nibabel /
 //! SimpleITK give (`tests/reference/make_reference.py` → `tests/data/reference/volumes.json`).
 
-use radbridge::volume::{self, OpenOptions, Voxels};
+use radbridge_volume::{self as volume, OpenOptions, Voxels};
 use radbridge_tests::*;
 
 const PADDING_HU: f64 = -1024.0;

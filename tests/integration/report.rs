@@ -140,7 +140,7 @@ fn diagnose_json_records_the_source_and_peaks() {
         let p = &x["peak"];
         assert_eq!(p["from"], "heatmap", "{x}");
         // The peak is the maximum of the heat map written for the finding.
-        let hm = radbridge::volume::open(x["heatmap"].as_str().unwrap(), &Default::default()).unwrap().volume;
+        let hm = radbridge_volume::open(x["heatmap"].as_str().unwrap(), &Default::default()).unwrap().volume;
         let (_, hi) = hm.voxels.range().unwrap();
         let v = usizes(&p["voxel"]);
         assert_eq!(hm.voxels.get_f32(hm.index(v[0], v[1], v[2])), hi);
@@ -321,7 +321,7 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
     assert!(ok, "{msg}");
 
     let r = read_json(&deid);
-    assert_eq!(r["disclaimer"], radbridge::analysis::DISCLAIMER);
+    assert_eq!(r["disclaimer"], radbridge_model::analysis::DISCLAIMER);
     let by = |l: &str| r["findings"].as_array().unwrap().iter().find(|x| x["label"] == l).unwrap().clone();
     assert_eq!(by("Cardiomegaly")["status"], "confirmed");
     assert_eq!(by("Cardiomegaly")["review"]["reviewer"], "dr_a");

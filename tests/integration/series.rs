@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use radbridge::volume::{self, OpenOptions, VolumeError, WarningCode};
+use radbridge_volume::{self as volume, OpenOptions, VolumeError, WarningCode};
 use radbridge_tests::*;
 
 fn copy_dir(src: &Path, dst: &Path) -> Vec<PathBuf> {

@@ -1,4 +1,4 @@
-//! Report summarisation (`radbridge::summarize`, `radbridge summarize`): accuracy on real
+//! Report summarisation (`radbridge_train::summarize`, `radbridge summarize`): accuracy on real
 //! CT-RATE reports with manual labels (held-out half, so lexicon regressions fail), the CLI's
 //! JSON-lines contract, the chat-endpoint path against a stub server written here, the
 //! bundled sentence corpus behind `bank describe`, and the extended label set.
@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
-use radbridge::summarize::{endpoint::SYSTEM_PROMPT, Builtin, Status, Summarizer};
-use radbridge::zeroshot;
+use radbridge_train::summarize::{endpoint::SYSTEM_PROMPT, Builtin, Status, Summarizer};
+use radbridge_model::zeroshot;
 use radbridge_tests::*;
 use serde_json::Value;
 
@@ -426,7 +426,7 @@ fn extended_label_set_resolves_for_models_without_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = import_tiny(dir.path());
-    let pkg = radbridge::model::package::ModelPackage::open(&model).unwrap();
+    let pkg = radbridge_model::package::ModelPackage::open(&model).unwrap();
     assert!(!pkg.manifest.label_sets.contains_key("ct-rate-extended"));
     assert_eq!(pkg.manifest.labels("ct-rate-extended").unwrap(), ext);
     assert!(pkg.manifest.labels("no-such-set").is_none());

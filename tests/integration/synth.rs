@@ -1,7 +1,7 @@
 //! `radbridge synth`: the synthetic chest-CT corpus (format "radbridge-synth-1").
 //!
 //! A small corpus is written once through the library and read back through
-//! `radbridge::volume::open` (volumes, masks) and as text (cases.jsonl, labels.csv, reports);
+//! `radbridge_volume::open` (volumes, masks) and as text (cases.jsonl, labels.csv, reports);
 //! more cases are made in memory for the per-finding HU checks; the CLI is run for its
 //! contract and its errors.
 
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use radbridge::train::synth::{self, chest::BaseCt, lab, report, SynthOptions};
-use radbridge::volume::{self, CancelToken, OpenOptions, Volume, Voxels};
+use radbridge_train::synth::{self, chest::BaseCt, lab, report, SynthOptions};
+use radbridge_volume::{self as volume, CancelToken, OpenOptions, Volume, Voxels};
 use radbridge_tests::{bin, data};
 use serde_json::Value;
 
@@ -97,9 +97,9 @@ fn corpus_files_and_labels_csv_agree() {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    let expect: Vec<String> = radbridge::zeroshot::CT_RATE
+    let expect: Vec<String> = radbridge_model::zeroshot::CT_RATE
         .iter()
-        .chain(radbridge::zeroshot::CT_RATE_LT.iter())
+        .chain(radbridge_model::zeroshot::CT_RATE_LT.iter())
         .map(|s| s.to_string())
         .collect();
     assert_eq!(

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use radbridge::train::config::{LossConfig, OptimConfig};
-use radbridge::train::loss::brgsa_loss;
-use radbridge::train::optim::Adam;
+use radbridge_train::config::{LossConfig, OptimConfig};
+use radbridge_train::loss::brgsa_loss;
+use radbridge_train::optim::Adam;
 use radbridge_tests::{bin, data, json_file};
 use serde_json::Value;
 
@@ -165,10 +165,10 @@ fn tiny_training_lowers_the_loss_and_writes_a_loadable_model() {
     assert_eq!(m["architecture"], "brgsa");
     assert_eq!(m["preprocess"]["target_shape"], serde_json::json!([32, 32, 16]));
     // It loads in the engine the app uses and diagnoses a case.
-    let mut engine = radbridge::analysis::Engine::load(&out).expect("engine loads the trained model");
+    let mut engine = radbridge_model::analysis::Engine::load(&out).expect("engine loads the trained model");
     let ct = data4.join("case_0001/ct.nii.gz");
-    let vol = radbridge::volume::open(&ct, &Default::default()).unwrap().volume;
-    let opts = radbridge::analysis::DiagnoseOptions {
+    let vol = radbridge_volume::open(&ct, &Default::default()).unwrap().volume;
+    let opts = radbridge_model::analysis::DiagnoseOptions {
         labels: vec!["Pleural effusion".into(), "Cardiomegaly".into()],
         findings: vec!["small nodule in the left lung".into()],
         top_k: 3,

@@ -2,8 +2,8 @@
 """Full-size BrgSA and CT-CLIP v2 on the CPU: radbridge (candle) against PyTorch, same weights, same input.
 
 Usage (from the repository root):
-    cargo build --release -p radbridge --bin radbridge
-    /work/refvenv/bin/python tests/reference/bench_models.py [--models brgsa ctclip] [-n 3] [--threads 2]
+    cargo build --release -p radbridge-cli
+    target/refvenv/bin/python tests/reference/bench_models.py [--models brgsa ctclip] [-n 3] [--threads 2]
         [--radbridge target/release/radbridge] [--warmup] [--attention sdpa|eager] [--workdir DIR] [--keep]
         [--json OUT.json]
 
@@ -407,7 +407,7 @@ def main():
 
     rb = Path(args.radbridge)
     if not rb.exists():
-        raise SystemExit(f"{rb}: missing; build it with `cargo build --release -p radbridge --bin radbridge`")
+        raise SystemExit(f"{rb}: missing; build it with `cargo build --release -p radbridge-cli`")
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     if load_start[0] > 0.5:

@@ -2,7 +2,7 @@
 """Benchmark volume loading: radbridge (Rust) vs SimpleITK / pydicom / nibabel, in one run.
 
 Usage:
-    /work/refvenv/bin/python tests/reference/bench_readers.py [PATH ...] [--repeats N]
+    target/refvenv/bin/python tests/reference/bench_readers.py [PATH ...] [--repeats N]
         [--warmup W] [--radbridge target/release/radbridge] [--json OUT]
 
 Default PATHs: tests/data/totalsegmentator/example_ct_dicom (20-file series) and

@@ -14,7 +14,7 @@ weight_decay) — the official settings except a larger lr and weight decay so o
 the parameters visibly. Everything in float64. Inputs are stored in the JSON, so the Rust test
 needs no random generator.
 
-    /work/refvenv/bin/python tests/reference/loss_reference.py
+    target/refvenv/bin/python tests/reference/loss_reference.py
 """
 import json
 import os

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference volumes for the Rust loader tests -> tests/data/reference/volumes.json.
 
-Usage:  /work/refvenv/bin/python tests/reference/make_reference.py [--out PATH]
+Usage:  target/refvenv/bin/python tests/reference/make_reference.py [--out PATH]
 
 Conventions (shared with the Rust side, see tests/reference/README.md):
   * voxel axes (i, j, k), dims [nx, ny, nz], flat index = i + nx*(j + ny*k) (i fastest).

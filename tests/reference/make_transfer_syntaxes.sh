@@ -7,12 +7,12 @@
 # pylibjpeg-openjpeg through tests/reference/dicom_tools.py.
 # Also writes tests/data/generated/README.md (file list, UIDs, exact commands, verification).
 #
-# Usage (from anywhere):  PYTHON=/work/refvenv/bin/python tests/reference/make_transfer_syntaxes.sh
+# Usage (from anywhere):  PYTHON=target/refvenv/bin/python tests/reference/make_transfer_syntaxes.sh
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-PYTHON="${PYTHON:-/work/refvenv/bin/python}"
+PYTHON="${PYTHON:-target/refvenv/bin/python}"
 cd "$ROOT"
 
 OUT=tests/data/generated
@@ -108,7 +108,7 @@ cat <<EOF
 
 **Generated — do not edit by hand.** Rebuild with
 
-    PYTHON=/work/refvenv/bin/python tests/reference/make_transfer_syntaxes.sh
+    PYTHON=target/refvenv/bin/python tests/reference/make_transfer_syntaxes.sh
 
 (run from anywhere; commands below are relative to the repository root). Tools: $(dcmconv --version | head -1 | sed 's/^\$//;s/\$$//'),
 pydicom $("$PYTHON" -c 'import pydicom; print(pydicom.__version__)'), pylibjpeg-openjpeg $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pylibjpeg-openjpeg"))').

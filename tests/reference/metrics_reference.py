@@ -7,7 +7,7 @@ average_precision_score, the threshold of the ROC point closest to (0, 1) (np.ar
 sqrt((1-tpr)^2 + fpr^2)), and at prediction = score > threshold: f1_score(average="weighted"),
 accuracy_score, precision_score, recall_score (zero_division=0).
 
-    /work/refvenv/bin/python tests/reference/metrics_reference.py
+    target/refvenv/bin/python tests/reference/metrics_reference.py
 """
 import json
 import os

@@ -2,7 +2,7 @@
 """Tiny BrgSA and CT-CLIP models with random weights, and their PyTorch reference outputs.
 
 Usage (from the repository root):
-    /work/refvenv/bin/python tests/reference/model_reference.py [--out tests/data/models] [--check]
+    target/refvenv/bin/python tests/reference/model_reference.py [--out tests/data/models] [--check]
 
 Writes tests/data/models/brgsa_tiny/ and tests/data/models/ctclip_tiny/ (see tests/reference/README.md,
 section "model_reference.py", for every file). Rerunning reproduces every file byte for byte (fixed seeds,

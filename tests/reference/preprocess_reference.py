@@ -2,7 +2,7 @@
 """Reference outputs of the two model preprocessing pipelines (BrgSA, CT-CLIP) on three inputs.
 
 Usage:
-    /work/refvenv/bin/python tests/reference/preprocess_reference.py [--cases chest dicom abdomen] [--npy-dir /tmp]
+    target/refvenv/bin/python tests/reference/preprocess_reference.py [--cases chest dicom abdomen] [--npy-dir /tmp]
 
 Writes tests/data/reference/preprocess_{brgsa,ctclip}_<case>.json for each case and (unless --npy-dir '')
 the full float32 model inputs to <npy-dir>/preprocess_{brgsa,ctclip}_<case>.npy (NOT committed; for full

@@ -3,7 +3,7 @@
 
 Standard library only (no PyPI packages). Run from the repository root:
 
-    cargo build -p radbridge --bin radbridge
+    cargo build -p radbridge-cli
     python3 tests/reference/summarizer_eval.py [--bin target/debug/radbridge] [--json OUT.json]
         [--synth DIR]   # a `radbridge synth` corpus (cases.jsonl + report.txt files)
 

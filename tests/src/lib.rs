@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use radbridge::volume::{Affine, Volume};
+use radbridge_volume::{Affine, Volume};
 use serde_json::Value;
 
 /// `tests/data/<rel>`.
@@ -17,7 +17,7 @@ pub fn bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let p = dir.join(format!("radbridge{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} not found: build it first (cargo build -p radbridge --bin radbridge)", p.display());
+    assert!(p.exists(), "{} not found: build it first (cargo build -p radbridge-cli)", p.display());
     p
 }
 

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, State};
 
 use super::state::{self, AppState, Run};
-use crate::analysis::{DiagnoseOptions, Engine};
-use crate::volume::{CancelToken, Volume};
+use radbridge_model::analysis::{DiagnoseOptions, Engine};
+use radbridge_volume::{CancelToken, Volume};
 
 /// Payload of the `analysis-progress` event.
 #[derive(Debug, Clone, Serialize)]
@@ -97,7 +97,7 @@ enum Job {
 }
 
 struct Done {
-    diagnosis: crate::analysis::Diagnosis,
+    diagnosis: radbridge_model::analysis::Diagnosis,
     model_dir: PathBuf,
     label_set: String,
     generation: u64,
@@ -256,7 +256,7 @@ pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> Res
     drop(run);
     super::feedback::audit_event(
         &state,
-        crate::feedback::AuditAction::View,
+        radbridge_store::AuditAction::View,
         serde_json::json!({"heatmap": label, "custom": custom}),
     );
     Ok(HeatmapRef { id, label })

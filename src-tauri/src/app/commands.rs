@@ -8,7 +8,7 @@ use serde::Serialize;
 use tauri::State;
 
 use super::state::{self, AppState, Displayed, Settings, VolumeSummary};
-use crate::volume::{self, OpenOptions};
+use radbridge_volume::{self as volume, OpenOptions};
 
 #[tauri::command]
 pub fn startup_path(state: State<'_, AppState>) -> Option<String> {
@@ -58,7 +58,7 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
     super::analysis::reset_run(&state);
     super::feedback::audit_event(
         &state,
-        crate::feedback::AuditAction::OpenStudy,
+        radbridge_store::AuditAction::OpenStudy,
         serde_json::json!({"path": summary.path, "series": summary.chosen, "format": summary.format}),
     );
     Ok(summary)
@@ -154,7 +154,7 @@ pub fn set_settings(model_dir: Option<String>, label_set: Option<String>, state:
     drop(s);
     super::feedback::audit_event(
         &state,
-        crate::feedback::AuditAction::SettingsChange,
+        radbridge_store::AuditAction::SettingsChange,
         serde_json::json!({"model_dir": v.model_dir, "label_set": v.label_set}),
     );
     Ok(v)

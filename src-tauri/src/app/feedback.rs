@@ -1,5 +1,5 @@
 //! Feedback-store commands: record runs, review findings, audit what the reader did. The store
-//! (`radbridge::feedback`, SQLite in $RADBRIDGE_DATA_DIR or the app-data folder) is opened on
+//! (`radbridge_store`, SQLite in $RADBRIDGE_DATA_DIR or the app-data folder) is opened on
 //! first use; when it cannot be opened the UI keeps its review state in memory and says so.
 
 use serde::Serialize;
@@ -8,11 +8,11 @@ use tauri::State;
 
 use super::state::AppState;
 use super::state::resolve_model;
-use crate::feedback::recalibrate::{self, Proposal, ThresholdsVersion};
-use crate::feedback::{audit, AuditAction, EventId, ReviewAction, RunId, RunRecord, Store, Verdict};
+use radbridge_store::recalibrate::{self, Proposal, ThresholdsVersion};
+use radbridge_store::{audit, AuditAction, EventId, ReviewAction, RunId, RunRecord, Store, Verdict};
 
 /// Run `f` on the store, opening it first if needed.
-pub fn with_store<T>(state: &AppState, f: impl FnOnce(&mut Store) -> crate::feedback::Result<T>) -> Result<T, String> {
+pub fn with_store<T>(state: &AppState, f: impl FnOnce(&mut Store) -> radbridge_store::Result<T>) -> Result<T, String> {
     let mut guard = state.store.lock().unwrap();
     if guard.is_none() {
         *guard = Some(Store::open_default().map_err(|e| e.to_string())?);

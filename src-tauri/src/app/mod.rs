@@ -1,4 +1,4 @@
-//! The desktop shell (feature `desktop`): a thin Tauri layer over the core. Commands only
+//! The desktop shell: a thin Tauri layer over the core. Commands only
 //! translate between IPC and core calls; volumes and heat maps travel to the UI as binary over
 //! the `volume://` URI scheme, never as JSON arrays.
 

@@ -1,13 +1,13 @@
 //! Report export: the last analysis with the reviewers' verdicts from the feedback store, as
-//! PDF, JSON or DICOM SR (`radbridge::report`), de-identified unless the user turns it off.
+//! PDF, JSON or DICOM SR (`radbridge_report`), de-identified unless the user turns it off.
 
 use serde::Serialize;
 use tauri::State;
 
 use super::feedback::{audit_event, with_store};
 use super::state::AppState;
-use crate::feedback::{audit, AuditAction};
-use crate::report::{self, Format, ReportOptions};
+use radbridge_store::{audit, AuditAction};
+use radbridge_report::{self as report, Format, ReportOptions};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportResult {

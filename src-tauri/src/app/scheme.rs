@@ -13,7 +13,7 @@ use tauri::http::{Request, Response, StatusCode};
 use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
 
 use super::state::AppState;
-use crate::volume::{self, OpenOptions, Voxels};
+use radbridge_volume::{self as volume, OpenOptions, Voxels};
 
 fn i16_of(v: f32) -> i16 {
     v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::Engine;
-use crate::volume::{CancelToken, SeriesInfo, Volume, Warning};
+use radbridge_model::analysis::Engine;
+use radbridge_volume::{CancelToken, SeriesInfo, Volume, Warning};
 
 /// The loaded volume, reoriented to canonical LPS (the grid the models and heat maps use).
 pub struct Displayed {
@@ -61,7 +61,7 @@ pub struct Run {
     /// Heat map files by id (the id is what the UI asks `volume://localhost/heatmap/<id>` for).
     pub heatmaps: Vec<PathBuf>,
     /// The last full analysis of this study (what a report exports).
-    pub last: Option<crate::analysis::Diagnosis>,
+    pub last: Option<radbridge_model::analysis::Diagnosis>,
     /// Heat maps already encoded for the UI, by id.
     pub served: std::collections::HashMap<usize, Arc<Vec<u8>>>,
 }
@@ -75,7 +75,7 @@ pub struct AppState {
     pub engine: Mutex<Option<(PathBuf, Engine)>>,
     pub run: Mutex<Run>,
     /// The feedback store, opened on first use.
-    pub store: Mutex<Option<crate::feedback::Store>>,
+    pub store: Mutex<Option<radbridge_store::Store>>,
 }
 
 impl AppState {

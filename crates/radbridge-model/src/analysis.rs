@@ -1,0 +1,600 @@
+//! Analysis: a model directory loaded and ready (network, tokenizer, bank words, thresholds,
+//! text-embedding cache), and the zero-shot diagnosis of a volume with it. The CLI
+//! (`embed`, `diagnose`, `bank describe`) and the app call these functions.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::bank::{self, BankDescriptions, EntryWeight, SharedEntry};
+use crate::bert::BertConfig;
+use crate::brgsa::{Brgsa, BrgsaConfig};
+use crate::checkpoint::Arch;
+use crate::ctclip::{CtClip, CtClipConfig};
+use crate::package::ModelPackage;
+use crate::text::{process_text, BertTokenizer};
+use crate::preprocess::{self, ModelInput};
+use radbridge_volume::{CancelToken, Volume, VolumeError};
+use crate::zeroshot::{self, Finding, TextCache, Thresholds};
+
+/// The network behind a model directory.
+pub enum Net {
+    Brgsa(Box<Brgsa>),
+    Ctclip(Box<CtClip>),
+}
+
+/// A loaded model directory.
+pub struct Engine {
+    pub package: ModelPackage,
+    pub net: Net,
+    pub tokenizer: BertTokenizer,
+    pub bank: Option<BankDescriptions>,
+    pub thresholds: Option<Thresholds>,
+    pub cache: TextCache,
+    pub device: Device,
+    /// The last volume's encoding, reused by a later call with the same
+    /// [`DiagnoseOptions::image_key`] (a heat map or a typed finding on the open study).
+    encoded: Option<EncodedImage>,
+}
+
+/// One volume as the model saw it: the mapping back to the CT, a voxel-less copy of the
+/// canonical volume's header (grid, affine, source), and the image code.
+struct EncodedImage {
+    /// The caller's key; None never matches (the encoding is dropped at the end of the call).
+    key: Option<String>,
+    geometry: preprocess::InputGeometry,
+    header: Volume,
+    image: ImageCode,
+}
+
+/// The image side of one volume.
+#[derive(Debug, Clone, Serialize)]
+pub enum ImageCode {
+    Brgsa {
+        v: Vec<f32>,
+        v_hat: Vec<f32>,
+        z: Vec<f32>,
+        /// `global_embedder` applied to each patch token, row-major over `grid`.
+        #[serde(skip)]
+        patch_proj: Vec<Vec<f32>>,
+        grid: [usize; 3],
+        /// The tokens entering ViT block `hidden_layer` (1+N, H), for gradient heat maps.
+        #[serde(skip)]
+        hidden: Tensor,
+        #[serde(skip)]
+        hidden_layer: usize,
+    },
+    Ctclip {
+        latent: Vec<f32>,
+    },
+}
+
+/// The text side of one prompt.
+#[derive(Debug, Clone, Serialize)]
+pub enum TextCode {
+    Brgsa { t: Vec<f32>, t_hat: Vec<f32>, z: Vec<f32> },
+    Ctclip { latent: Vec<f32> },
+}
+
+impl TextCode {
+    /// The embedding that is scored against the image: BrgSA's t, CT-CLIP's latent.
+    pub fn embedding(&self) -> &[f32] {
+        match self {
+            TextCode::Brgsa { t, .. } => t,
+            TextCode::Ctclip { latent } => latent,
+        }
+    }
+}
+
+fn vec1(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Where text-embedding caches live: $RADBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/radbridge,
+/// else ~/.cache/radbridge.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("RADBRIDGE_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("radbridge"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("radbridge"))
+}
+
+impl Engine {
+    /// Open a model directory on the CPU.
+    pub fn load(dir: &Path) -> Result<Engine> {
+        Self::load_on(dir, &Device::Cpu)
+    }
+
+    pub fn load_on(dir: &Path, device: &Device) -> Result<Engine> {
+        let package = ModelPackage::open(dir)?;
+        package.verify_weights()?;
+        let m = &package.manifest;
+        let text_cfg_path = package.path(&m.text.config);
+        let text = BertConfig::from_json_file(&text_cfg_path).with_context(|| format!("{}: invalid BERT config", text_cfg_path.display()))?;
+        let weights = package.weights_path();
+        // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .with_context(|| format!("{}: cannot map the weights", weights.display()))?;
+        let net = match m.architecture {
+            Arch::Brgsa => {
+                let mut cfg: BrgsaConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a BrgSA configuration", dir.display()))?;
+                cfg.text = text;
+                Net::Brgsa(Box::new(Brgsa::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the BrgSA configuration", weights.display()))?))
+            }
+            Arch::Ctclip => {
+                let mut cfg: CtClipConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a CT-CLIP configuration", dir.display()))?;
+                cfg.text = text;
+                Net::Ctclip(Box::new(CtClip::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the CT-CLIP configuration", weights.display()))?))
+            }
+        };
+        let tokenizer = match (&m.text.tokenizer, &m.text.vocab) {
+            (Some(t), _) => BertTokenizer::from_tokenizer_json(package.path(t))?,
+            (None, Some(v)) => BertTokenizer::from_vocab_file(package.path(v), true)?,
+            (None, None) => bail!("{}: no tokenizer", dir.display()),
+        };
+        let bank = match &m.bank {
+            Some(b) => BankDescriptions::load(&package.path(b))?,
+            None => None,
+        };
+        let thresholds = match &m.thresholds {
+            Some(t) => Thresholds::load(&package.path(t))?,
+            None => None,
+        };
+        let cache = match cache_dir() {
+            Some(d) => TextCache::open(d.join("text-embeddings").join(format!("{}.json", &m.weights_sha256)), &m.weights_sha256),
+            None => TextCache::in_memory(&m.weights_sha256),
+        };
+        Ok(Engine { package, net, tokenizer, bank, thresholds, cache, device: device.clone(), encoded: None })
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.package.manifest.architecture
+    }
+
+    pub fn text_max_length(&self) -> usize {
+        match &self.net {
+            Net::Brgsa(m) => m.config().text_max_length,
+            Net::Ctclip(m) => m.config().text_max_length,
+        }
+    }
+
+    /// The model's preprocessing of a volume.
+    pub fn preprocess(&self, volume: &Volume) -> ModelInput {
+        preprocess::preprocess(volume, &self.package.manifest.preprocess)
+    }
+
+    /// A model input as a tensor (1, 1, d0, d1, d2).
+    pub fn tensor(&self, input: &ModelInput) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&input.data, &input.shape, &self.device)?)
+    }
+
+    /// Encode an image tensor shaped as the model consumes it.
+    pub fn encode_image(&self, x: &Tensor) -> Result<ImageCode> {
+        self.encode_image_keeping(x, None)
+    }
+
+    /// As [`Engine::encode_image`]; a BrgSA model keeps the tokens entering ViT block `layer`
+    /// (default: [`crate::brgsa::Brgsa::default_relevance_layer`], the middle block) for
+    /// [`Engine::patch_maps`].
+    pub fn encode_image_keeping(&self, x: &Tensor, layer: Option<usize>) -> Result<ImageCode> {
+        Ok(match &self.net {
+            Net::Brgsa(m) => {
+                let layer = layer.unwrap_or_else(|| m.default_relevance_layer());
+                let e = m.encode_images_keeping(x, layer)?.pop().context("no image embedding")?;
+                let n = e.patch_proj.dim(0)?;
+                let pp = e.patch_proj.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                debug_assert_eq!(pp.len(), n);
+                ImageCode::Brgsa { v: vec1(&e.v)?, v_hat: vec1(&e.v_hat)?, z: vec1(&e.z)?, patch_proj: pp, grid: e.grid, hidden: e.hidden, hidden_layer: e.hidden_layer }
+            }
+            Net::Ctclip(m) => ImageCode::Ctclip { latent: vec1(&m.encode_image(x)?)? },
+        })
+    }
+
+    /// One patch-grid map per text embedding (row-major over the image's grid), by `method`;
+    /// None for a model without patch tokens (CT-CLIP).
+    pub fn patch_maps(&self, image: &ImageCode, texts: &[&[f32]], method: HeatmapMethod) -> Result<Option<Vec<Vec<f32>>>> {
+        let (ImageCode::Brgsa { patch_proj, hidden, hidden_layer, .. }, Net::Brgsa(m)) = (image, &self.net) else { return Ok(None) };
+        Ok(Some(match method {
+            HeatmapMethod::PatchCosine => texts.iter().map(|t| crate::heatmap::patch_similarity(patch_proj, t)).collect(),
+            HeatmapMethod::Gradient => {
+                let dev = m.device();
+                let ts = texts.iter().map(|t| Tensor::from_slice(t, t.len(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
+                m.patch_relevance_from(hidden, *hidden_layer, &ts.iter().collect::<Vec<_>>())?
+            }
+        }))
+    }
+
+    /// Embed prompts (from the cache where possible).
+    pub fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<TextCode>> {
+        let todo: Vec<&String> = prompts.iter().filter(|p| self.cache.get(p).is_none()).collect();
+        if !todo.is_empty() {
+            let max = self.text_max_length();
+            let mut encodings = Vec::with_capacity(todo.len());
+            for p in &todo {
+                let text = match self.arch() {
+                    Arch::Brgsa => process_text(p),
+                    Arch::Ctclip => p.to_string(),
+                };
+                encodings.push(self.tokenizer.encode(&text, max)?);
+            }
+            let codes: Vec<Vec<Vec<f32>>> = match &self.net {
+                Net::Brgsa(m) => m
+                    .encode_texts(&encodings)?
+                    .iter()
+                    .map(|e| Ok(vec![vec1(&e.t)?, vec1(&e.t_hat)?, vec1(&e.z)?]))
+                    .collect::<Result<_>>()?,
+                Net::Ctclip(m) => m.encode_texts(&encodings)?.iter().map(|l| Ok(vec![vec1(l)?])).collect::<Result<_>>()?,
+            };
+            for (p, c) in todo.iter().zip(codes) {
+                self.cache.insert(p, c);
+            }
+            self.cache.save();
+        }
+        prompts
+            .iter()
+            .map(|p| {
+                let c = self.cache.get(p).expect("just embedded");
+                Ok(match self.arch() {
+                    Arch::Brgsa => TextCode::Brgsa { t: c[0].clone(), t_hat: c[1].clone(), z: c[2].clone() },
+                    Arch::Ctclip => TextCode::Ctclip { latent: c[0].clone() },
+                })
+            })
+            .collect()
+    }
+
+    /// CT-CLIP's logit scale exp(temperature); 1 for BrgSA (raw cosine).
+    pub fn logit_scale(&self) -> f32 {
+        match &self.net {
+            Net::Brgsa(_) => 1.0,
+            Net::Ctclip(m) => m.temperature().exp(),
+        }
+    }
+}
+
+/// One finding of a diagnosis with its explanation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoredFinding {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// BrgSA: the finding's strongest bank entries and those it shares with the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank: Option<FindingBank>,
+    /// Path of the heat map written for this finding, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<String>,
+    /// Where the finding's heat map is highest (BrgSA). With gradient heat maps, only for
+    /// flagged and typed findings and for those whose heat map was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<Peak>,
+}
+
+/// Where the analysed study came from: enough to find it again (path, series) and the DICOM
+/// study/patient fields a report and its de-identification need. Identifying fields stay in
+/// the local JSON; exports de-identify them unless told not to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StudySource {
+    /// The path that was opened (DICOM folder or file, or NIfTI file).
+    pub path: String,
+    /// "dicom" or "nifti".
+    pub format: String,
+    /// Index of the series in the folder's series list (for `--series`), when known.
+    #[serde(default)]
+    pub series_index: Option<usize>,
+    #[serde(default)]
+    pub series_instance_uid: Option<String>,
+    #[serde(default)]
+    pub study_instance_uid: Option<String>,
+    #[serde(default)]
+    pub frame_of_reference_uid: Option<String>,
+    #[serde(default)]
+    pub modality: Option<String>,
+    #[serde(default)]
+    pub series_description: Option<String>,
+    /// Canonical (LPS-ordered) grid size [nx, ny, nz] the peaks index.
+    #[serde(default)]
+    pub dims: [usize; 3],
+    #[serde(default)]
+    pub patient: PatientFields,
+    #[serde(default)]
+    pub study: StudyFields,
+    /// SOP class / instance UIDs of the series' files (DICOM only).
+    #[serde(default)]
+    pub instances: Vec<InstanceUids>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatientFields {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub sex: Option<String>,
+    #[serde(default)]
+    pub age: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StudyFields {
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub accession_number: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub referring_physician: Option<String>,
+    #[serde(default)]
+    pub institution: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUids {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+}
+
+impl StudySource {
+    /// The source of a loaded volume.
+    pub fn of(volume: &Volume) -> StudySource {
+        let m = &volume.meta;
+        let p = &m.patient;
+        let dims = volume.affine.canonical_plan(volume.dims).map(|pl| pl.new_dims).unwrap_or(volume.dims);
+        StudySource {
+            path: m.path.display().to_string(),
+            format: m.format.clone(),
+            series_index: None,
+            series_instance_uid: m.series_uid.clone(),
+            study_instance_uid: p.study_uid.clone(),
+            frame_of_reference_uid: p.frame_of_reference_uid.clone(),
+            modality: m.modality.clone(),
+            series_description: m.series_description.clone(),
+            dims,
+            patient: PatientFields { name: p.name.clone(), id: p.id.clone(), birth_date: p.birth_date.clone(), sex: p.sex.clone(), age: p.age.clone() },
+            study: StudyFields {
+                date: p.study_date.clone(),
+                time: p.study_time.clone(),
+                id: p.study_id.clone(),
+                accession_number: p.accession_number.clone(),
+                description: p.study_description.clone(),
+                referring_physician: p.referring_physician.clone(),
+                institution: p.institution.clone(),
+                manufacturer: p.manufacturer.clone(),
+            },
+            instances: m.instances.iter().map(|i| InstanceUids { sop_class_uid: i.sop_class_uid.clone(), sop_instance_uid: i.sop_instance_uid.clone() }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindingBank {
+    pub text_top: Vec<Described<EntryWeight>>,
+    pub shared: Vec<Described<SharedEntry>>,
+}
+
+/// A bank entry with its words (when `bank.json` has them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Described<T> {
+    #[serde(flatten)]
+    pub entry: T,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What `diagnose` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub disclaimer: String,
+    pub model: ModelInfo,
+    pub findings: Vec<ScoredFinding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_bank_top: Vec<Described<EntryWeight>>,
+    /// Seconds per stage.
+    pub timings: Vec<(String, f64)>,
+    /// The analysed study (absent in results written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<StudySource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: Arch,
+    pub weights_sha256: String,
+    pub synthetic: bool,
+    pub scoring: zeroshot::ScoringRule,
+}
+
+pub const DISCLAIMER: &str = "Research use only. Not for diagnostic use: every finding needs a clinician's review.";
+
+/// What to score and where to write heat maps.
+#[derive(Debug, Clone, Default)]
+pub struct DiagnoseOptions {
+    /// Labels from the model's sets (e.g. from `--labels all`).
+    pub labels: Vec<String>,
+    /// Findings the user typed.
+    pub findings: Vec<String>,
+    /// Bank entries to list per image / finding.
+    pub top_k: usize,
+    pub heatmap_dir: Option<PathBuf>,
+    pub cancel: CancelToken,
+    /// Identifies the volume for the engine's encoding cache: a later call with the same key
+    /// skips preprocessing and the image encoder. The caller must change the key whenever the
+    /// volume changes (the app uses the study's generation and path). None: always encode.
+    pub image_key: Option<String>,
+    /// How heat maps and peaks are computed.
+    pub heatmap_method: HeatmapMethod,
+}
+
+pub use crate::heatmap::{Method as HeatmapMethod, Peak, PeakSource};
+
+fn slug(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    while out.contains("__") {
+        out = out.replace("__", "_");
+    }
+    out.trim_matches('_').to_string()
+}
+
+impl Engine {
+    fn describe<T: Clone>(&self, entry: &T, index: usize) -> Described<T> {
+        Described { entry: entry.clone(), description: self.bank.as_ref().and_then(|b| b.describe(index)).map(String::from) }
+    }
+
+    /// Score a volume: preprocess, encode the image once, embed every prompt (cached), score,
+    /// explain, and write heat maps. `progress(stage, fraction)` is called between stages.
+    pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(&str, f32)) -> Result<Diagnosis> {
+        let mut timings = Vec::new();
+        let check = || if opts.cancel.is_cancelled() { Err(anyhow::Error::from(VolumeError::Cancelled)) } else { Ok(()) };
+        let stage_start = Instant::now();
+        let reuse = opts.image_key.is_some() && self.encoded.as_ref().is_some_and(|e| e.key == opts.image_key);
+        if reuse {
+            // The same stages as a full run (the UI has a bar for each), at no cost.
+            progress("preprocess", 0.0);
+            progress("encode image", 0.2);
+            timings.push(("encode image (reused)".to_string(), stage_start.elapsed().as_secs_f64()));
+        } else {
+            self.encoded = None;
+            progress("preprocess", 0.0);
+            let canon = volume.canonical();
+            let input = self.preprocess(&canon);
+            timings.push(("preprocess".to_string(), stage_start.elapsed().as_secs_f64()));
+            check()?;
+            progress("encode image", 0.2);
+            let t = Instant::now();
+            let x = self.tensor(&input)?;
+            let image = self.encode_image(&x)?;
+            drop(x);
+            timings.push(("encode image".to_string(), t.elapsed().as_secs_f64()));
+            let header = Volume {
+                dims: canon.dims,
+                voxels: radbridge_volume::Voxels::F32(Vec::new()),
+                affine: canon.affine,
+                meta: canon.meta.clone(),
+                warnings: Vec::new(),
+            };
+            self.encoded = Some(EncodedImage { key: opts.image_key.clone(), geometry: input.geometry, header, image });
+        }
+        check()?;
+        progress("encode text", 0.7);
+        let t = Instant::now();
+        let tpl = self.package.manifest.prompts.clone();
+        let mut items: Vec<(String, bool)> = opts.labels.iter().map(|l| (l.clone(), false)).collect();
+        items.extend(opts.findings.iter().map(|f| (f.clone(), true)));
+        let positives: Vec<String> = items.iter().map(|(l, _)| tpl.positive_for(l)).collect();
+        let negatives: Vec<String> = items.iter().filter_map(|(l, _)| tpl.negative_for(l)).collect();
+        let mut all = positives.clone();
+        all.extend(negatives.iter().cloned());
+        let codes = self.embed_prompts(&all)?;
+        let enc = self.encoded.as_ref().expect("encoded above");
+        timings.push(("encode text".to_string(), t.elapsed().as_secs_f64()));
+        check()?;
+        progress("score", 0.9);
+        let t = Instant::now();
+        let k = opts.top_k.max(1);
+        let scale = self.logit_scale();
+        let mut findings = Vec::with_capacity(items.len());
+        for (i, (label, custom)) in items.iter().enumerate() {
+            let (score, bank) = match (&enc.image, &codes[i]) {
+                (ImageCode::Brgsa { v, v_hat, z: zi, .. }, TextCode::Brgsa { t, z: zt, .. }) => {
+                    let (_, _, s) = zeroshot::brgsa_score(v, v_hat, t);
+                    let text_top = bank::top_k(zt, k).iter().map(|e| self.describe(e, e.index)).collect();
+                    let shared = bank::shared(zi, zt, k).iter().map(|e| self.describe(e, e.index)).collect();
+                    (s, Some(FindingBank { text_top, shared }))
+                }
+                (ImageCode::Ctclip { latent }, TextCode::Ctclip { latent: pos }) => {
+                    let TextCode::Ctclip { latent: neg } = &codes[positives.len() + i] else { unreachable!("same architecture") };
+                    let lp = zeroshot::cosine(latent, pos) * scale;
+                    let ln = zeroshot::cosine(latent, neg) * scale;
+                    (zeroshot::ctclip_p_present(lp, ln), None)
+                }
+                _ => unreachable!("image and text codes come from the same model"),
+            };
+            let threshold = self.thresholds.as_ref().and_then(|th| th.get(label));
+            findings.push(ScoredFinding {
+                finding: Finding { label: label.clone(), prompt: positives[i].clone(), score, threshold, flagged: threshold.map(|th| score > th), custom: *custom },
+                bank,
+                heatmap: None,
+                peak: None,
+            });
+        }
+        timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
+        check()?;
+        // Where each finding fires, from the patch grid (refined below from the heat map on
+        // the CT grid when one is written). A gradient map costs a backward pass through part
+        // of the ViT, so without heat maps it is computed only for the findings a reviewer
+        // looks at: flagged and typed ones (the others get no peak).
+        let mapped: Vec<usize> = (0..items.len())
+            .filter(|&i| {
+                opts.heatmap_dir.is_some()
+                    || opts.heatmap_method == HeatmapMethod::PatchCosine
+                    || findings[i].finding.custom
+                    || findings[i].finding.flagged == Some(true)
+            })
+            .collect();
+        let texts: Vec<&[f32]> = mapped.iter().map(|&i| codes[i].embedding()).collect();
+        let t = Instant::now();
+        let maps = if mapped.is_empty() { None } else { self.patch_maps(&enc.image, &texts, opts.heatmap_method)? };
+        timings.push(("peaks".to_string(), t.elapsed().as_secs_f64()));
+        let mut maps_by_item: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+        if let (Some(maps), ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (maps, &enc.image, &self.net) {
+            let patch = m.config().vision.patch_size;
+            for (&i, map) in mapped.iter().zip(maps) {
+                findings[i].peak = crate::heatmap::grid_peak(&map, *grid, patch, &enc.geometry, &enc.header);
+                maps_by_item[i] = Some(map);
+            }
+        }
+        let image_bank_top = match &enc.image {
+            ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
+            ImageCode::Ctclip { .. } => vec![],
+        };
+        if let Some(dir) = &opts.heatmap_dir {
+            let t = Instant::now();
+            progress("heat maps", 0.95);
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            if let (ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
+                let patch = m.config().vision.patch_size;
+                for (i, f) in findings.iter_mut().enumerate() {
+                    check()?;
+                    let Some(map) = &maps_by_item[i] else { continue };
+                    let hm = crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
+                    let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
+                    radbridge_volume::nifti::write(&hm, &path)?;
+                    f.heatmap = Some(path.display().to_string());
+                    if let Some(p) = crate::heatmap::volume_peak(&hm) {
+                        f.peak = Some(p);
+                    }
+                }
+            }
+            timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
+        }
+        progress("done", 1.0);
+        if opts.image_key.is_none() {
+            self.encoded = None;
+        }
+        let m = &self.package.manifest;
+        Ok(Diagnosis {
+            disclaimer: DISCLAIMER.to_string(),
+            model: ModelInfo { name: m.name.clone(), architecture: m.architecture, weights_sha256: m.weights_sha256.clone(), synthetic: m.synthetic, scoring: m.scoring },
+            findings,
+            image_bank_top,
+            timings,
+            source: Some(StudySource::of(volume)),
+        })
+    }
+}

@@ -1,0 +1,502 @@
+//! Findings reports: one [`Report`] built from a diagnosis (`analysis::Diagnosis`, as
+//! `diagnose --json` writes it and the feedback store keeps it) and the reviewers' verdicts,
+//! written as PDF ([`pdf`]), JSON ([`json`], schema in `report.schema.json`) or a DICOM
+//! Comprehensive SR ([`sr`]).
+//!
+//! Every export is de-identified unless the caller turns it off ([`deidentify`]: PS3.15 Basic
+//! Application Level Confidentiality Profile for the fields a report carries, UIDs remapped
+//! under `2.25.`, dates shifted by a per-study offset; the local path of the study is dropped).
+//! Flagged findings must each carry a verdict, or the caller must say "export anyway"; those
+//! without one are then marked unconfirmed.
+//!
+//! Key images (the slice at the heat-map peak of each flagged finding, with the heat map laid
+//! over it, or a marker when no heat map was written) are rendered from the study again
+//! ([`images`]), so the study must still be where the diagnosis found it.
+//!
+//! ```no_run
+//! use crate::{self, Format, ReportOptions};
+//! # fn main() -> Result<(), crate::ReportError> {
+//! let text = std::fs::read_to_string("d.json").unwrap();
+//! let d: radbridge_model::analysis::Diagnosis = serde_json::from_str(&text).unwrap();
+//! let opts = ReportOptions { export_anyway: true, ..Default::default() };
+//! report::export(&d, None, Format::Pdf, "report.pdf".as_ref(), &opts)?;
+//! # Ok(()) }
+//! ```
+
+pub mod deidentify;
+pub mod images;
+pub mod json;
+pub mod pdf;
+pub mod sr;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use radbridge_model::analysis::{Diagnosis, ModelInfo, Peak, StudySource};
+use radbridge_store::{Verdict, VerdictKind};
+
+pub use deidentify::Deidentifier;
+pub use images::KeyImage;
+pub use json::write_json;
+pub use pdf::write_pdf;
+pub use sr::write_sr;
+
+/// Identifies the JSON layout (`report.schema.json`).
+pub const REPORT_FORMAT: &str = "radbridge-report-1";
+
+/// Errors of report export. Variants about a file name it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{} flagged finding(s) have no reviewer verdict: {}. Review them, or export anyway (--export-anyway) to mark them unconfirmed", .0.len(), .0.join(", "))]
+    Unreviewed(Vec<String>),
+    #[error("the diagnosis has no source study (written before `source` existed): run diagnose again")]
+    NoSource,
+    #[error("{path}: cannot load the study for the key images: {reason}")]
+    Study { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write the DICOM SR: {reason}")]
+    Dicom { path: PathBuf, reason: String },
+    #[error("cannot encode a key image: {0}")]
+    Image(String),
+    #[error("{path}: invalid verdicts: {reason}")]
+    Verdicts { path: PathBuf, reason: String },
+    #[error("unknown report format '{0}' (pdf, json, sr)")]
+    UnknownFormat(String),
+    #[error("no data folder for the de-identification key: set RADBRIDGE_DATA_DIR")]
+    NoDataDir,
+}
+
+pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Pdf,
+    Json,
+    Sr,
+}
+
+impl std::str::FromStr for Format {
+    type Err = ReportError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "pdf" => Ok(Format::Pdf),
+            "json" => Ok(Format::Json),
+            "sr" | "dcm" | "dicom" => Ok(Format::Sr),
+            _ => Err(ReportError::UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+/// How to build a report.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// De-identify (default). Off only when the user asks (`--no-deidentify`).
+    pub deidentify: bool,
+    /// Export although flagged findings lack a verdict (they are marked unconfirmed).
+    pub export_anyway: bool,
+    /// De-identification key; None: the local key in the data folder (created on first use).
+    pub secret: Option<[u8; 32]>,
+    /// Who exports (shown with the review).
+    pub exported_by: Option<String>,
+    /// The feedback-store run this report comes from.
+    pub run_id: Option<i64>,
+    /// Render key images (needs the study on disk).
+    pub key_images: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions { deidentify: true, export_anyway: false, secret: None, exported_by: None, run_id: None, key_images: true }
+    }
+}
+
+/// A reviewer's verdict on one finding, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingReview {
+    /// "confirmed", "false_positive" or "missed".
+    pub verdict: VerdictKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub reviewer: Option<String>,
+    /// UTC, RFC 3339.
+    pub at: String,
+}
+
+impl From<&Verdict> for FindingReview {
+    fn from(v: &Verdict) -> Self {
+        FindingReview {
+            verdict: v.verdict,
+            reason: v.reason.map(|r| r.as_str().to_string()),
+            note: v.note.clone(),
+            text: v.text.clone(),
+            reviewer: v.reviewer.clone(),
+            at: v.at.clone(),
+        }
+    }
+}
+
+/// A knowledge-bank entry shared by the image and a finding, in words where described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeEntry {
+    pub index: usize,
+    pub image_weight: Option<f32>,
+    pub finding_weight: Option<f32>,
+    pub description: Option<String>,
+}
+
+/// One finding of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportFinding {
+    pub label: String,
+    pub prompt: String,
+    pub custom: bool,
+    pub score: f32,
+    pub threshold: Option<f32>,
+    pub flagged: Option<bool>,
+    /// "confirmed", "false_positive", "missed", or "unreviewed" (flagged findings exported
+    /// without a verdict are "unreviewed" and shown as UNCONFIRMED).
+    pub status: String,
+    pub review: Option<FindingReview>,
+    pub peak: Option<Peak>,
+    /// Index into `key_images`.
+    pub key_image: Option<usize>,
+    pub knowledge: Vec<KnowledgeEntry>,
+}
+
+/// A finding a reviewer added as missed for a label the run did not score.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MissedFinding {
+    pub label: String,
+    pub text: Option<String>,
+    pub reviewer: Option<String>,
+    pub at: String,
+}
+
+/// Patient and study as exported (de-identified unless `deidentified` is false).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReportStudy {
+    pub patient_name: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub patient_age: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_id: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_description: Option<String>,
+    pub referring_physician: Option<String>,
+    pub institution: Option<String>,
+    pub manufacturer: Option<String>,
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+    pub modality: Option<String>,
+    pub series_description: Option<String>,
+    /// "dicom" or "nifti".
+    pub source_format: String,
+    /// Local path of the study: only in identified exports.
+    pub source_path: Option<String>,
+    /// Canonical grid size of the CT.
+    pub dims: [usize; 3],
+    /// SOP class / instance UIDs of the source series (remapped when de-identified).
+    pub instances: Vec<radbridge_model::analysis::InstanceUids>,
+}
+
+/// What de-identification did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deidentification {
+    /// "YES" (DICOM PatientIdentityRemoved).
+    pub patient_identity_removed: String,
+    /// DICOM DeidentificationMethod values.
+    pub method: Vec<String>,
+    /// (code value, coding scheme, meaning) of DeidentificationMethodCodeSequence.
+    pub method_codes: Vec<(String, String, String)>,
+}
+
+/// Review state of the whole report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReviewSummary {
+    /// Distinct reviewers of the verdicts, in order of appearance.
+    pub reviewers: Vec<String>,
+    /// Time of the latest verdict.
+    pub last_reviewed_at: Option<String>,
+    /// Flagged findings without a verdict (exported only with "export anyway").
+    pub unreviewed_flagged: Vec<String>,
+    pub exported_anyway: bool,
+    pub exported_by: Option<String>,
+    pub run_id: Option<i64>,
+}
+
+/// The report: everything the PDF, the JSON and the SR show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub format: String,
+    pub disclaimer: String,
+    /// UTC, RFC 3339.
+    pub created: String,
+    pub deidentified: bool,
+    pub deidentification: Option<Deidentification>,
+    pub study: ReportStudy,
+    pub model: ModelInfo,
+    pub findings: Vec<ReportFinding>,
+    pub missed: Vec<MissedFinding>,
+    /// Knowledge-bank entries the image uses most, in words where described.
+    pub image_knowledge: Vec<KnowledgeEntry>,
+    pub key_images: Vec<KeyImage>,
+    pub review: ReviewSummary,
+    pub generator: String,
+}
+
+/// Current UTC time: (RFC 3339, DICOM DA, DICOM TM).
+pub fn now_utc() -> (String, String, String) {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = deidentify::civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, (rem / 60) % 60, rem % 60);
+    (format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"), format!("{y:04}{m:02}{d:02}"), format!("{hh:02}{mm:02}{ss:02}"))
+}
+
+/// Flagged findings without any verdict.
+pub fn unreviewed_flagged(d: &Diagnosis, verdicts: Option<&[Verdict]>) -> Vec<String> {
+    d.findings
+        .iter()
+        .filter(|f| f.finding.flagged == Some(true))
+        .filter(|f| !verdicts.unwrap_or(&[]).iter().any(|v| v.label == f.finding.label))
+        .map(|f| f.finding.label.clone())
+        .collect()
+}
+
+impl Report {
+    /// Build the report. Fails when flagged findings lack a verdict and `opts.export_anyway`
+    /// is false, or when key images are asked for and the study cannot be loaded.
+    pub fn build(d: &Diagnosis, verdicts: Option<&[Verdict]>, opts: &ReportOptions) -> Result<Report> {
+        let unreviewed = unreviewed_flagged(d, verdicts);
+        if !unreviewed.is_empty() && !opts.export_anyway {
+            return Err(ReportError::Unreviewed(unreviewed));
+        }
+        let source = d.source.as_ref().ok_or(ReportError::NoSource)?;
+        let verdicts = verdicts.unwrap_or(&[]);
+        let (created, _, _) = now_utc();
+
+        let mut findings: Vec<ReportFinding> = d
+            .findings
+            .iter()
+            .map(|f| {
+                let v = verdicts.iter().find(|v| v.label == f.finding.label);
+                let status = match v.map(|v| v.verdict) {
+                    Some(VerdictKind::Confirmed) => "confirmed",
+                    Some(VerdictKind::FalsePositive) => "false_positive",
+                    Some(VerdictKind::Missed) => "missed",
+                    None => "unreviewed",
+                };
+                ReportFinding {
+                    label: f.finding.label.clone(),
+                    prompt: f.finding.prompt.clone(),
+                    custom: f.finding.custom,
+                    score: f.finding.score,
+                    threshold: f.finding.threshold,
+                    flagged: f.finding.flagged,
+                    status: status.into(),
+                    review: v.map(FindingReview::from),
+                    peak: f.peak.clone(),
+                    key_image: None,
+                    knowledge: f
+                        .bank
+                        .as_ref()
+                        .map(|b| {
+                            b.shared
+                                .iter()
+                                .map(|e| KnowledgeEntry {
+                                    index: e.entry.index,
+                                    image_weight: Some(e.entry.image_weight),
+                                    finding_weight: Some(e.entry.text_weight),
+                                    description: e.description.clone(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let missed = verdicts
+            .iter()
+            .filter(|v| v.verdict == VerdictKind::Missed && !d.findings.iter().any(|f| f.finding.label == v.label))
+            .map(|v| MissedFinding { label: v.label.clone(), text: v.text.clone(), reviewer: v.reviewer.clone(), at: v.at.clone() })
+            .collect();
+
+        let key_images = if opts.key_images { images::key_images(d, source)? } else { vec![] };
+        for (n, k) in key_images.iter().enumerate() {
+            if let Some(f) = findings.iter_mut().find(|f| f.label == k.label && f.key_image.is_none()) {
+                f.key_image = Some(n);
+            }
+        }
+
+        let mut reviewers: Vec<String> = Vec::new();
+        for r in verdicts.iter().filter_map(|v| v.reviewer.clone()) {
+            if !reviewers.contains(&r) {
+                reviewers.push(r);
+            }
+        }
+        let last_reviewed_at = verdicts.iter().map(|v| v.at.clone()).max();
+
+        let mut study = study_of(source);
+        let mut deid = None;
+        if opts.deidentify {
+            let key = match opts.secret {
+                Some(s) => Deidentifier::new(s),
+                None => Deidentifier::local()?,
+            };
+            deid = Some(key.apply(&mut study, source));
+        }
+        // Nothing identifying in the model block; heat-map paths are not exported at all.
+        let model = d.model.clone();
+        Ok(Report {
+            format: REPORT_FORMAT.into(),
+            disclaimer: radbridge_model::analysis::DISCLAIMER.into(),
+            created,
+            deidentified: opts.deidentify,
+            deidentification: deid,
+            study,
+            model,
+            findings,
+            missed,
+            image_knowledge: d
+                .image_bank_top
+                .iter()
+                .map(|e| KnowledgeEntry { index: e.entry.index, image_weight: Some(e.entry.weight), finding_weight: None, description: e.description.clone() })
+                .collect(),
+            key_images,
+            review: ReviewSummary {
+                reviewers,
+                last_reviewed_at,
+                unreviewed_flagged: unreviewed,
+                exported_anyway: opts.export_anyway,
+                exported_by: opts.exported_by.clone(),
+                run_id: opts.run_id,
+            },
+            generator: format!("Radbridge {}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    /// Flagged findings exported without a verdict.
+    pub fn unconfirmed(&self) -> impl Iterator<Item = &ReportFinding> {
+        self.findings.iter().filter(|f| f.flagged == Some(true) && f.review.is_none())
+    }
+}
+
+/// The study fields of a source, as they are (identified).
+fn study_of(s: &StudySource) -> ReportStudy {
+    ReportStudy {
+        patient_name: s.patient.name.clone(),
+        patient_id: s.patient.id.clone(),
+        patient_birth_date: s.patient.birth_date.clone(),
+        patient_sex: s.patient.sex.clone(),
+        patient_age: s.patient.age.clone(),
+        study_date: s.study.date.clone(),
+        study_time: s.study.time.clone(),
+        study_id: s.study.id.clone(),
+        accession_number: s.study.accession_number.clone(),
+        study_description: s.study.description.clone(),
+        referring_physician: s.study.referring_physician.clone(),
+        institution: s.study.institution.clone(),
+        manufacturer: s.study.manufacturer.clone(),
+        study_instance_uid: s.study_instance_uid.clone(),
+        series_instance_uid: s.series_instance_uid.clone(),
+        frame_of_reference_uid: s.frame_of_reference_uid.clone(),
+        modality: s.modality.clone(),
+        series_description: s.series_description.clone(),
+        source_format: s.format.clone(),
+        source_path: Some(s.path.clone()),
+        dims: s.dims,
+        instances: s.instances.clone(),
+    }
+}
+
+/// Build a report and write it in one format: the library entry point of the CLI and the
+/// app's Export button.
+pub fn export(d: &Diagnosis, verdicts: Option<&[Verdict]>, format: Format, output: &Path, opts: &ReportOptions) -> Result<Report> {
+    let report = Report::build(d, verdicts, opts)?;
+    write(&report, format, output)?;
+    Ok(report)
+}
+
+/// Write a built report.
+pub fn write(report: &Report, format: Format, output: &Path) -> Result<()> {
+    match format {
+        Format::Pdf => pdf::write_pdf(report, output),
+        Format::Json => json::write_json(report, output),
+        Format::Sr => sr::write_sr(report, output),
+    }
+}
+
+/// Verdicts from a JSON file: an array of `feedback::Verdict`, or of the short form
+/// `{"label", "verdict": "confirmed"|"false_positive"|"missed", "reviewer", "at", "reason", "note", "text"}`.
+pub fn read_verdicts(path: &Path) -> Result<Vec<Verdict>> {
+    #[derive(Deserialize)]
+    struct Short {
+        label: String,
+        verdict: VerdictKind,
+        #[serde(default)]
+        reason: Option<radbridge_store::Reason>,
+        #[serde(default)]
+        note: Option<String>,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        reviewer: Option<String>,
+        #[serde(default)]
+        at: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ReportError::Io { path: path.to_path_buf(), source: e })?;
+    let items: Vec<Short> = serde_json::from_str(&text).map_err(|e| ReportError::Verdicts { path: path.to_path_buf(), reason: e.to_string() })?;
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| Verdict {
+            label: s.label,
+            verdict: s.verdict,
+            reason: s.reason,
+            note: s.note,
+            text: s.text,
+            event: n as i64,
+            reviewer: s.reviewer,
+            at: s.at.unwrap_or_else(|| now_utc().0),
+            score: None,
+            threshold: None,
+            flagged: None,
+        })
+        .collect())
+}
+
+/// Text with characters outside printable ASCII replaced (the PDF's built-in fonts and the SR's
+/// default character repertoire).
+pub(crate) fn ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            ' '..='~' => c.to_string(),
+            '×' => "x".into(),
+            '–' | '—' | '−' => "-".into(),
+            '≥' => ">=".into(),
+            '≤' => "<=".into(),
+            '‘' | '’' => "'".into(),
+            '“' | '”' => "\"".into(),
+            'é' | 'è' | 'ê' => "e".into(),
+            'ä' => "ae".into(),
+            'ö' => "oe".into(),
+            'ü' => "ue".into(),
+            '\n' | '\t' => " ".into(),
+            _ => "?".into(),
+        })
+        .collect()
+}

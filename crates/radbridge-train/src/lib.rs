@@ -1,0 +1,15 @@
+//! Training and evaluation of the models: the synthetic corpus (`synth`), the report
+//! summariser (`summarize`), the BrgSA objective and trainer (`config`, `data`, `loss`, `optim`,
+//! `init`, `mae`, `trainer`, `vocab`) and the official evaluation protocol (`eval`).
+
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod init;
+pub mod loss;
+pub mod mae;
+pub mod optim;
+pub mod summarize;
+pub mod synth;
+pub mod trainer;
+pub mod vocab;

@@ -1,0 +1,19 @@
+//! The integration tests: one binary, a module per area. They run the `radbridge` CLI built in
+//! the same target folder (`make test` builds it first) and the core crates directly, against
+//! reference values from the Python readers and PyTorch (`tests/reference/`).
+
+mod analysis;
+mod bad_input;
+mod brgsa_model;
+mod checkpoint;
+mod cli;
+mod ctclip_model;
+mod eval;
+mod feedback;
+mod preprocess;
+mod readers;
+mod report;
+mod series;
+mod summarize;
+mod synth;
+mod train;
