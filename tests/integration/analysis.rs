@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use radbridge_model::preprocess::{preprocess, PreprocessConfig};
-use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions};
 use serde_json::Value;
 
 fn import(arch: &str, dir: &Path) -> PathBuf {
@@ -36,7 +36,20 @@ fn brgsa_embed_matches_pytorch() {
     let pfile = dir.path().join("prompts.txt");
     std::fs::write(&pfile, ps.iter().map(|p| p["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n")).unwrap();
     let out = dir.path().join("e.json");
-    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/brgsa_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--volume",
+            data("models/brgsa_tiny/input.npy").to_str().unwrap(),
+            "--prompts",
+            pfile.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let e: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(max_abs(&e["image"]["v"], &exp["image"]["v"]) <= 1e-4);
@@ -60,7 +73,20 @@ fn brgsa_embed_matches_pytorch() {
     }
     // A second run reads the prompts from the text-embedding cache and gives the same numbers.
     let out2 = dir.path().join("e2.json");
-    let (code, _, _) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/brgsa_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out2.to_str().unwrap()]);
+    let (code, _, _) = run(
+        dir.path(),
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--volume",
+            data("models/brgsa_tiny/input.npy").to_str().unwrap(),
+            "--prompts",
+            pfile.to_str().unwrap(),
+            "--output",
+            out2.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0);
     assert!(std::fs::read_dir(dir.path().join("cache/text-embeddings")).unwrap().count() == 1);
     let e2: Value = serde_json::from_str(&std::fs::read_to_string(&out2).unwrap()).unwrap();
@@ -76,7 +102,20 @@ fn ctclip_embed_matches_pytorch() {
     let pfile = dir.path().join("prompts.txt");
     std::fs::write(&pfile, ps.iter().map(|p| p["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n")).unwrap();
     let out = dir.path().join("e.json");
-    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", data("models/ctclip_tiny/input.npy").to_str().unwrap(), "--prompts", pfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--volume",
+            data("models/ctclip_tiny/input.npy").to_str().unwrap(),
+            "--prompts",
+            pfile.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let e: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(max_abs(&e["image"]["latent"], &exp["image"]["latent"]) <= 1e-4);
@@ -92,7 +131,18 @@ fn embed_refuses_a_tensor_of_the_wrong_rank() {
     let model = import("brgsa", dir.path());
     let npy = dir.path().join("bad.npy");
     radbridge_model::preprocess::write_npy(&npy, &[1, 64, 64, 32], &vec![0.0; 64 * 64 * 32]).unwrap();
-    let (code, _, err) = run(dir.path(), &["embed", "--model", model.to_str().unwrap(), "--volume", npy.to_str().unwrap(), "--output", dir.path().join("x.json").to_str().unwrap()]);
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--volume",
+            npy.to_str().unwrap(),
+            "--output",
+            dir.path().join("x.json").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 1);
     assert!(err.starts_with("error: ") && err.contains("bad.npy") && !err.contains("panicked"), "{err}");
 }
@@ -106,7 +156,20 @@ fn diagnose_scores_explains_and_maps_a_real_ct() {
     let hm = dir.path().join("heatmaps");
     let (code, out, err) = run(
         dir.path(),
-        &["diagnose", ct.to_str().unwrap(), "--model", model.to_str().unwrap(), "--labels", "ct-rate", "--finding", "small nodule in the left lung", "--json", json.to_str().unwrap(), "--heatmaps", hm.to_str().unwrap()],
+        &[
+            "diagnose",
+            ct.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--labels",
+            "ct-rate",
+            "--finding",
+            "small nodule in the left lung",
+            "--json",
+            json.to_str().unwrap(),
+            "--heatmaps",
+            hm.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Research use only") && out.contains("timings:"), "{out}");
@@ -140,7 +203,15 @@ fn heatmap_cells_land_where_the_model_saw_them() {
     let input = preprocess(&v, &PreprocessConfig::brgsa());
     let grid = [16usize, 16, 16];
     let sims: Vec<f32> = (0..16 * 16 * 16).map(|n| (n % 16) as f32).collect();
-    let hm = radbridge_model::heatmap::to_volume(&sims, grid, [16, 16, 8], &input.geometry, &v, "z", radbridge_model::heatmap::Method::PatchCosine);
+    let hm = radbridge_model::heatmap::to_volume(
+        &sims,
+        grid,
+        [16, 16, 8],
+        &input.geometry,
+        &v,
+        "z",
+        radbridge_model::heatmap::Method::PatchCosine,
+    );
     let g = &input.geometry;
     for k in [0usize, 50, 100, 190] {
         let m = k as f64 * 1.5 / 3.0 - g.start[2] as f64;
@@ -170,11 +241,23 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     let labels: Vec<String> = ["Cardiomegaly", "Lung nodule", "Pleural effusion"].map(String::from).to_vec();
     let key = Some("1:chest_ct.nii.gz".to_string());
     let stages = |d: &radbridge_model::analysis::Diagnosis| d.timings.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
-    let full = engine.diagnose(&ct, &DiagnoseOptions { labels: labels.clone(), top_k: 3, image_key: key.clone(), ..Default::default() }, &|_, _| {}).unwrap();
+    let full = engine
+        .diagnose(&ct, &DiagnoseOptions { labels: labels.clone(), top_k: 3, image_key: key.clone(), ..Default::default() }, &|_, _| {})
+        .unwrap();
     assert!(stages(&full).contains(&"encode image".to_string()), "{:?}", stages(&full));
     let hm_dir = dir.path().join("hm");
     let one = engine
-        .diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: key.clone(), heatmap_dir: Some(hm_dir.clone()), ..Default::default() }, &|_, _| {})
+        .diagnose(
+            &ct,
+            &DiagnoseOptions {
+                labels: vec!["Lung nodule".into()],
+                top_k: 3,
+                image_key: key.clone(),
+                heatmap_dir: Some(hm_dir.clone()),
+                ..Default::default()
+            },
+            &|_, _| {},
+        )
         .unwrap();
     let st = stages(&one);
     assert!(st.contains(&"encode image (reused)".to_string()) && !st.contains(&"encode image".to_string()), "{st:?}");
@@ -191,12 +274,25 @@ fn a_heat_map_on_the_open_study_reuses_the_image_encoding() {
     assert_eq!(p_one.from, radbridge_model::heatmap::PeakSource::Heatmap);
     assert_eq!(h.voxels.get_f32(h.index(p_one.voxel[0], p_one.voxel[1], p_one.voxel[2])), h.voxels.range().unwrap().1);
     // Another key (another study or generation) encodes again; no key never caches.
-    let other = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
+    let other = engine
+        .diagnose(
+            &ct,
+            &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() },
+            &|_, _| {},
+        )
+        .unwrap();
     assert!(stages(&other).contains(&"encode image".to_string()));
     assert_eq!(other.findings[0].finding.score, full.findings[1].finding.score);
-    let none = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, ..Default::default() }, &|_, _| {}).unwrap();
+    let none =
+        engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, ..Default::default() }, &|_, _| {}).unwrap();
     assert!(stages(&none).contains(&"encode image".to_string()));
-    let again = engine.diagnose(&ct, &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() }, &|_, _| {}).unwrap();
+    let again = engine
+        .diagnose(
+            &ct,
+            &DiagnoseOptions { labels: vec!["Lung nodule".into()], top_k: 3, image_key: Some("2:x".into()), ..Default::default() },
+            &|_, _| {},
+        )
+        .unwrap();
     assert!(stages(&again).contains(&"encode image".to_string()), "a call without a key must drop the cached encoding");
 }
 
@@ -207,12 +303,23 @@ fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
     // the same study runs to the end with the same scores as one never cancelled.
     use radbridge_model::analysis::DiagnoseOptions;
     let (_dir, ct, mut engine) = tiny_engine_and_chest_ct();
-    let opts = || DiagnoseOptions { labels: vec!["Cardiomegaly".into(), "Lung nodule".into()], top_k: 2, image_key: Some("1:ct".into()), ..Default::default() };
+    let opts = || DiagnoseOptions {
+        labels: vec!["Cardiomegaly".into(), "Lung nodule".into()],
+        top_k: 2,
+        image_key: Some("1:ct".into()),
+        ..Default::default()
+    };
     let reference = engine.diagnose(&ct, &DiagnoseOptions { image_key: None, ..opts() }, &|_, _| {}).unwrap();
     for stage in ["preprocess", "encode image", "encode text", "score"] {
         let o = opts();
         let token = o.cancel.clone();
-        let err = engine.diagnose(&ct, &o, &|s, _| if s == stage { token.cancel() }).unwrap_err();
+        let err = engine
+            .diagnose(&ct, &o, &|s, _| {
+                if s == stage {
+                    token.cancel()
+                }
+            })
+            .unwrap_err();
         assert!(err.to_string().to_lowercase().contains("cancel"), "{stage}: {err:#}");
         let d = engine.diagnose(&ct, &opts(), &|_, _| {}).unwrap();
         let scores = |d: &radbridge_model::analysis::Diagnosis| d.findings.iter().map(|f| f.finding.score).collect::<Vec<_>>();

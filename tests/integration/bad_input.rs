@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use radbridge_volume::{self as volume, OpenOptions, VolumeError};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions, VolumeError};
 
 struct Corpus {
     _dir: tempfile::TempDir,
@@ -130,9 +130,13 @@ fn too_large_volumes_are_refused_before_decoding() {
 #[test]
 fn cli_gives_one_line_errors_and_exit_code_1() {
     let c = corpus();
-    for name in ["empty.dcm", "random.dcm", "truncated.dcm", "no_pixels.dcm", "bad_magic.nii", "truncated.nii.gz", "complex.nii", "junk_folder"] {
+    for name in
+        ["empty.dcm", "random.dcm", "truncated.dcm", "no_pixels.dcm", "bad_magic.nii", "truncated.nii.gz", "complex.nii", "junk_folder"]
+    {
         let p = c.root.join(name);
-        for args in [vec!["inspect"], vec!["convert", "--output", "/dev/null"], vec!["preprocess", "--model", "brgsa", "--output", "/dev/null"]] {
+        for args in
+            [vec!["inspect"], vec!["convert", "--output", "/dev/null"], vec!["preprocess", "--model", "brgsa", "--output", "/dev/null"]]
+        {
             let out = Command::new(bin()).args(&args[..1]).arg(&p).args(&args[1..]).output().unwrap();
             assert_eq!(out.status.code(), Some(1), "{name} {args:?}");
             let err = String::from_utf8_lossy(&out.stderr);

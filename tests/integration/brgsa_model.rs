@@ -31,9 +31,8 @@ fn config() -> BrgsaConfig {
 }
 
 fn load() -> Brgsa {
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&[dir().join("model.safetensors")], DType::F32, &Device::Cpu) }
-            .expect("model.safetensors");
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir().join("model.safetensors")], DType::F32, &Device::Cpu) }
+        .expect("model.safetensors");
     Brgsa::load(vb, &config()).expect("load BrgSA")
 }
 
@@ -57,10 +56,8 @@ fn read_npy_f32(path: PathBuf) -> Tensor {
     let header = std::str::from_utf8(&b[off..off + hlen]).unwrap();
     assert!(header.contains("'<f4'") && header.contains("'fortran_order': False"), "{header}");
     let shape_str = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> =
-        shape_str.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    let data: Vec<f32> =
-        b[off + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let shape: Vec<usize> = shape_str.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data: Vec<f32> = b[off + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
@@ -104,8 +101,7 @@ fn prompt_cleaning_and_tokenisation_are_exact() {
             assert_eq!(e.ids, u32s(&p["input_ids"]), "ids of {cleaned:?}");
             assert_eq!(e.type_ids, u32s(&p["token_type_ids"]), "type ids of {cleaned:?}");
             assert_eq!(e.attention_mask, u32s(&p["attention_mask"]), "mask of {cleaned:?}");
-            let want: Vec<String> =
-                p["tokens"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+            let want: Vec<String> = p["tokens"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
             assert_eq!(e.tokens, want, "tokens of {cleaned:?}");
         }
     }
@@ -173,10 +169,7 @@ fn bert_hidden_states_match_padded_and_unpadded() {
         Tensor::from_vec(encs.iter().flat_map(|e| f(e).clone()).collect::<Vec<u32>>(), (n, l), &dev).unwrap()
     };
     // The official way: everything padded to 97 (here 24) with an attention mask.
-    let states = model
-        .bert()
-        .forward(&cat(&|e| &e.ids), Some(&cat(&|e| &e.type_ids)), Some(&cat(&|e| &e.attention_mask)))
-        .unwrap();
+    let states = model.bert().forward(&cat(&|e| &e.ids), Some(&cat(&|e| &e.type_ids)), Some(&cat(&|e| &e.attention_mask))).unwrap();
     assert_eq!(states.len(), cfg.text.num_hidden_layers + 1);
     let mut worst = 0f64;
     for (layer, h) in states.iter().enumerate() {
@@ -264,8 +257,7 @@ fn full_size_random_weights_cpu() {
     // intermediate alive, unlike one loaded from a checkpoint.
     let varmap = candle_nn::VarMap::new();
     Brgsa::load(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
-    let weights: HashMap<String, Tensor> =
-        varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let weights: HashMap<String, Tensor> = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     drop(varmap);
     let n_params: usize = weights.values().map(|t| t.elem_count()).sum();
     eprintln!("random init: {n_params} parameters in {:.1} s", t0.elapsed().as_secs_f64());

@@ -19,7 +19,14 @@ fn brgsa_overrides() -> Overrides {
 }
 
 fn ctclip_overrides() -> Overrides {
-    Overrides { patch_size: Some(4), temporal_patch_size: Some(2), heads: Some(2), dim_head: Some(8), text_max_length: Some(64), ..Default::default() }
+    Overrides {
+        patch_size: Some(4),
+        temporal_patch_size: Some(2),
+        heads: Some(2),
+        dim_head: Some(8),
+        text_max_length: Some(64),
+        ..Default::default()
+    }
 }
 
 fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
@@ -29,7 +36,8 @@ fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
 #[test]
 fn lightning_ckpt_and_safetensors_give_the_same_weights() {
     let cfg = text_config("brgsa_tiny");
-    let (from_ckpt, inferred, report) = checkpoint::import(&data("models/brgsa_tiny/best.ckpt"), Arch::Brgsa, &cfg, &brgsa_overrides()).unwrap();
+    let (from_ckpt, inferred, report) =
+        checkpoint::import(&data("models/brgsa_tiny/best.ckpt"), Arch::Brgsa, &cfg, &brgsa_overrides()).unwrap();
     assert!(report.unexpected.is_empty(), "{report}");
     assert!(report.ignored.iter().any(|k| k.starts_with("img_encoder.local_embedder")), "{:?}", report.ignored);
     let (from_st, _, _) = checkpoint::import(&data("models/brgsa_tiny/model.safetensors"), Arch::Brgsa, &cfg, &brgsa_overrides()).unwrap();
@@ -52,7 +60,8 @@ fn lightning_ckpt_and_safetensors_give_the_same_weights() {
 #[test]
 fn ctclip_state_dict_imports_with_unused_keys_ignored() {
     let cfg = text_config("ctclip_tiny");
-    let (t, inferred, report) = checkpoint::import(&data("models/ctclip_tiny/CT-CLIP_v2.pt"), Arch::Ctclip, &cfg, &ctclip_overrides()).unwrap();
+    let (t, inferred, report) =
+        checkpoint::import(&data("models/ctclip_tiny/CT-CLIP_v2.pt"), Arch::Ctclip, &cfg, &ctclip_overrides()).unwrap();
     assert!(report.unexpected.is_empty(), "{report}");
     assert!(report.ignored.iter().any(|k| k.contains("_extra")), "{:?}", report.ignored);
     assert!(t.contains_key("temperature") && t.contains_key("visual_transformer.vq._codebook.embed"));
@@ -83,7 +92,11 @@ fn wrong_files_get_a_full_report() {
     assert!(matches!(e, CheckpointError::Read { .. }), "{e}");
     assert!(!e.to_string().contains("   0: "), "no backtrace in messages: {e}");
     // One tensor missing and one mis-shaped: both reported at once.
-    let mut t: BTreeMap<String, candle_core::Tensor> = candle_core::safetensors::load(data("models/brgsa_tiny/model.safetensors"), &candle_core::Device::Cpu).unwrap().into_iter().collect();
+    let mut t: BTreeMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load(data("models/brgsa_tiny/model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
     t.remove("img_encoder.model.blocks.1.mlp.fc2.bias");
     let w = t["text_encoder.emb_global.weight"].clone();
     t.insert("text_encoder.emb_global.weight".into(), w.t().unwrap().contiguous().unwrap());

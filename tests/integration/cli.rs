@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -48,7 +48,9 @@ fn inspect_text_names_warnings() {
 #[test]
 fn convert_keeps_geometry_and_hu() {
     let dir = tempfile::tempdir().unwrap();
-    for (src, int16) in [("totalsegmentator/example_ct_dicom", true), ("pydicom-data/eCT_Supplemental.dcm", true), ("nibabel/functional.nii", false)] {
+    for (src, int16) in
+        [("totalsegmentator/example_ct_dicom", true), ("pydicom-data/eCT_Supplemental.dcm", true), ("nibabel/functional.nii", false)]
+    {
         let out = dir.path().join("out.nii.gz");
         let (code, _, err) = run(&["convert", data(src).to_str().unwrap(), "--output", out.to_str().unwrap()]);
         assert_eq!(code, 0, "{src}: {err}");
@@ -106,7 +108,9 @@ fn bench_load_json_fields() {
     let (code, out, err) = run(&["bench", "load", p.to_str().unwrap(), "--json", "--repeats", "1"]);
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).unwrap();
-    for k in ["path", "files", "slices", "file_bytes", "voxel_bytes", "seconds_median", "mb_per_s", "slices_per_s", "repeats", "peak_rss_bytes"] {
+    for k in
+        ["path", "files", "slices", "file_bytes", "voxel_bytes", "seconds_median", "mb_per_s", "slices_per_s", "repeats", "peak_rss_bytes"]
+    {
         assert!(j.get(k).is_some(), "missing {k}");
     }
     assert_eq!(j["slices"], 191);

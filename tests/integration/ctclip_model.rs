@@ -77,12 +77,9 @@ fn ctvit_stages_match_pytorch() {
     assert!(d <= STAGE_TOL, "rel_pos_bias {d}");
 
     let out = vit.forward_with_intermediates(&video).unwrap();
-    for (name, ours) in [
-        ("patch_emb", &out.patch_emb),
-        ("spatial_out", &out.spatial),
-        ("temporal_out", &out.temporal),
-        ("quantized", &out.quantized),
-    ] {
+    for (name, ours) in
+        [("patch_emb", &out.patch_emb), ("spatial_out", &out.spatial), ("temporal_out", &out.temporal), ("quantized", &out.quantized)]
+    {
         let theirs = &f.stages[name];
         assert_eq!(ours.dims(), theirs.dims(), "{name} shape");
         let d = max_abs_diff(ours, theirs);
@@ -128,10 +125,7 @@ fn text_latents_logits_and_zero_shot_match_pytorch() {
     let img = f.model.encode_image(&video).unwrap().squeeze(0).unwrap();
 
     let prompts = f.expected["prompts"].as_array().unwrap();
-    let encs: Vec<Encoding> = prompts
-        .iter()
-        .map(|p| tok.encode(p["text"].as_str().unwrap(), f.cfg.text_max_length).unwrap())
-        .collect();
+    let encs: Vec<Encoding> = prompts.iter().map(|p| tok.encode(p["text"].as_str().unwrap(), f.cfg.text_max_length).unwrap()).collect();
     // tokenisation: our unpadded ids = the reference's ids up to its mask
     for (p, e) in prompts.iter().zip(&encs) {
         let ids = vec_u32(&p["input_ids"]);
@@ -195,10 +189,7 @@ fn text_latents_logits_and_zero_shot_match_pytorch() {
     }
     println!("p_present     max |diff| = {worst_p:.3e}");
     // the batched form agrees with the per-label one
-    let pb = f
-        .model
-        .p_present_batch(&img, &Tensor::stack(&present, 0).unwrap(), &Tensor::stack(&absent, 0).unwrap())
-        .unwrap();
+    let pb = f.model.p_present_batch(&img, &Tensor::stack(&present, 0).unwrap(), &Tensor::stack(&absent, 0).unwrap()).unwrap();
     for (l, p) in labels.iter().zip(pb) {
         assert!((p - l["p_present"].as_f64().unwrap() as f32).abs() <= SCORE_TOL);
     }
@@ -317,7 +308,7 @@ fn full_size_image_forward_cpu() {
 #[ignore = "op-level timings at full size (release)"]
 fn profile_ctvit_ops() {
     use candle_core::Module;
-    use radbridge_model::ctvit::{Attention, FeedForward, Peg, layer_norm};
+    use radbridge_model::ctvit::{layer_norm, Attention, FeedForward, Peg};
     let cfg = CtVitConfig::ct_clip_v2();
     let varmap = candle_nn::VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

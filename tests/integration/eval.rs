@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use radbridge_train::eval;
 use radbridge_tests::{bin, data, json_file};
+use radbridge_train::eval;
 use serde_json::Value;
 
 fn close(a: f64, b: f64, what: &str) {
@@ -138,7 +138,8 @@ fn eval_cli_writes_the_contract_files() {
     assert_eq!(lines.count(), 6);
     assert!(header.contains(&"Pleural effusion"));
     // thresholds.json in the model-directory format.
-    let th: radbridge_model::zeroshot::Thresholds = serde_json::from_str(&std::fs::read_to_string(out.join("thresholds.json")).unwrap()).unwrap();
+    let th: radbridge_model::zeroshot::Thresholds =
+        serde_json::from_str(&std::fs::read_to_string(out.join("thresholds.json")).unwrap()).unwrap();
     assert!(!th.thresholds.is_empty());
 
     // Prompt overrides change the scores of the overridden labels only.

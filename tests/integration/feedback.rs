@@ -12,7 +12,14 @@ use radbridge_tests::*;
 use serde_json::{json, Value};
 
 fn run_cli(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bin()).arg("feedback").arg("--db").arg(db).args(args).env("RADBRIDGE_CACHE_DIR", db.with_extension("cache")).output().unwrap();
+    let o = Command::new(bin())
+        .arg("feedback")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("RADBRIDGE_CACHE_DIR", db.with_extension("cache"))
+        .output()
+        .unwrap();
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
@@ -26,9 +33,21 @@ fn ok(db: &Path, args: &[&str]) -> String {
 fn model_dir(dir: &Path) -> PathBuf {
     let out = radbridge_tests::import_tiny("brgsa", dir);
     let corpus = dir.join("corpus.jsonl");
-    std::fs::write(&corpus, ["There is a small pleural effusion.", "Emphysema in both upper lobes.", "No pneumothorax.", "A nodule in the right lung."].map(|s| json!(s).to_string()).join("\n"))
+    std::fs::write(
+        &corpus,
+        ["There is a small pleural effusion.", "Emphysema in both upper lobes.", "No pneumothorax.", "A nodule in the right lung."]
+            .map(|s| json!(s).to_string())
+            .join("\n"),
+    )
+    .unwrap();
+    let st = Command::new(bin())
+        .args(["bank", "describe", "--model"])
+        .arg(&out)
+        .arg("--corpus")
+        .arg(&corpus)
+        .env("RADBRIDGE_CACHE_DIR", dir.join("cache"))
+        .output()
         .unwrap();
-    let st = Command::new(bin()).args(["bank", "describe", "--model"]).arg(&out).arg("--corpus").arg(&corpus).env("RADBRIDGE_CACHE_DIR", dir.join("cache")).output().unwrap();
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     out
 }
@@ -67,7 +86,10 @@ fn record(dir: &Path, db: &Path, doc: &Value, name: &str, model: &Path) -> i64 {
     let p = dir.join(format!("{name}.json"));
     std::fs::write(&p, doc.to_string()).unwrap();
     let study = dir.join(format!("{name}.nii.gz"));
-    ok(db, &["record", "--from-json", p.to_str().unwrap(), "--study", study.to_str().unwrap(), "--model", model.to_str().unwrap()]).trim().parse().expect("run id on stdout")
+    ok(db, &["record", "--from-json", p.to_str().unwrap(), "--study", study.to_str().unwrap(), "--model", model.to_str().unwrap()])
+        .trim()
+        .parse()
+        .expect("run id on stdout")
 }
 
 fn review(db: &Path, run: i64, label: &str, action: &[&str]) -> i64 {
@@ -115,8 +137,14 @@ fn record_review_show_recalibrate_revert_export_audit() {
     assert_eq!(run["study_path"], json!(ct.to_str().unwrap()), "source.path of the document, made absolute");
     let v = show["verdicts"].as_array().unwrap();
     assert_eq!(v.len(), 2, "{v:?}");
-    assert_eq!((v[0]["label"].as_str(), v[0]["verdict"].as_str(), v[0]["reason"].as_str(), v[0]["event"].as_i64()), (Some("Medical material"), Some("false_positive"), Some("device"), Some(e_fp)));
-    assert_eq!((v[1]["label"].as_str(), v[1]["verdict"].as_str(), v[1]["text"].as_str()), (Some("Rib fracture"), Some("missed"), Some("left 7th rib, healing")));
+    assert_eq!(
+        (v[0]["label"].as_str(), v[0]["verdict"].as_str(), v[0]["reason"].as_str(), v[0]["event"].as_i64()),
+        (Some("Medical material"), Some("false_positive"), Some("device"), Some(e_fp))
+    );
+    assert_eq!(
+        (v[1]["label"].as_str(), v[1]["verdict"].as_str(), v[1]["text"].as_str()),
+        (Some("Rib fracture"), Some("missed"), Some("left 7th rib, healing"))
+    );
     assert_eq!(show["events"].as_array().unwrap().len(), 4);
     let text = ok(&db, &["show", "--run", &r0.to_string()]);
     assert!(text.contains("Medical material") && text.contains("FalsePositive (device)"), "{text}");
@@ -124,7 +152,8 @@ fn record_review_show_recalibrate_revert_export_audit() {
     // Recalibration cases on Emphysema (threshold 0.5): confirmed 0.7, 0.9, (0.6 confirmed
     // then undone), missed at 0.4; false positives 0.55, 0.62, 0.95; and a false positive at
     // 0.68 from other weights, which must not count. Expected: just above 0.62.
-    let original = "{\n  \"version\": 1,\n  \"source\": \"test fixture\",\n  \"thresholds\": {\"Emphysema\": 0.5, \"Pleural effusion\": 0.3}\n}\n";
+    let original =
+        "{\n  \"version\": 1,\n  \"source\": \"test fixture\",\n  \"thresholds\": {\"Emphysema\": 0.5, \"Pleural effusion\": 0.3}\n}\n";
     std::fs::write(model.join("thresholds.json"), original).unwrap();
     let cases: &[(f32, &[&str])] = &[
         (0.7, &["--confirm"]),
@@ -165,7 +194,9 @@ fn record_review_show_recalibrate_revert_export_audit() {
     assert_eq!((pe["changed"].as_bool(), pe["proposed"].as_f64()), (Some(false), Some(0.3f32 as f64)));
 
     // Apply: only Emphysema changes; the rest of the file is kept.
-    let a: Value = serde_json::from_str(&ok(&db, &["recalibrate", "--model", model.to_str().unwrap(), "--apply", "--json", "--reviewer", "dr_cal"])).unwrap();
+    let a: Value =
+        serde_json::from_str(&ok(&db, &["recalibrate", "--model", model.to_str().unwrap(), "--apply", "--json", "--reviewer", "dr_cal"]))
+            .unwrap();
     let version = a["applied"]["id"].as_i64().expect("a version id");
     let t = thresholds(&model);
     assert_eq!(t["thresholds"]["Emphysema"].as_f64().unwrap() as f32, next(0.62));
@@ -173,7 +204,10 @@ fn record_review_show_recalibrate_revert_export_audit() {
     assert_eq!((t["version"].as_i64(), t["source"].as_str()), (Some(1), Some("test fixture")));
     assert_eq!(t["recalibration"]["thresholds_version"].as_i64(), Some(version));
     let loaded = radbridge_model::zeroshot::Thresholds::load(&model.join("thresholds.json")).unwrap().unwrap();
-    assert!(0.62f32 <= loaded.get("Emphysema").unwrap() && 0.7f32 > loaded.get("Emphysema").unwrap(), "0.62 no longer flagged, 0.7 still flagged");
+    assert!(
+        0.62f32 <= loaded.get("Emphysema").unwrap() && 0.7f32 > loaded.get("Emphysema").unwrap(),
+        "0.62 no longer flagged, 0.7 still flagged"
+    );
     assert_eq!(a["applied"]["previous_content"], json!(original));
     // Nothing left to apply at the new threshold.
     let again: Value = serde_json::from_str(&ok(&db, &["recalibrate", "--model", model.to_str().unwrap(), "--apply", "--json"])).unwrap();
@@ -206,12 +240,18 @@ fn record_review_show_recalibrate_revert_export_audit() {
     let keys: Vec<&str> = lines[0].as_object().unwrap().keys().map(String::as_str).collect();
     assert!(!keys.iter().any(|k| k.contains("path") || k.contains("reviewer") || k.contains("patient")), "{keys:?}");
     let fp = lines.iter().find(|l| l["event_id"].as_i64() == Some(e_fp)).unwrap();
-    assert_eq!((fp["action"].as_str(), fp["reason"].as_str(), fp["note"].as_str(), fp["current"].as_bool()), (Some("false_positive"), Some("device"), Some("pacemaker lead"), Some(true)));
+    assert_eq!(
+        (fp["action"].as_str(), fp["reason"].as_str(), fp["note"].as_str(), fp["current"].as_bool()),
+        (Some("false_positive"), Some("device"), Some("pacemaker lead"), Some(true))
+    );
     assert_eq!(fp["study_key"].as_str().map(str::len), Some(32));
     assert_eq!(fp["model_checksum"], json!(checksum));
     let c = lines.iter().find(|l| l["event_id"].as_i64() == Some(e_c)).unwrap();
     assert_eq!((c["undone"].as_bool(), c["current"].as_bool()), (Some(true), Some(false)));
-    let s = lines.iter().find(|l| l["action"] == "false_positive" && l["score"].as_f64().map(|x| x as f32) == Some(0.62)).expect("scores exported");
+    let s = lines
+        .iter()
+        .find(|l| l["action"] == "false_positive" && l["score"].as_f64().map(|x| x as f32) == Some(0.62))
+        .expect("scores exported");
     assert_eq!(s["threshold"].as_f64().map(|x| x as f32), Some(0.5));
     assert_eq!(s["flagged"], json!(true));
 
@@ -272,7 +312,10 @@ fn files_that_are_not_ours_are_refused_and_left_untouched() {
     std::fs::write(&notes, &content).unwrap();
     let (code, out, err) = run_cli(&notes, &["show", "--run", "1"]);
     assert_eq!(code, 1, "{out}");
-    assert!(err.starts_with("error: ") && err.contains(notes.to_str().unwrap()) && err.contains("not a Radbridge feedback database"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(notes.to_str().unwrap()) && err.contains("not a Radbridge feedback database"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(std::fs::read(&notes).unwrap(), content);
     assert!(!tmp.path().join("notes.sqlite3-wal").exists());

@@ -3,8 +3,8 @@
 //! exact shapes, mean absolute difference ≤ 1 HU-equivalent.
 
 use radbridge_model::preprocess::{preprocess, PreprocessConfig};
-use radbridge_volume::{self as volume, OpenOptions};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions};
 
 fn input_for(case: &str) -> &'static str {
     match case {

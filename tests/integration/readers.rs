@@ -1,8 +1,8 @@
 //! Every reference file loads with the same geometry and values as pydicom / nibabel /
 //! SimpleITK give (`tests/reference/make_reference.py` → `tests/data/reference/volumes.json`).
 
-use radbridge_volume::{self as volume, OpenOptions, Voxels};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions, Voxels};
 
 const PADDING_HU: f64 = -1024.0;
 
@@ -106,7 +106,9 @@ fn decoder_pairs_decode_identically() {
         assert_eq!(mr, load(&format!("pydicom-data/{enc}")), "{enc}");
     }
     let ct = load("pydicom/CT_small.dcm");
-    for enc in ["implicit_le", "explicit_be", "deflated", "j2k_lossless", "jpeg_lossless_p14", "jpeg_lossless_sv1", "jpegls_lossless", "rle"] {
+    for enc in
+        ["implicit_le", "explicit_be", "deflated", "j2k_lossless", "jpeg_lossless_p14", "jpeg_lossless_sv1", "jpegls_lossless", "rle"]
+    {
         assert_eq!(ct, load(&format!("generated/ct_small_{enc}.dcm")), "ct_small_{enc}");
     }
     let big = load("pydicom-data/693_UNCR.dcm");

@@ -24,7 +24,8 @@ struct Fixture {
 const FLAGGED: [&str; 2] = ["Cardiomegaly", "Emphysema"];
 
 fn run_in(root: &Path, data_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bin()).args(args).env("RADBRIDGE_CACHE_DIR", root.join("cache")).env("RADBRIDGE_DATA_DIR", data_dir).output().unwrap();
+    let o =
+        Command::new(bin()).args(args).env("RADBRIDGE_CACHE_DIR", root.join("cache")).env("RADBRIDGE_DATA_DIR", data_dir).output().unwrap();
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
@@ -57,8 +58,11 @@ fn fixture() -> &'static Fixture {
         );
         assert_eq!(code, 0, "{err}");
         // Thresholds that flag two labels, and words for the bank entries.
-        std::fs::write(model.join("thresholds.json"), r#"{"version":1,"source":"test","thresholds":{"Cardiomegaly":-1.0,"Emphysema":-1.0,"Lung nodule":1.0}}"#)
-            .unwrap();
+        std::fs::write(
+            model.join("thresholds.json"),
+            r#"{"version":1,"source":"test","thresholds":{"Cardiomegaly":-1.0,"Emphysema":-1.0,"Lung nodule":1.0}}"#,
+        )
+        .unwrap();
         let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
         manifest["thresholds"] = "thresholds.json".into();
         std::fs::write(model.join("model.json"), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
@@ -95,8 +99,11 @@ fn fixture() -> &'static Fixture {
         );
         assert_eq!(code, 0, "{err}");
         let head = root.join("head.json");
-        let (code, _, err) =
-            run_in(&root, &data_dir, &["diagnose", &s(&data("pydicom/head_ct_series_CT2")), "--model", &s(&model), "--labels", "ct-rate", "--json", &s(&head)]);
+        let (code, _, err) = run_in(
+            &root,
+            &data_dir,
+            &["diagnose", &s(&data("pydicom/head_ct_series_CT2")), "--model", &s(&model), "--labels", "ct-rate", "--json", &s(&head)],
+        );
         assert_eq!(code, 0, "{err}");
         Fixture { _dir: dir, root, model, chest, head }
     })
@@ -194,7 +201,17 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
     let pdf = out.join("r.pdf");
     let (code, _, err) = report(
         &out,
-        &["--from-json", f.chest.to_str().unwrap(), "--format", "pdf", "--output", pdf.to_str().unwrap(), "--export-anyway", "--reviewer", "dr_test"],
+        &[
+            "--from-json",
+            f.chest.to_str().unwrap(),
+            "--format",
+            "pdf",
+            "--output",
+            pdf.to_str().unwrap(),
+            "--export-anyway",
+            "--reviewer",
+            "dr_test",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("2 flagged finding(s) UNCONFIRMED"), "{err}");
@@ -231,7 +248,11 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
     // Rendered, a key-image page shows the heat map in colour (red to yellow).
     let prefix = out.join("page");
     tool("pdftoppm", &["-r", "40", "-f", "3", "-l", "3", pdf.to_str().unwrap(), prefix.to_str().unwrap()]);
-    let ppm = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "ppm")).expect("rendered page");
+    let ppm = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ppm"))
+        .expect("rendered page");
     let (w, h, px) = read_ppm(&ppm);
     // Heat (orange to yellow: red high, green well above blue) — not the red text, not the cyan ring.
     let hot = px.chunks(3).filter(|c| c[0] > 150 && c[1] as i32 > c[2] as i32 + 60).count();
@@ -297,7 +318,16 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
     let head = out.join("head.json");
     let (code, _, err) = report(
         &out,
-        &["--from-json", f.chest.to_str().unwrap(), "--verdicts", verdicts.to_str().unwrap(), "--format", "json", "--output", deid.to_str().unwrap()],
+        &[
+            "--from-json",
+            f.chest.to_str().unwrap(),
+            "--verdicts",
+            verdicts.to_str().unwrap(),
+            "--format",
+            "json",
+            "--output",
+            deid.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = report(
@@ -315,9 +345,11 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", head.to_str().unwrap(), "--export-anyway"]);
+    let (code, _, err) =
+        report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", head.to_str().unwrap(), "--export-anyway"]);
     assert_eq!(code, 0, "{err}");
-    let (ok, msg) = python(VALIDATE, &[schema_path().to_str().unwrap(), deid.to_str().unwrap(), ident.to_str().unwrap(), head.to_str().unwrap()]);
+    let (ok, msg) =
+        python(VALIDATE, &[schema_path().to_str().unwrap(), deid.to_str().unwrap(), ident.to_str().unwrap(), head.to_str().unwrap()]);
     assert!(ok, "{msg}");
 
     let r = read_json(&deid);
@@ -368,7 +400,8 @@ fn deidentification_removes_identifiers_and_maps_consistently() {
     let out = scratch("deid");
     let files: Vec<PathBuf> = ["a.json", "b.json", "a.pdf", "a.dcm"].iter().map(|n| out.join(n)).collect();
     for (p, fmt) in files.iter().zip(["json", "json", "pdf", "sr"]) {
-        let (code, _, err) = report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", fmt, "--output", p.to_str().unwrap(), "--export-anyway"]);
+        let (code, _, err) =
+            report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", fmt, "--output", p.to_str().unwrap(), "--export-anyway"]);
         assert_eq!(code, 0, "{err}");
     }
     let pdf_text = tool("pdftotext", &[files[2].to_str().unwrap(), "-"]);
@@ -392,20 +425,41 @@ fn deidentification_removes_identifiers_and_maps_consistently() {
     let date = s["study_date"].as_str().unwrap();
     assert!(date < "19950903" && date >= "19850903", "shifted date {date}");
     assert_eq!(s["study_time"], "173032");
-    for k in ["patient_birth_date", "accession_number", "referring_physician", "institution", "study_id", "patient_age", "study_description", "source_path"] {
+    for k in [
+        "patient_birth_date",
+        "accession_number",
+        "referring_physician",
+        "institution",
+        "study_id",
+        "patient_age",
+        "study_description",
+        "source_path",
+    ] {
         assert!(s[k].is_null(), "{k}: {}", s[k]);
     }
     assert_eq!(a["deidentification"]["patient_identity_removed"], "YES");
     // A different local key maps the same study to different UIDs and dates.
     let other = scratch("deid_other");
     let c = other.join("c.json");
-    let (code, _, err) = report(&other, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", c.to_str().unwrap(), "--export-anyway"]);
+    let (code, _, err) =
+        report(&other, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", c.to_str().unwrap(), "--export-anyway"]);
     assert_eq!(code, 0, "{err}");
     assert_ne!(read_json(&c)["study"]["study_instance_uid"], s["study_instance_uid"]);
     // --no-deidentify keeps them.
     let id = out.join("ident.json");
-    let (code, _, err) =
-        report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", id.to_str().unwrap(), "--export-anyway", "--no-deidentify"]);
+    let (code, _, err) = report(
+        &out,
+        &[
+            "--from-json",
+            f.head.to_str().unwrap(),
+            "--format",
+            "json",
+            "--output",
+            id.to_str().unwrap(),
+            "--export-anyway",
+            "--no-deidentify",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let t = std::fs::read_to_string(&id).unwrap();
     assert!(t.contains("Doe^Archibald") && t.contains("19950903") && t.contains("1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319.0.1"));
@@ -450,10 +504,22 @@ fn sr_is_read_by_pydicom_and_valid_for_dciodvfy() {
     let out = scratch("sr");
     let head = out.join("head.dcm");
     let chest = out.join("chest.dcm");
-    let (code, _, err) = report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "sr", "--output", head.to_str().unwrap(), "--export-anyway"]);
-    assert_eq!(code, 0, "{err}");
     let (code, _, err) =
-        report(&out, &["--from-json", f.chest.to_str().unwrap(), "--format", "sr", "--output", chest.to_str().unwrap(), "--export-anyway", "--no-deidentify"]);
+        report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "sr", "--output", head.to_str().unwrap(), "--export-anyway"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = report(
+        &out,
+        &[
+            "--from-json",
+            f.chest.to_str().unwrap(),
+            "--format",
+            "sr",
+            "--output",
+            chest.to_str().unwrap(),
+            "--export-anyway",
+            "--no-deidentify",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     for p in [&head, &chest] {
         let v = dciodvfy(p);
@@ -471,7 +537,8 @@ fn sr_is_read_by_pydicom_and_valid_for_dciodvfy() {
     assert!(!sr["method"].as_array().unwrap().is_empty());
     // The evidence lists the four source images under their remapped UIDs, as the JSON does.
     let j = out.join("head.json");
-    let (code, _, err) = report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", j.to_str().unwrap(), "--export-anyway"]);
+    let (code, _, err) =
+        report(&out, &["--from-json", f.head.to_str().unwrap(), "--format", "json", "--output", j.to_str().unwrap(), "--export-anyway"]);
     assert_eq!(code, 0, "{err}");
     let r = read_json(&j);
     let ev = sr["evidence"].as_array().unwrap();
@@ -485,7 +552,8 @@ fn sr_is_read_by_pydicom_and_valid_for_dciodvfy() {
     assert_eq!(sr["study_uid"], r["study"]["study_instance_uid"]);
     assert_eq!(sr["patient_name"], r["study"]["patient_name"]);
     // One score per finding, equal to the JSON's.
-    let scores: Vec<f64> = sr["nums"].as_array().unwrap().iter().filter(|n| n[1] == "Zero-shot score").map(|n| n[0].as_f64().unwrap()).collect();
+    let scores: Vec<f64> =
+        sr["nums"].as_array().unwrap().iter().filter(|n| n[1] == "Zero-shot score").map(|n| n[0].as_f64().unwrap()).collect();
     let findings = r["findings"].as_array().unwrap();
     assert_eq!(scores.len(), findings.len());
     for (s, f) in scores.iter().zip(findings) {
@@ -526,14 +594,20 @@ fn a_feedback_run_gives_the_verdicts_to_the_report() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Cardiomegaly") && err.contains("Emphysema"), "{err}");
     for (label, how) in [("Cardiomegaly", "--confirm"), ("Emphysema", "--false-positive")] {
-        let (code, _, err) =
-            run_in(&f.root, &out.join("data"), &["feedback", "--db", dbs, "review", "--run", &run, "--label", label, how, "--reviewer", "dr_run"]);
+        let (code, _, err) = run_in(
+            &f.root,
+            &out.join("data"),
+            &["feedback", "--db", dbs, "review", "--run", &run, "--label", label, how, "--reviewer", "dr_run"],
+        );
         assert_eq!(code, 0, "{err}");
     }
     let (code, _, err) = report(&out, &["--run", &run, "--db", dbs, "--format", "pdf", "--output", pdf.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let text = tool("pdftotext", &["-layout", pdf.to_str().unwrap(), "-"]);
-    assert!(text.contains("confirmed (dr_run)") && text.contains("false positive (dr_run)") && text.contains("2 flagged, 0 unconfirmed"), "{text}");
+    assert!(
+        text.contains("confirmed (dr_run)") && text.contains("false positive (dr_run)") && text.contains("2 flagged, 0 unconfirmed"),
+        "{text}"
+    );
     assert!(!text.lines().any(|l| l.contains("yes") && l.contains("UNCONFIRMED")), "{text}");
     let j = out.join("r.json");
     let (code, _, err) = report(&out, &["--run", &run, "--db", dbs, "--format", "json", "--output", j.to_str().unwrap()]);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use radbridge_volume::{self as volume, OpenOptions, VolumeError, WarningCode};
 use radbridge_tests::*;
+use radbridge_volume::{self as volume, OpenOptions, VolumeError, WarningCode};
 
 fn copy_dir(src: &Path, dst: &Path) -> Vec<PathBuf> {
     std::fs::create_dir_all(dst).unwrap();

@@ -8,9 +8,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
-use radbridge_train::summarize::{endpoint::SYSTEM_PROMPT, Builtin, Status, Summarizer};
 use radbridge_model::zeroshot;
 use radbridge_tests::*;
+use radbridge_train::summarize::{endpoint::SYSTEM_PROMPT, Builtin, Status, Summarizer};
 use serde_json::Value;
 
 /// Minimal RFC 4180 reader (quoted fields with "" escapes and newlines).
@@ -267,7 +267,12 @@ fn read_request(stream: &mut std::net::TcpStream) -> (String, Vec<(String, Strin
 }
 
 fn respond(stream: &mut std::net::TcpStream, status: &str, body: &str) {
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     stream.flush().unwrap();
 }
 
@@ -352,7 +357,8 @@ fn chat_endpoint_errors_name_the_endpoint() {
         drop(s);
     });
     let t0 = std::time::Instant::now();
-    let (code, _, err) = run(&["summarize", t.to_str().unwrap(), "--endpoint", &format!("http://127.0.0.1:{port}"), "--endpoint-timeout", "1"], &[]);
+    let (code, _, err) =
+        run(&["summarize", t.to_str().unwrap(), "--endpoint", &format!("http://127.0.0.1:{port}"), "--endpoint-timeout", "1"], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(t0.elapsed().as_secs_f64() < 3.5, "timeout not applied: {:?}", t0.elapsed());
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -380,8 +386,12 @@ fn bank_describe_uses_the_bundled_corpus_and_records_its_license() {
     let corpus = repo_root().join("models/corpus/ct-rate-valid-sentences.jsonl");
     let lines: Vec<Value> = std::fs::read_to_string(&corpus).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.len() > 1000, "{} sentences", lines.len());
-    assert!(lines.iter().all(|l| l["text"].as_str().is_some_and(|t| t.starts_with("There ")) && l["count"].as_u64().is_some_and(|c| c >= 1)));
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(repo_root().join("models/corpus/ct-rate-valid-sentences.meta.json")).unwrap()).unwrap();
+    assert!(lines
+        .iter()
+        .all(|l| l["text"].as_str().is_some_and(|t| t.starts_with("There ")) && l["count"].as_u64().is_some_and(|c| c >= 1)));
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("models/corpus/ct-rate-valid-sentences.meta.json")).unwrap())
+            .unwrap();
     assert_eq!(meta["sentences"].as_u64().unwrap() as usize, lines.len());
     assert!(repo_root().join("models/corpus/NOTICE").is_file());
 

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use radbridge_tests::{bin, data};
 use radbridge_train::synth::{self, chest::BaseCt, lab, report, SynthOptions};
 use radbridge_volume::{self as volume, CancelToken, OpenOptions, Volume, Voxels};
-use radbridge_tests::{bin, data};
 use serde_json::Value;
 
 const SEED: u64 = 20261128;
@@ -65,9 +65,7 @@ fn cases(dir: &Path) -> Vec<Value> {
 }
 
 fn load(path: &Path) -> Volume {
-    volume::open(path, &OpenOptions::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .volume
+    volume::open(path, &OpenOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display())).volume
 }
 
 fn median(mut v: Vec<f32>) -> f32 {
@@ -79,33 +77,16 @@ fn median(mut v: Vec<f32>) -> f32 {
 #[test]
 fn corpus_files_and_labels_csv_agree() {
     let dir = corpus();
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("corpus.json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("corpus.json")).unwrap()).unwrap();
     assert_eq!(meta["format"], "radbridge-synth-1");
     assert_eq!(meta["seed"], SEED);
     assert_eq!(meta["count"], COUNT);
-    assert!(meta["generator_version"]
-        .as_str()
-        .is_some_and(|s| !s.is_empty()));
-    assert_eq!(
-        meta["command"],
-        format!("radbridge synth --count {COUNT} --seed {SEED} --output corpus")
-    );
-    let labels: Vec<String> = meta["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    let expect: Vec<String> = radbridge_model::zeroshot::CT_RATE
-        .iter()
-        .chain(radbridge_model::zeroshot::CT_RATE_LT.iter())
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(
-        labels, expect,
-        "labels are the CT-RATE then CT-RATE-LT strings of zeroshot.rs"
-    );
+    assert!(meta["generator_version"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(meta["command"], format!("radbridge synth --count {COUNT} --seed {SEED} --output corpus"));
+    let labels: Vec<String> = meta["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let expect: Vec<String> =
+        radbridge_model::zeroshot::CT_RATE.iter().chain(radbridge_model::zeroshot::CT_RATE_LT.iter()).map(|s| s.to_string()).collect();
+    assert_eq!(labels, expect, "labels are the CT-RATE then CT-RATE-LT strings of zeroshot.rs");
 
     let cs = cases(dir);
     assert_eq!(cs.len(), COUNT);
@@ -113,10 +94,7 @@ fn corpus_files_and_labels_csv_agree() {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(header[0], "VolumeName");
-    assert_eq!(
-        header[1..],
-        labels.iter().map(|s| s.as_str()).collect::<Vec<_>>()[..]
-    );
+    assert_eq!(header[1..], labels.iter().map(|s| s.as_str()).collect::<Vec<_>>()[..]);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), COUNT);
     let mut bases = BTreeMap::new();
@@ -126,19 +104,13 @@ fn corpus_files_and_labels_csv_agree() {
         assert_eq!(row[0], format!("{id}.nii.gz"));
         assert_eq!(c["volume"], format!("{id}/ct.nii.gz"));
         assert_eq!(c["report"], format!("{id}/report.txt"));
-        *bases
-            .entry(c["base"].as_str().unwrap().to_string())
-            .or_insert(0) += 1;
+        *bases.entry(c["base"].as_str().unwrap().to_string()).or_insert(0) += 1;
         let lab = c["labels"].as_object().unwrap();
         assert_eq!(lab.len(), labels.len(), "{id}: every label listed");
         for (l, cell) in labels.iter().zip(&row[1..]) {
             let v = lab[l].as_u64().unwrap();
             assert!(v <= 1);
-            assert_eq!(
-                cell.parse::<u64>().unwrap(),
-                v,
-                "{id} {l}: labels.csv vs cases.jsonl"
-            );
+            assert_eq!(cell.parse::<u64>().unwrap(), v, "{id} {l}: labels.csv vs cases.jsonl");
         }
         assert!(dir.join(c["volume"].as_str().unwrap()).is_file());
         assert!(dir.join(c["report"].as_str().unwrap()).is_file());
@@ -146,10 +118,7 @@ fn corpus_files_and_labels_csv_agree() {
         let masks = c["masks"].as_object().unwrap();
         for (l, rel) in masks {
             assert_eq!(lab[l], 1, "{id}: mask for negative label {l}");
-            assert_eq!(
-                rel.as_str().unwrap(),
-                format!("{id}/masks/{}.nii.gz", synth::slug(l))
-            );
+            assert_eq!(rel.as_str().unwrap(), format!("{id}/masks/{}.nii.gz", synth::slug(l)));
             assert!(dir.join(rel.as_str().unwrap()).is_file());
         }
         for (l, v) in lab {
@@ -157,15 +126,10 @@ fn corpus_files_and_labels_csv_agree() {
                 assert!(masks.contains_key(l), "{id}: positive {l} without a mask");
             }
         }
-        let on_disk = std::fs::read_dir(dir.join(id).join("masks"))
-            .unwrap()
-            .count();
+        let on_disk = std::fs::read_dir(dir.join(id).join("masks")).unwrap().count();
         assert_eq!(on_disk, masks.len(), "{id}: stray mask files");
     }
-    assert!(
-        bases.contains_key("procedural") && bases.contains_key("chest_ct"),
-        "both kinds of base: {bases:?}"
-    );
+    assert!(bases.contains_key("procedural") && bases.contains_key("chest_ct"), "both kinds of base: {bases:?}");
 }
 
 #[test]
@@ -179,54 +143,26 @@ fn volumes_and_masks_load_with_sane_values() {
         assert_eq!(ct.orientation(), "LPS");
         let sp = ct.spacing();
         for a in 0..3 {
-            assert!(
-                (sp[a] - synth::SPACING[a]).abs() < 1e-4,
-                "{id}: spacing {sp:?}"
-            );
+            assert!((sp[a] - synth::SPACING[a]).abs() < 1e-4, "{id}: spacing {sp:?}");
         }
         let v = ct.voxels.to_f32();
         // air outside the body (the first rows are anterior to the patient)
         let [nx, ny, nz] = ct.dims;
-        let corner: Vec<f32> = (0..nz)
-            .flat_map(|k| (0..4).flat_map(move |j| (0..nx).map(move |i| i + nx * (j + ny * k))))
-            .map(|i| v[i])
-            .collect();
+        let corner: Vec<f32> =
+            (0..nz).flat_map(|k| (0..4).flat_map(move |j| (0..nx).map(move |i| i + nx * (j + ny * k)))).map(|i| v[i]).collect();
         let air = median(corner);
         assert!((-1030.0..=-960.0).contains(&air), "{id}: outside air {air}");
-        let frac = |lo: f32, hi: f32| {
-            v.iter().filter(|&&x| x >= lo && x <= hi).count() as f64 / v.len() as f64
-        };
-        assert!(
-            frac(-950.0, -700.0) > 0.04,
-            "{id}: lung parenchyma {:.3}",
-            frac(-950.0, -700.0)
-        );
-        assert!(
-            frac(0.0, 80.0) > 0.05,
-            "{id}: soft tissue {:.3}",
-            frac(0.0, 80.0)
-        );
-        assert!(
-            frac(300.0, 3100.0) > 0.002,
-            "{id}: bone {:.4}",
-            frac(300.0, 3100.0)
-        );
-        assert!(
-            frac(-1024.0, 3071.0) == 1.0,
-            "{id}: values within the CT range"
-        );
+        let frac = |lo: f32, hi: f32| v.iter().filter(|&&x| x >= lo && x <= hi).count() as f64 / v.len() as f64;
+        assert!(frac(-950.0, -700.0) > 0.04, "{id}: lung parenchyma {:.3}", frac(-950.0, -700.0));
+        assert!(frac(0.0, 80.0) > 0.05, "{id}: soft tissue {:.3}", frac(0.0, 80.0));
+        assert!(frac(300.0, 3100.0) > 0.002, "{id}: bone {:.4}", frac(300.0, 3100.0));
+        assert!(frac(-1024.0, 3071.0) == 1.0, "{id}: values within the CT range");
         for (l, rel) in c["masks"].as_object().unwrap() {
             let m = load(&dir.join(rel.as_str().unwrap()));
             assert_eq!(m.dims, ct.dims, "{id} {l}");
-            assert!(
-                m.affine.max_abs_diff(&ct.affine) < 1e-3,
-                "{id} {l}: mask affine"
-            );
+            assert!(m.affine.max_abs_diff(&ct.affine) < 1e-3, "{id} {l}: mask affine");
             let mv = m.voxels.to_f32();
-            assert!(
-                mv.iter().all(|&x| x == 0.0 || x == 1.0),
-                "{id} {l}: binary mask"
-            );
+            assert!(mv.iter().all(|&x| x == 0.0 || x == 1.0), "{id} {l}: binary mask");
             assert!(mv.iter().any(|&x| x == 1.0), "{id} {l}: empty mask");
         }
     }
@@ -243,21 +179,13 @@ fn masks_hold_the_finding_hu() {
         let hu: Vec<f32> = case.hu.iter().map(|&x| x as f32).collect();
         let has = |l: usize| case.labels[l];
         for (l, m) in &case.masks {
-            let under: Vec<f32> = m
-                .iter()
-                .zip(&hu)
-                .filter(|(m, _)| **m == 1)
-                .map(|(_, h)| *h)
-                .collect();
+            let under: Vec<f32> = m.iter().zip(&hu).filter(|(m, _)| **m == 1).map(|(_, h)| *h).collect();
             assert!(!under.is_empty(), "{}: {} mask empty", case.id, labels[*l]);
             let med = median(under.clone());
-            let below =
-                |t: f32| under.iter().filter(|&&x| x < t).count() as f64 / under.len() as f64;
+            let below = |t: f32| under.iter().filter(|&&x| x < t).count() as f64 / under.len() as f64;
             let name = labels[*l];
             let ok = match *l {
-                lab::PLEURAL_EFFUSION | lab::PERICARDIAL_EFFUSION | lab::EMPYEMA => {
-                    (-20.0..=50.0).contains(&med)
-                }
+                lab::PLEURAL_EFFUSION | lab::PERICARDIAL_EFFUSION | lab::EMPYEMA => (-20.0..=50.0).contains(&med),
                 lab::EMPHYSEMA => below(-900.0) > 0.7,
                 lab::PNEUMOTHORAX => med < -930.0,
                 lab::LUNG_CYST => med < -700.0,
@@ -266,9 +194,7 @@ fn masks_hold_the_finding_hu() {
                 // lines) keeps only the free voxels (generator 1.0.0), so only its solid core is
                 // required there
                 lab::LUNG_NODULE => {
-                    let diffuse = [lab::FIBROSIS, lab::EMPHYSEMA, lab::MOSAIC, lab::SEPTAL]
-                        .iter()
-                        .any(|&d| has(d));
+                    let diffuse = [lab::FIBROSIS, lab::EMPHYSEMA, lab::MOSAIC, lab::SEPTAL].iter().any(|&d| has(d));
                     let max = under.iter().cloned().fold(f32::MIN, f32::max);
                     max > -100.0 && (med > -300.0 || diffuse)
                 }
@@ -286,45 +212,23 @@ fn masks_hold_the_finding_hu() {
                 lab::PNEUMOMEDIASTINUM => med < -300.0,
                 _ => continue,
             };
-            assert!(
-                ok,
-                "{}: {name} mask median {med} HU (below -900: {:.2})",
-                case.id,
-                below(-900.0)
-            );
+            assert!(ok, "{}: {name} mask median {med} HU (below -900: {:.2})", case.id, below(-900.0));
             *checked.entry(name).or_insert(0) += 1;
         }
         // negatives have no mask
         for (l, &on) in case.labels.iter().enumerate() {
-            assert_eq!(
-                on,
-                case.masks.iter().any(|(ml, _)| *ml == l),
-                "{}: {} mask iff positive",
-                case.id,
-                labels[l]
-            );
+            assert_eq!(on, case.masks.iter().any(|(ml, _)| *ml == l), "{}: {} mask iff positive", case.id, labels[l]);
         }
     }
-    assert!(
-        checked.len() >= 12,
-        "too few finding kinds checked: {checked:?}"
-    );
+    assert!(checked.len() >= 12, "too few finding kinds checked: {checked:?}");
 }
 
 fn sentences(report: &str) -> Vec<String> {
-    report
-        .split(['.', ';', '\n'])
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect()
+    report.split(['.', ';', '\n']).map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()
 }
 
 fn negated(s: &str) -> bool {
-    s.starts_with("no ")
-        || s.contains(" no ")
-        || s.contains(" not ")
-        || s.starts_with("there is no")
-        || s.contains("without")
+    s.starts_with("no ") || s.contains(" no ") || s.contains(" not ") || s.starts_with("there is no") || s.contains("without")
 }
 
 #[test]
@@ -337,23 +241,14 @@ fn reports_mention_positives_and_negate_negatives() {
         let base = if i % 4 == 3 { Some(base()) } else { None };
         let case = synth::make_case(SEED, i, base, if base.is_some() { 1.0 } else { 0.0 });
         let r = &case.report;
-        assert!(
-            r.starts_with("Findings: ") && r.contains("\n\nImpression: "),
-            "{}: sections\n{r}",
-            case.id
-        );
+        assert!(r.starts_with("Findings: ") && r.contains("\n\nImpression: "), "{}: sections\n{r}", case.id);
         let (findings, impression) = r.split_once("\n\nImpression: ").unwrap();
         let low = r.to_lowercase();
         for (l, &on) in case.labels.iter().enumerate() {
             let kws = report::keywords(l);
             let hit = |text: &str| kws.iter().any(|k| text.to_lowercase().contains(k));
             if on {
-                assert!(
-                    hit(findings),
-                    "{}: positive {} not in the findings\n{r}",
-                    case.id,
-                    labels[l]
-                );
+                assert!(hit(findings), "{}: positive {} not in the findings\n{r}", case.id, labels[l]);
                 assert!(
                     hit(impression)
                         || l == lab::LUNG_OPACITY
@@ -368,52 +263,23 @@ fn reports_mention_positives_and_negate_negatives() {
             } else {
                 for s in sentences(r) {
                     if kws.iter().any(|k| s.contains(k)) {
-                        assert!(
-                            negated(&s),
-                            "{}: negative {} mentioned without negation: {s}",
-                            case.id,
-                            labels[l]
-                        );
+                        assert!(negated(&s), "{}: negative {} mentioned without negation: {s}", case.id, labels[l]);
                         negations += 1;
                     }
                 }
             }
         }
-        if [
-            "possible",
-            "suspicious for",
-            "compatible with",
-            "in favor of",
-        ]
-        .iter()
-        .any(|h| low.contains(h))
-        {
+        if ["possible", "suspicious for", "compatible with", "in favor of"].iter().any(|h| low.contains(h)) {
             hedges += 1;
         }
         // sizes in the report agree with the mask (nodule: largest axial extent, mass: AxB)
         for f in &case.findings {
-            if f.label == lab::LUNG_MASS
-                && case
-                    .findings
-                    .iter()
-                    .filter(|g| g.label == lab::LUNG_MASS)
-                    .count()
-                    == 1
-            {
+            if f.label == lab::LUNG_MASS && case.findings.iter().filter(|g| g.label == lab::LUNG_MASS).count() == 1 {
                 let a = f.size_mm[0].max(f.size_mm[1]).round() as i64;
                 let b = f.size_mm[0].min(f.size_mm[1]).round() as i64;
-                assert!(
-                    r.contains(&format!("{a}x{b} mm")),
-                    "{}: mass size {a}x{b} mm not in\n{r}",
-                    case.id
-                );
+                assert!(r.contains(&format!("{a}x{b} mm")), "{}: mass size {a}x{b} mm not in\n{r}", case.id);
                 // and the measured extent is the mask's
-                let m = &case
-                    .masks
-                    .iter()
-                    .find(|(l, _)| *l == lab::LUNG_MASS)
-                    .unwrap()
-                    .1;
+                let m = &case.masks.iter().find(|(l, _)| *l == lab::LUNG_MASS).unwrap().1;
                 let g = synth::Grid::centred([0.0; 3]);
                 let (mut lo, mut hi) = ([usize::MAX; 2], [0usize; 2]);
                 for (idx, &v) in m.iter().enumerate() {
@@ -425,16 +291,9 @@ fn reports_mention_positives_and_negate_negatives() {
                         }
                     }
                 }
-                let ext = [
-                    (hi[0] - lo[0] + 1) as f64 * 2.8,
-                    (hi[1] - lo[1] + 1) as f64 * 2.8,
-                ];
+                let ext = [(hi[0] - lo[0] + 1) as f64 * 2.8, (hi[1] - lo[1] + 1) as f64 * 2.8];
                 // the mass mask may also hold a second mass-like lesion only if one was drawn; one here
-                assert!(
-                    (ext[0].max(ext[1]) - a as f64).abs() <= 3.0,
-                    "{}: mask extent {ext:?} vs {a} mm",
-                    case.id
-                );
+                assert!((ext[0].max(ext[1]) - a as f64).abs() <= 3.0, "{}: mask extent {ext:?} vs {a} mm", case.id);
                 sized += 1;
             }
         }
@@ -455,10 +314,7 @@ fn same_seed_same_bytes_other_seed_differs() {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    out.insert(
-                        p.strip_prefix(dir).unwrap().display().to_string(),
-                        std::fs::read(&p).unwrap(),
-                    );
+                    out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
                 }
             }
         }
@@ -472,10 +328,7 @@ fn same_seed_same_bytes_other_seed_differs() {
     assert!(fa.len() > 4 * 3);
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (k, v) in &fa {
-        assert!(
-            v == &fb[k],
-            "{k} differs between two runs with the same seed"
-        );
+        assert!(v == &fb[k], "{k} differs between two runs with the same seed");
     }
     for id in ["case_0001", "case_0002", "case_0003", "case_0004"] {
         let k = format!("{id}/ct.nii.gz");
@@ -489,34 +342,11 @@ fn same_seed_same_bytes_other_seed_differs() {
 #[test]
 fn cli_writes_a_corpus_and_refuses_bad_arguments() {
     let out = tmpdir("cli");
-    let run = |args: &[&str]| {
-        Command::new(bin())
-            .args(args)
-            .current_dir(data("..").join(".."))
-            .output()
-            .expect("run radbridge")
-    };
-    let o = run(&[
-        "synth",
-        "--count",
-        "2",
-        "--seed",
-        "5",
-        "--output",
-        out.to_str().unwrap(),
-        "--threads",
-        "1",
-    ]);
+    let run = |args: &[&str]| Command::new(bin()).args(args).current_dir(data("..").join("..")).output().expect("run radbridge");
+    let o = run(&["synth", "--count", "2", "--seed", "5", "--output", out.to_str().unwrap(), "--threads", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("corpus.json")).unwrap()).unwrap();
-    assert_eq!(
-        meta["command"],
-        format!(
-            "radbridge synth --count 2 --seed 5 --output {}",
-            out.display()
-        )
-    );
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(out.join("corpus.json")).unwrap()).unwrap();
+    assert_eq!(meta["command"], format!("radbridge synth --count 2 --seed 5 --output {}", out.display()));
     assert_eq!(cases(&out).len(), 2);
 
     let err = |args: &[&str], needle: &str| {
@@ -528,73 +358,16 @@ fn cli_writes_a_corpus_and_refuses_bad_arguments() {
     };
     let fresh = tmpdir("cli-fresh");
     let f = fresh.to_str().unwrap();
-    err(
-        &[
-            "synth",
-            "--count",
-            "2",
-            "--seed",
-            "5",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        "not empty",
-    );
-    err(
-        &["synth", "--count", "0", "--seed", "5", "--output", f],
-        "--count must be at least 1",
-    );
-    err(
-        &["synth", "--count", "2", "--seed", "-3", "--output", f],
-        "--seed",
-    );
-    err(
-        &["synth", "--count", "two", "--seed", "5", "--output", f],
-        "--count",
-    );
+    err(&["synth", "--count", "2", "--seed", "5", "--output", out.to_str().unwrap()], "not empty");
+    err(&["synth", "--count", "0", "--seed", "5", "--output", f], "--count must be at least 1");
+    err(&["synth", "--count", "2", "--seed", "-3", "--output", f], "--seed");
+    err(&["synth", "--count", "two", "--seed", "5", "--output", f], "--count");
     err(&["synth", "--count", "2", "--output", f], "--seed");
-    err(
-        &[
-            "synth",
-            "--count",
-            "2",
-            "--seed",
-            "5",
-            "--output",
-            f,
-            "--chest-fraction",
-            "1.5",
-        ],
-        "--chest-fraction",
-    );
-    err(
-        &[
-            "synth",
-            "--count",
-            "2",
-            "--seed",
-            "5",
-            "--output",
-            f,
-            "--chest-ct",
-            "/nonexistent/ct.nii.gz",
-        ],
-        "/nonexistent/ct.nii.gz",
-    );
+    err(&["synth", "--count", "2", "--seed", "5", "--output", f, "--chest-fraction", "1.5"], "--chest-fraction");
+    err(&["synth", "--count", "2", "--seed", "5", "--output", f, "--chest-ct", "/nonexistent/ct.nii.gz"], "/nonexistent/ct.nii.gz");
     let file = tmpdir("cli-file");
     std::fs::write(&file, b"x").unwrap();
-    err(
-        &[
-            "synth",
-            "--count",
-            "1",
-            "--seed",
-            "5",
-            "--output",
-            file.to_str().unwrap(),
-        ],
-        "not a folder",
-    );
+    err(&["synth", "--count", "1", "--seed", "5", "--output", file.to_str().unwrap()], "not a folder");
     assert!(!fresh.exists(), "a failed run left {f} behind");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&file);

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor, Var, D};
+use radbridge_tests::{bin, data, json_file};
 use radbridge_train::config::{LossConfig, OptimConfig};
 use radbridge_train::loss::brgsa_loss;
 use radbridge_train::optim::Adam;
-use radbridge_tests::{bin, data, json_file};
 use serde_json::Value;
 
 fn tensor(v: &Value, dev: &Device) -> Tensor {

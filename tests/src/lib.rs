@@ -108,7 +108,11 @@ pub fn import_tiny(arch: &str, dir: &Path) -> PathBuf {
     let out = dir.join(arch);
     let (fixture, ckpt, extra): (&str, &str, &[&str]) = match arch {
         "brgsa" => ("brgsa_tiny", "best.ckpt", &["--vision-heads", "4", "--text-max-length", "24"]),
-        "ctclip" => ("ctclip_tiny", "CT-CLIP_v2.pt", &["--patch-size", "4", "--temporal-patch-size", "2", "--heads", "2", "--dim-head", "8", "--text-max-length", "64"]),
+        "ctclip" => (
+            "ctclip_tiny",
+            "CT-CLIP_v2.pt",
+            &["--patch-size", "4", "--temporal-patch-size", "2", "--heads", "2", "--dim-head", "8", "--text-max-length", "64"],
+        ),
         other => panic!("no tiny fixture for '{other}'"),
     };
     let st = std::process::Command::new(bin())

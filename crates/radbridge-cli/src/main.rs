@@ -16,21 +16,25 @@ use radbridge_model::preprocess::{self, PreprocessConfig};
 use radbridge_volume::{self as volume, Loaded, OpenOptions, Progress};
 use serde_json::json;
 
-#[path = "cli/summarize.rs"]
-mod summarize;
+#[path = "cli/eval.rs"]
+mod eval;
 #[path = "cli/feedback.rs"]
 mod feedback;
 #[path = "cli/report.rs"]
 mod report;
+#[path = "cli/summarize.rs"]
+mod summarize;
 #[path = "cli/synth.rs"]
 mod synth;
 #[path = "cli/train.rs"]
 mod train;
-#[path = "cli/eval.rs"]
-mod eval;
 
 #[derive(Parser)]
-#[command(name = "radbridge", version, about = "Radbridge: CT volumes and model inputs for zero-shot CT review (research use only, not for diagnosis)")]
+#[command(
+    name = "radbridge",
+    version,
+    about = "Radbridge: CT volumes and model inputs for zero-shot CT review (research use only, not for diagnosis)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -376,8 +380,7 @@ fn convert(path: &Path, output: &Path, load: &LoadArgs) -> Result<()> {
 }
 
 fn run_preprocess(path: &Path, model: &str, output: &Path, load: &LoadArgs) -> Result<()> {
-    let cfg = PreprocessConfig::for_model(model)
-        .with_context(|| format!("unknown model '{model}' (expected brgsa or ctclip)"))?;
+    let cfg = PreprocessConfig::for_model(model).with_context(|| format!("unknown model '{model}' (expected brgsa or ctclip)"))?;
     let loaded = open(path, load)?;
     for w in &loaded.volume.warnings {
         eprintln!("warning: {}", w.message);
@@ -409,7 +412,15 @@ fn bench_load(path: &Path, repeats: usize, as_json: bool, load: &LoadArgs) -> Re
     Ok(())
 }
 
-fn bench_model(model: &Path, volume: &Path, prompts: Option<&Path>, repeats: usize, warmup: bool, as_json: bool, embeddings: Option<&Path>) -> Result<()> {
+fn bench_model(
+    model: &Path,
+    volume: &Path,
+    prompts: Option<&Path>,
+    repeats: usize,
+    warmup: bool,
+    as_json: bool,
+    embeddings: Option<&Path>,
+) -> Result<()> {
     let prompts = prompts.map(read_prompts).transpose()?;
     let (r, out) = radbridge_model::bench::model(model, volume, prompts, repeats, warmup)?;
     if let Some(p) = embeddings {
@@ -455,7 +466,8 @@ fn import_checkpoint(a: &ImportArgs) -> Result<()> {
         dim_head: a.dim_head,
     };
     let (tensors, inferred, report) = checkpoint::import(&a.checkpoint, arch, &text_base, &o)?;
-    let name = a.name.clone().unwrap_or_else(|| a.output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into()));
+    let name =
+        a.name.clone().unwrap_or_else(|| a.output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into()));
     let source = json!({
         "checkpoint": a.checkpoint.file_name().map(|n| n.to_string_lossy().to_string()),
         "checkpoint_sha256": package::sha256_file(&a.checkpoint)?,
@@ -468,7 +480,11 @@ fn import_checkpoint(a: &ImportArgs) -> Result<()> {
     // Prove the directory loads: build the model from it once.
     radbridge_model::analysis::Engine::load(&pkg.dir).with_context(|| format!("{}: the written model does not load", pkg.dir.display()))?;
     if !report.unexpected.is_empty() {
-        eprintln!("warning: {} unexpected keys were left out: {}", report.unexpected.len(), report.unexpected.iter().take(10).cloned().collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "warning: {} unexpected keys were left out: {}",
+            report.unexpected.len(),
+            report.unexpected.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     eprintln!(
         "wrote {} ({:?}; {} tensors used, {} official but unused keys ignored)",
@@ -495,7 +511,11 @@ fn embed(a: &EmbedArgs) -> Result<()> {
     let x = match (&a.volume, &a.ct) {
         (Some(npy), _) => {
             let (shape, data) = preprocess::read_npy(npy)?;
-            anyhow::ensure!(shape.len() == 5 && shape[0] == 1 && shape[1] == 1, "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}", npy.display());
+            anyhow::ensure!(
+                shape.len() == 5 && shape[0] == 1 && shape[1] == 1,
+                "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}",
+                npy.display()
+            );
             candle_core::Tensor::from_vec(data, shape, &engine.device)?
         }
         (None, Some(ct)) => {
@@ -517,7 +537,8 @@ fn embed(a: &EmbedArgs) -> Result<()> {
     let scale = engine.logit_scale();
     let out = match &image {
         ImageCode::Brgsa { v, v_hat, z, .. } => {
-            let bank_top: Vec<_> = radbridge_model::bank::top_k(z, a.top_k.max(5)).iter().map(|e| json!({"index": e.index, "weight": e.weight})).collect();
+            let bank_top: Vec<_> =
+                radbridge_model::bank::top_k(z, a.top_k.max(5)).iter().map(|e| json!({"index": e.index, "weight": e.weight})).collect();
             let prompts: Vec<_> = prompts
                 .iter()
                 .zip(&codes)
@@ -541,7 +562,8 @@ fn embed(a: &EmbedArgs) -> Result<()> {
             json!({"image": {"latent": latent}, "prompts": prompts})
         }
     };
-    std::fs::write(&a.output, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("{}: cannot write", a.output.display()))?;
+    std::fs::write(&a.output, serde_json::to_string_pretty(&out)? + "\n")
+        .with_context(|| format!("{}: cannot write", a.output.display()))?;
     eprintln!("wrote {} ({} prompts)", a.output.display(), prompts.len());
     Ok(())
 }
@@ -553,14 +575,23 @@ fn diagnose(a: &DiagnoseArgs) -> Result<()> {
     let load_model = t0.elapsed().as_secs_f64();
     let m = &engine.package.manifest;
     let set = a.labels.clone().unwrap_or_else(|| m.default_label_set.clone());
-    let labels = m.labels(&set).with_context(|| format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")))?;
+    let labels = m.labels(&set).with_context(|| {
+        format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
+    })?;
     let t1 = std::time::Instant::now();
     let loaded = volume::open(&a.path, &open_options(&a.load, true))?;
     let load_ct = t1.elapsed().as_secs_f64();
     for w in &loaded.volume.warnings {
         eprintln!("warning: {}", w.message);
     }
-    let opts = DiagnoseOptions { labels, findings: a.findings.clone(), top_k: a.top_k, heatmap_dir: a.heatmaps.clone(), heatmap_method: a.heatmap_method, ..Default::default() };
+    let opts = DiagnoseOptions {
+        labels,
+        findings: a.findings.clone(),
+        top_k: a.top_k,
+        heatmap_dir: a.heatmaps.clone(),
+        heatmap_method: a.heatmap_method,
+        ..Default::default()
+    };
     let pb = ProgressBar::new(100);
     pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:30}] {elapsed}").unwrap().progress_chars("=> "));
     let mut d = engine.diagnose(&loaded.volume, &opts, &|stage, f| {
@@ -585,18 +616,35 @@ fn diagnose(a: &DiagnoseArgs) -> Result<()> {
             Some(false) => "no",
             None => "-",
         };
-        println!("{:<40} {:>8.4} {:>10} {:>8}", format!("{}{}", f.finding.label, if f.finding.custom { " *" } else { "" }), f.finding.score, th, fl);
+        println!(
+            "{:<40} {:>8.4} {:>10} {:>8}",
+            format!("{}{}", f.finding.label, if f.finding.custom { " *" } else { "" }),
+            f.finding.score,
+            th,
+            fl
+        );
     }
     if !d.image_bank_top.is_empty() {
         println!("knowledge-bank entries the image uses:");
         for e in &d.image_bank_top {
-            println!("  #{:<5} {:.4}  {}", e.entry.index, e.entry.weight, e.description.as_deref().unwrap_or("(no description: run `radbridge bank describe`)"));
+            println!(
+                "  #{:<5} {:.4}  {}",
+                e.entry.index,
+                e.entry.weight,
+                e.description.as_deref().unwrap_or("(no description: run `radbridge bank describe`)")
+            );
         }
         if let Some(top) = rows.first() {
             if let Some(b) = &top.bank {
                 println!("entries shared by the image and '{}':", top.finding.label);
                 for e in &b.shared {
-                    println!("  #{:<5} image {:.4} × finding {:.4}  {}", e.entry.index, e.entry.image_weight, e.entry.text_weight, e.description.as_deref().unwrap_or(""));
+                    println!(
+                        "  #{:<5} image {:.4} × finding {:.4}  {}",
+                        e.entry.index,
+                        e.entry.image_weight,
+                        e.entry.text_weight,
+                        e.description.as_deref().unwrap_or("")
+                    );
                 }
             }
         }
@@ -615,7 +663,10 @@ fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
         Some(c) => (c, c.display().to_string()),
         None => {
             bundled = radbridge_model::bank::find_bundled_corpus(Some(model)).with_context(|| {
-                format!("the bundled corpus {} was not found (set RADBRIDGE_CORPUS or give --corpus)", radbridge_model::bank::BUNDLED_CORPUS)
+                format!(
+                    "the bundled corpus {} was not found (set RADBRIDGE_CORPUS or give --corpus)",
+                    radbridge_model::bank::BUNDLED_CORPUS
+                )
             })?;
             (bundled.as_path(), radbridge_model::bank::BUNDLED_CORPUS.to_string())
         }
@@ -631,7 +682,12 @@ fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
         let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", corpus.display(), n + 1))?;
         let s = match &v {
             serde_json::Value::String(s) => s.clone(),
-            o => o.get("text").or_else(|| o.get("sentence")).and_then(|x| x.as_str()).map(String::from).with_context(|| format!("{}:{}: no \"text\"", corpus.display(), n + 1))?,
+            o => o
+                .get("text")
+                .or_else(|| o.get("sentence"))
+                .and_then(|x| x.as_str())
+                .map(String::from)
+                .with_context(|| format!("{}:{}: no \"text\"", corpus.display(), n + 1))?,
         };
         sentences.push(s);
     }
@@ -639,10 +695,13 @@ fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
     let mut engine = Engine::load(model)?;
     anyhow::ensure!(engine.arch() == radbridge_model::checkpoint::Arch::Brgsa, "{}: only BrgSA has a knowledge bank", model.display());
     let codes = engine.embed_prompts(&sentences)?;
-    let z: Vec<Vec<f32>> = codes.into_iter().map(|c| match c {
-        TextCode::Brgsa { z, .. } => z,
-        TextCode::Ctclip { .. } => unreachable!(),
-    }).collect();
+    let z: Vec<Vec<f32>> = codes
+        .into_iter()
+        .map(|c| match c {
+            TextCode::Brgsa { z, .. } => z,
+            TextCode::Ctclip { .. } => unreachable!(),
+        })
+        .collect();
     let bank_size = z.first().map(|v| v.len()).unwrap_or(0);
     let mut d = radbridge_model::bank::BankDescriptions::from_weights(&corpus_name, &sentences, &z, bank_size);
     d.corpus_license = meta.license;

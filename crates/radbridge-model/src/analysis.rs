@@ -16,10 +16,10 @@ use crate::brgsa::{Brgsa, BrgsaConfig};
 use crate::checkpoint::Arch;
 use crate::ctclip::{CtClip, CtClipConfig};
 use crate::package::ModelPackage;
-use crate::text::{process_text, BertTokenizer};
 use crate::preprocess::{self, ModelInput};
-use radbridge_volume::{CancelToken, Volume, VolumeError};
+use crate::text::{process_text, BertTokenizer};
 use crate::zeroshot::{self, Finding, TextCache, Thresholds};
+use radbridge_volume::{CancelToken, Volume, VolumeError};
 
 /// The network behind a model directory.
 pub enum Net {
@@ -117,21 +117,29 @@ impl Engine {
         package.verify_weights()?;
         let m = &package.manifest;
         let text_cfg_path = package.path(&m.text.config);
-        let text = BertConfig::from_json_file(&text_cfg_path).with_context(|| format!("{}: invalid BERT config", text_cfg_path.display()))?;
+        let text =
+            BertConfig::from_json_file(&text_cfg_path).with_context(|| format!("{}: invalid BERT config", text_cfg_path.display()))?;
         let weights = package.weights_path();
         // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .with_context(|| format!("{}: cannot map the weights", weights.display()))?;
         let net = match m.architecture {
             Arch::Brgsa => {
-                let mut cfg: BrgsaConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a BrgSA configuration", dir.display()))?;
+                let mut cfg: BrgsaConfig = serde_json::from_value(m.model.clone())
+                    .with_context(|| format!("{}: model.json 'model' is not a BrgSA configuration", dir.display()))?;
                 cfg.text = text;
-                Net::Brgsa(Box::new(Brgsa::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the BrgSA configuration", weights.display()))?))
+                Net::Brgsa(Box::new(
+                    Brgsa::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the BrgSA configuration", weights.display()))?,
+                ))
             }
             Arch::Ctclip => {
-                let mut cfg: CtClipConfig = serde_json::from_value(m.model.clone()).with_context(|| format!("{}: model.json 'model' is not a CT-CLIP configuration", dir.display()))?;
+                let mut cfg: CtClipConfig = serde_json::from_value(m.model.clone())
+                    .with_context(|| format!("{}: model.json 'model' is not a CT-CLIP configuration", dir.display()))?;
                 cfg.text = text;
-                Net::Ctclip(Box::new(CtClip::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the CT-CLIP configuration", weights.display()))?))
+                Net::Ctclip(Box::new(
+                    CtClip::load(vb, &cfg)
+                        .with_context(|| format!("{}: weights do not fit the CT-CLIP configuration", weights.display()))?,
+                ))
             }
         };
         let tokenizer = match (&m.text.tokenizer, &m.text.vocab) {
@@ -191,7 +199,15 @@ impl Engine {
                 let n = e.patch_proj.dim(0)?;
                 let pp = e.patch_proj.to_dtype(DType::F32)?.to_vec2::<f32>()?;
                 debug_assert_eq!(pp.len(), n);
-                ImageCode::Brgsa { v: vec1(&e.v)?, v_hat: vec1(&e.v_hat)?, z: vec1(&e.z)?, patch_proj: pp, grid: e.grid, hidden: e.hidden, hidden_layer: e.hidden_layer }
+                ImageCode::Brgsa {
+                    v: vec1(&e.v)?,
+                    v_hat: vec1(&e.v_hat)?,
+                    z: vec1(&e.z)?,
+                    patch_proj: pp,
+                    grid: e.grid,
+                    hidden: e.hidden,
+                    hidden_layer: e.hidden_layer,
+                }
             }
             Net::Ctclip(m) => ImageCode::Ctclip { latent: vec1(&m.encode_image(x)?)? },
         })
@@ -365,7 +381,13 @@ impl StudySource {
             modality: m.modality.clone(),
             series_description: m.series_description.clone(),
             dims,
-            patient: PatientFields { name: p.name.clone(), id: p.id.clone(), birth_date: p.birth_date.clone(), sex: p.sex.clone(), age: p.age.clone() },
+            patient: PatientFields {
+                name: p.name.clone(),
+                id: p.id.clone(),
+                birth_date: p.birth_date.clone(),
+                sex: p.sex.clone(),
+                age: p.age.clone(),
+            },
             study: StudyFields {
                 date: p.study_date.clone(),
                 time: p.study_time.clone(),
@@ -376,7 +398,11 @@ impl StudySource {
                 institution: p.institution.clone(),
                 manufacturer: p.manufacturer.clone(),
             },
-            instances: m.instances.iter().map(|i| InstanceUids { sop_class_uid: i.sop_class_uid.clone(), sop_instance_uid: i.sop_instance_uid.clone() }).collect(),
+            instances: m
+                .instances
+                .iter()
+                .map(|i| InstanceUids { sop_class_uid: i.sop_class_uid.clone(), sop_instance_uid: i.sop_instance_uid.clone() })
+                .collect(),
         }
     }
 }
@@ -527,7 +553,14 @@ impl Engine {
             };
             let threshold = self.thresholds.as_ref().and_then(|th| th.get(label));
             findings.push(ScoredFinding {
-                finding: Finding { label: label.clone(), prompt: positives[i].clone(), score, threshold, flagged: threshold.map(|th| score > th), custom: *custom },
+                finding: Finding {
+                    label: label.clone(),
+                    prompt: positives[i].clone(),
+                    score,
+                    threshold,
+                    flagged: threshold.map(|th| score > th),
+                    custom: *custom,
+                },
                 bank,
                 heatmap: None,
                 peak: None,
@@ -572,7 +605,8 @@ impl Engine {
                 for (i, f) in findings.iter_mut().enumerate() {
                     check()?;
                     let Some(map) = &maps_by_item[i] else { continue };
-                    let hm = crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
+                    let hm =
+                        crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
                     let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
                     radbridge_volume::nifti::write(&hm, &path)?;
                     f.heatmap = Some(path.display().to_string());
@@ -590,7 +624,13 @@ impl Engine {
         let m = &self.package.manifest;
         Ok(Diagnosis {
             disclaimer: DISCLAIMER.to_string(),
-            model: ModelInfo { name: m.name.clone(), architecture: m.architecture, weights_sha256: m.weights_sha256.clone(), synthetic: m.synthetic, scoring: m.scoring },
+            model: ModelInfo {
+                name: m.name.clone(),
+                architecture: m.architecture,
+                weights_sha256: m.weights_sha256.clone(),
+                synthetic: m.synthetic,
+                scoring: m.scoring,
+            },
             findings,
             image_bank_top,
             timings,

@@ -26,13 +26,7 @@ pub const DEFAULT_MAX_SCORE_ELEMS: usize = 2 << 20;
 pub const DEFAULT_MAX_SCORE_ELEMS_GPU: usize = 64 << 20;
 
 /// `softmax(q·kᵀ·scale + bias)·v`, processed in bounded blocks (see the module docs).
-pub fn scaled_dot_product_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    scale: f64,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
+pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: Option<&Tensor>) -> Result<Tensor> {
     let budget = if q.device().is_cpu() { DEFAULT_MAX_SCORE_ELEMS } else { DEFAULT_MAX_SCORE_ELEMS_GPU };
     scaled_dot_product_attention_chunked(q, k, v, scale, bias, budget)
 }
@@ -222,10 +216,7 @@ impl InplaceOp2 for CpuSoftmax {
             }
         }
         let row = softmax_row_fn();
-        data.par_chunks_mut(n)
-            .zip(offsets.par_iter())
-            .with_min_len(4)
-            .for_each(|(r, &o)| row(r, Some(&bias[o..o + n])));
+        data.par_chunks_mut(n).zip(offsets.par_iter()).with_min_len(4).for_each(|(r, &o)| row(r, Some(&bias[o..o + n])));
         Ok(())
     }
 }
@@ -251,9 +242,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = xc - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1)
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1)
         * r2
         + r
         + 1.0;
@@ -449,14 +438,8 @@ mod tests {
         // Masked keys get exactly zero weight: the result equals attention over the real keys.
         let out = scaled_dot_product_attention(&q, &k, &v, scale, Some(&pad)).unwrap();
         let first = out.i(0).unwrap().unsqueeze(0).unwrap();
-        let short = naive_attention(
-            &q.i(0..1).unwrap(),
-            &k.i((0..1, .., 0..15)).unwrap(),
-            &v.i((0..1, .., 0..15)).unwrap(),
-            scale,
-            None,
-        )
-        .unwrap();
+        let short =
+            naive_attention(&q.i(0..1).unwrap(), &k.i((0..1, .., 0..15)).unwrap(), &v.i((0..1, .., 0..15)).unwrap(), scale, None).unwrap();
         assert!(max_abs_diff(&first, &short) < 1e-5);
     }
 

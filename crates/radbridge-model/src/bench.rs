@@ -35,10 +35,7 @@ fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok())
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -154,10 +151,16 @@ pub fn default_prompts(engine: &crate::analysis::Engine) -> Vec<String> {
 /// `encode_image` and `embed_prompts` `repeats` times each (median reported). The text cache is
 /// replaced by an empty in-memory one before every text pass, so each pass really runs the
 /// text encoder and nothing is written to disk.
-pub fn model(dir: &Path, volume: &Path, prompts: Option<Vec<String>>, repeats: usize, warmup: bool) -> anyhow::Result<(ModelBench, ModelBenchOutput)> {
-    use anyhow::Context;
+pub fn model(
+    dir: &Path,
+    volume: &Path,
+    prompts: Option<Vec<String>>,
+    repeats: usize,
+    warmup: bool,
+) -> anyhow::Result<(ModelBench, ModelBenchOutput)> {
     use crate::analysis::Engine;
     use crate::zeroshot::TextCache;
+    use anyhow::Context;
     let repeats = repeats.max(1);
     let t = Instant::now();
     let mut engine = Engine::load(dir)?;
@@ -165,7 +168,11 @@ pub fn model(dir: &Path, volume: &Path, prompts: Option<Vec<String>>, repeats: u
     let sha = engine.package.manifest.weights_sha256.clone();
     engine.cache = TextCache::in_memory(&sha);
     let (shape, data) = crate::preprocess::read_npy(volume).with_context(|| format!("{}: cannot read the input", volume.display()))?;
-    anyhow::ensure!(shape.len() == 5 && shape[0] == 1 && shape[1] == 1, "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}", volume.display());
+    anyhow::ensure!(
+        shape.len() == 5 && shape[0] == 1 && shape[1] == 1,
+        "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}",
+        volume.display()
+    );
     let x = candle_core::Tensor::from_vec(data, shape.clone(), &engine.device)?;
     let prompts = prompts.unwrap_or_else(|| default_prompts(&engine));
     anyhow::ensure!(!prompts.is_empty(), "no prompts");

@@ -241,9 +241,8 @@ impl BertModel {
             );
         }
         let embeddings = BertEmbeddings::load(vb.pp("embeddings"), cfg)?;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| BertLayer::load(vb.pp("encoder").pp("layer").pp(i), cfg))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..cfg.num_hidden_layers).map(|i| BertLayer::load(vb.pp("encoder").pp("layer").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
         let pooler = if vb.contains_tensor("pooler.dense.weight") {
             Some(candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("pooler").pp("dense"))?)
         } else {
@@ -269,12 +268,7 @@ impl BertModel {
     /// Returns `num_hidden_layers + 1` tensors of shape (B, L, hidden): the embeddings output,
     /// then each layer's output (Hugging Face's `hidden_states`; the last one is
     /// `last_hidden_state`).
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        token_type_ids: Option<&Tensor>,
-        attention_mask: Option<&Tensor>,
-    ) -> Result<Vec<Tensor>> {
+    pub fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, attention_mask: Option<&Tensor>) -> Result<Vec<Tensor>> {
         let input_ids = input_ids.to_dtype(DType::U32)?;
         let token_type_ids = token_type_ids.map(|t| t.to_dtype(DType::U32)).transpose()?;
         let bias = match attention_mask {
@@ -326,8 +320,7 @@ mod tests {
     fn config_defaults_and_extra_fields() {
         let d = BertConfig::default();
         assert_eq!((d.vocab_size, d.hidden_size, d.num_hidden_layers, d.hidden_act), (30522, 768, 12, HiddenAct::Gelu));
-        let c: BertConfig =
-            serde_json::from_str(r#"{"hidden_act": "gelu_pytorch_tanh", "projection_size": 128}"#).unwrap();
+        let c: BertConfig = serde_json::from_str(r#"{"hidden_act": "gelu_pytorch_tanh", "projection_size": 128}"#).unwrap();
         assert_eq!(c.hidden_act, HiddenAct::GeluNew);
     }
 
@@ -351,16 +344,8 @@ mod tests {
         let types = Tensor::zeros((1, 11), DType::U32, &dev).unwrap();
         let padded = bert.forward(&ids_t, Some(&types), Some(&mask_t)).unwrap();
         for (a, b) in unpadded.iter().zip(&padded) {
-            let d = (a - b.i((.., 0..5)).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d =
+                (a - b.i((.., 0..5)).unwrap()).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(d < 1e-5, "{d}");
         }
     }

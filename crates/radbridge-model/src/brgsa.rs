@@ -124,11 +124,7 @@ pub struct Brgsa {
 impl Brgsa {
     pub fn load(vb: VarBuilder, cfg: &BrgsaConfig) -> Result<Self> {
         if cfg.text_pool_layers == 0 || cfg.text_pool_layers > cfg.text.num_hidden_layers + 1 {
-            candle_core::bail!(
-                "brgsa: text_pool_layers {} must be in 1..={}",
-                cfg.text_pool_layers,
-                cfg.text.num_hidden_layers + 1
-            );
+            candle_core::bail!("brgsa: text_pool_layers {} must be in 1..={}", cfg.text_pool_layers, cfg.text.num_hidden_layers + 1);
         }
         let img = vb.pp("img_encoder");
         let vision = Vit3d::load(img.clone(), &cfg.vision)?;
@@ -141,16 +137,7 @@ impl Brgsa {
             "weight",
             candle_nn::Init::Randn { mean: 0., stdev: 1. / (cfg.embed_dim as f64).sqrt() },
         )?;
-        Ok(Self {
-            vision,
-            global_embedder,
-            bert,
-            emb_global,
-            dictionary,
-            cfg: cfg.clone(),
-            device: vb.device().clone(),
-            dtype: vb.dtype(),
-        })
+        Ok(Self { vision, global_embedder, bert, emb_global, dictionary, cfg: cfg.clone(), device: vb.device().clone(), dtype: vb.dtype() })
     }
 
     pub fn config(&self) -> &BrgsaConfig {
@@ -270,9 +257,7 @@ impl Brgsa {
         let s_all = Tensor::stack(&s_rows.into_iter().map(|s| s.expect("pooled")).collect::<Vec<_>>(), 0)?;
         let t_all = self.emb_global.forward(&s_all)?;
         let (z_all, t_hat_all) = self.reconstruct(&t_all)?;
-        (0..encodings.len())
-            .map(|i| Ok(TextEmbedding { s: s_all.i(i)?, t: t_all.i(i)?, t_hat: t_hat_all.i(i)?, z: z_all.i(i)? }))
-            .collect()
+        (0..encodings.len()).map(|i| Ok(TextEmbedding { s: s_all.i(i)?, t: t_all.i(i)?, t_hat: t_hat_all.i(i)?, z: z_all.i(i)? })).collect()
     }
 
     /// v = global_embedder(cls) for a batch (B, C, A0, A1, A2) → (B, E), and nothing else (the
@@ -364,7 +349,9 @@ impl Brgsa {
                 let t = t.broadcast_div(&t.sqr()?.sum_all()?.sqrt()?)?;
                 let s = ((cos(&v, &t)? + cos(&v_hat, &t)?)? * 0.5)?;
                 let grads = s.backward()?;
-                let g = grads.get(a.as_tensor()).ok_or_else(|| candle_core::Error::Msg("patch_relevance: no gradient reached the tokens".into()))?;
+                let g = grads
+                    .get(a.as_tensor())
+                    .ok_or_else(|| candle_core::Error::Msg("patch_relevance: no gradient reached the tokens".into()))?;
                 (g * a.as_tensor())?.sum(candle_core::D::Minus1)?.squeeze(0)?.narrow(0, 1, n)?.to_vec1::<f32>()
             })
             .collect()
@@ -417,7 +404,15 @@ mod tests {
     /// BERT, 12-d embeddings and a 10-entry bank.
     fn tiny_config(depth: usize, img_size: [usize; 3], bert_layers: usize) -> BrgsaConfig {
         BrgsaConfig {
-            vision: Vit3dConfig { hidden_size: 16, depth, num_heads: 2, mlp_dim: 32, patch_size: [4, 4, 2], img_size, ..Default::default() },
+            vision: Vit3dConfig {
+                hidden_size: 16,
+                depth,
+                num_heads: 2,
+                mlp_dim: 32,
+                patch_size: [4, 4, 2],
+                img_size,
+                ..Default::default()
+            },
             text: serde_json::from_value(serde_json::json!({"vocab_size": 30, "hidden_size": 16, "num_hidden_layers": bert_layers,
                 "num_attention_heads": 2, "intermediate_size": 20, "max_position_embeddings": 64}))
             .unwrap(),
@@ -456,11 +451,7 @@ mod tests {
             let mut tokens: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
             tokens[0] = "[CLS]".into();
             tokens[n - 1] = "[SEP]".into();
-            Encoding { ids: ids.to_vec(), type_ids: vec![0; n], attention_mask: vec![1; n], tokens }.padded(
-                n + pad,
-                0,
-                "[PAD]",
-            )
+            Encoding { ids: ids.to_vec(), type_ids: vec![0; n], attention_mask: vec![1; n], tokens }.padded(n + pad, 0, "[PAD]")
         };
         let prompts = vec![enc(&[2, 5, 6, 3], 16), enc(&[2, 7, 8, 9, 10, 3], 14), enc(&[2, 11, 3], 0)];
         let together = m.encode_texts(&prompts).unwrap();
@@ -517,7 +508,10 @@ mod tests {
                     let (hi, lo) = (scaled(1.0 + eps), scaled(1.0 - eps));
                     let fd = (score_from(&m, &img.hidden, &hi, layer, t) - score_from(&m, &img.hidden, &lo, layer, t)) / (2.0 * eps);
                     let got = rel[k][j] as f64;
-                    assert!((fd - got).abs() < 2e-3 * (1.0 + fd.abs()), "layer {layer}, text {k}, patch {j}: grad×act {got}, finite difference {fd}");
+                    assert!(
+                        (fd - got).abs() < 2e-3 * (1.0 + fd.abs()),
+                        "layer {layer}, text {k}, patch {j}: grad×act {got}, finite difference {fd}"
+                    );
                 }
             }
         }

@@ -100,7 +100,8 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
         // PyTorch zip: a Lightning checkpoint keeps the weights under "state_dict".
         let pth = match candle_core::pickle::PthTensors::new(path, Some("state_dict")) {
             Ok(p) if !p.tensor_infos().is_empty() => p,
-            _ => candle_core::pickle::PthTensors::new(path, None).map_err(|e| err(format!("not a readable PyTorch state dict ({})", first_line(&e))))?,
+            _ => candle_core::pickle::PthTensors::new(path, None)
+                .map_err(|e| err(format!("not a readable PyTorch state dict ({})", first_line(&e))))?,
         };
         let mut v = Vec::new();
         for (name, info) in pth.tensor_infos() {
@@ -116,7 +117,9 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
         }
         v
     } else if head[0] == 0x80 {
-        return Err(err("legacy (non-zip) PyTorch serialisation is not supported; re-save with torch.save in the default zip format".into()));
+        return Err(err(
+            "legacy (non-zip) PyTorch serialisation is not supported; re-save with torch.save in the default zip format".into()
+        ));
     } else {
         candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({})", first_line(&e))))?
@@ -178,7 +181,8 @@ pub struct Overrides {
 /// Text-encoder (BERT) dimensions from the weights, merged over a `config.json`.
 fn bert_config(t: &BTreeMap<String, Tensor>, prefix: &str, base: &Value, path: &str) -> Result<Value, CheckpointError> {
     let dims = |reason: String| CheckpointError::Dims { path: path.into(), reason };
-    let we = shape(t, &format!("{prefix}embeddings.word_embeddings.weight")).ok_or_else(|| dims(format!("no {prefix}embeddings.word_embeddings.weight: not a BERT text encoder")))?;
+    let we = shape(t, &format!("{prefix}embeddings.word_embeddings.weight"))
+        .ok_or_else(|| dims(format!("no {prefix}embeddings.word_embeddings.weight: not a BERT text encoder")))?;
     let pe = shape(t, &format!("{prefix}embeddings.position_embeddings.weight")).unwrap_or(vec![512, we[1]]);
     let te = shape(t, &format!("{prefix}embeddings.token_type_embeddings.weight")).unwrap_or(vec![2, we[1]]);
     let layers = count_indexed(t, &format!("{prefix}encoder.layer."));
@@ -213,7 +217,14 @@ fn bert_config(t: &BTreeMap<String, Tensor>, prefix: &str, base: &Value, path: &
 
 fn bert_expected(prefix: &str, c: &Value, out: &mut Vec<(String, Vec<usize>)>) {
     let g = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
-    let (h, v, p, tv, l, i) = (g("hidden_size"), g("vocab_size"), g("max_position_embeddings"), g("type_vocab_size"), g("num_hidden_layers"), g("intermediate_size"));
+    let (h, v, p, tv, l, i) = (
+        g("hidden_size"),
+        g("vocab_size"),
+        g("max_position_embeddings"),
+        g("type_vocab_size"),
+        g("num_hidden_layers"),
+        g("intermediate_size"),
+    );
     let e = |out: &mut Vec<(String, Vec<usize>)>, k: String, s: Vec<usize>| out.push((format!("{prefix}{k}"), s));
     e(out, "embeddings.word_embeddings.weight".into(), vec![v, h]);
     e(out, "embeddings.position_embeddings.weight".into(), vec![p, h]);
@@ -277,12 +288,14 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
         Some(s) => return Err(dims(format!("--image-size needs three values for BrgSA, got {s:?}"))),
         None => {
             // Official grid: 224×224×112 with patch 16×16×8 → 14³. A cube grid is unambiguous.
-            let side = grid_side(pos[1] - 1).ok_or_else(|| dims(format!("pos_embed holds {} patch positions, not a cube: give --image-size A0,A1,A2", pos[1] - 1)))?;
+            let side = grid_side(pos[1] - 1)
+                .ok_or_else(|| dims(format!("pos_embed holds {} patch positions, not a cube: give --image-size A0,A1,A2", pos[1] - 1)))?;
             vec![side * patch[0], side * patch[1], side * patch[2]]
         }
     };
     let embed = shape(t, "img_encoder.global_embedder.weight").ok_or_else(|| dims("no img_encoder.global_embedder.weight".into()))?[0];
-    let bank = shape(t, "dictionarylearning.dictionary.weight").ok_or_else(|| dims("no dictionarylearning.dictionary.weight (the knowledge bank)".into()))?;
+    let bank = shape(t, "dictionarylearning.dictionary.weight")
+        .ok_or_else(|| dims("no dictionarylearning.dictionary.weight (the knowledge bank)".into()))?;
     let heads = o.vision_heads.unwrap_or(if hidden % 64 == 0 { hidden / 64 } else { 12 });
     let text_config = bert_config(t, "text_encoder.model.", text_base, path)?;
     let th = text_config["hidden_size"].as_u64().unwrap() as usize;
@@ -334,7 +347,12 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
         model,
         text_config,
         expected: e,
-        ignored_prefixes: vec!["img_encoder.local_embedder.", "text_encoder.emb_local.", "text_encoder.model.pooler.", "text_encoder.model.embeddings.position_ids"],
+        ignored_prefixes: vec![
+            "img_encoder.local_embedder.",
+            "text_encoder.emb_local.",
+            "text_encoder.model.pooler.",
+            "text_encoder.model.embeddings.position_ids",
+        ],
     })
 }
 
@@ -342,7 +360,8 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
 pub fn infer_ctclip(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides, path: &str) -> Result<Inferred, CheckpointError> {
     let dims = |reason: String| CheckpointError::Dims { path: path.into(), reason };
     let v = "visual_transformer.";
-    let emb = shape(t, &format!("{v}to_patch_emb.2.weight")).ok_or_else(|| dims("no visual_transformer.to_patch_emb.2.weight: not a CT-CLIP checkpoint".into()))?;
+    let emb = shape(t, &format!("{v}to_patch_emb.2.weight"))
+        .ok_or_else(|| dims("no visual_transformer.to_patch_emb.2.weight: not a CT-CLIP checkpoint".into()))?;
     let (dim, feat) = (emb[0], emb[1]);
     let patch = o.patch_size.unwrap_or(20);
     let tpatch = o.temporal_patch_size.unwrap_or(10);
@@ -354,7 +373,8 @@ pub fn infer_ctclip(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrid
     }
     let sd = count_indexed(t, &format!("{v}enc_spatial_transformer.layers."));
     let td = count_indexed(t, &format!("{v}enc_temporal_transformer.layers."));
-    let q = shape(t, &format!("{v}enc_spatial_transformer.layers.0.1.to_q.weight")).ok_or_else(|| dims("no attention to_q weight".into()))?;
+    let q =
+        shape(t, &format!("{v}enc_spatial_transformer.layers.0.1.to_q.weight")).ok_or_else(|| dims("no attention to_q weight".into()))?;
     let inner = q[0];
     let dim_head = o.dim_head.unwrap_or(32);
     let heads = o.heads.unwrap_or(inner / dim_head.max(1));
@@ -470,7 +490,12 @@ pub fn check_keys(t: &BTreeMap<String, Tensor>, inferred: &Inferred) -> KeyRepor
 
 /// Read, rename, infer and check a checkpoint. Returns the tensors the model uses (canonical
 /// names), the inferred architecture, and the key report (which is `is_ok()`).
-pub fn import(path: &Path, arch: Arch, text_base: &Value, o: &Overrides) -> Result<(BTreeMap<String, Tensor>, Inferred, KeyReport), CheckpointError> {
+pub fn import(
+    path: &Path,
+    arch: Arch,
+    text_base: &Value,
+    o: &Overrides,
+) -> Result<(BTreeMap<String, Tensor>, Inferred, KeyReport), CheckpointError> {
     let raw = read_tensors(path)?;
     let tensors: BTreeMap<String, Tensor> = raw.into_iter().map(|(k, v)| (canonical_name(&k), v)).collect();
     let p = path.display().to_string();

@@ -52,12 +52,7 @@ impl Default for CtClipConfig {
 impl CtClipConfig {
     /// `CT-CLIP_v2.pt`: CTViT v2, CXR-BERT-specialized (BERT-base shape), latent 512.
     pub fn ct_clip_v2() -> Self {
-        Self {
-            vision: CtVitConfig::ct_clip_v2(),
-            text: BertConfig::default(),
-            latent_dim: 512,
-            text_max_length: 512,
-        }
+        Self { vision: CtVitConfig::ct_clip_v2(), text: BertConfig::default(), latent_dim: 512, text_max_length: 512 }
     }
 
     /// Input width of `to_visual_latent`: h · w · dim of the token grid.

@@ -204,11 +204,7 @@ impl Norm {
     /// attention.py `LayerNorm(dim)`: `gamma` parameter and `beta` buffer (zeros if absent).
     pub fn load_gamma_beta(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         let weight = vb.get(dim, "gamma")?;
-        let bias = if vb.contains_tensor("beta") {
-            vb.get(dim, "beta")?
-        } else {
-            Tensor::zeros(dim, weight.dtype(), weight.device())?
-        };
+        let bias = if vb.contains_tensor("beta") { vb.get(dim, "beta")? } else { Tensor::zeros(dim, weight.dtype(), weight.device())? };
         Ok(Self { weight, bias, eps })
     }
 }
@@ -324,9 +320,7 @@ impl Peg {
         let x5 = x.contiguous()?.reshape((b, t, h, w, d))?;
         if x.dtype() == DType::F32 && x.device().is_cpu() {
             if let (Some(taps), Some(bias)) = (cpu_f32_vec(&self.taps), cpu_f32_vec(&self.bias)) {
-                if let Some(out) =
-                    with_cpu_f32(&x5, |src| peg_cpu(src, (b, t, h, w, d), &taps, &bias, self.causal))
-                {
+                if let Some(out) = with_cpu_f32(&x5, |src| peg_cpu(src, (b, t, h, w, d), &taps, &bias, self.causal)) {
                     return Tensor::from_vec(out, orig, x.device());
                 }
             }
@@ -365,13 +359,7 @@ impl Peg {
 }
 
 /// CPU kernel of the depthwise 3×3×3 convolution, channel-last (b, t, h, w, d).
-fn peg_cpu(
-    x: &[f32],
-    (b, t, h, w, d): (usize, usize, usize, usize, usize),
-    taps: &[f32],
-    bias: &[f32],
-    causal: bool,
-) -> Vec<f32> {
+fn peg_cpu(x: &[f32], (b, t, h, w, d): (usize, usize, usize, usize, usize), taps: &[f32], bias: &[f32], causal: bool) -> Vec<f32> {
     let t0: isize = if causal { -2 } else { -1 };
     let mut out = vec![0f32; x.len()];
     debug_assert_eq!(x.len(), b * t * h * w * d);
@@ -645,12 +633,7 @@ impl Transformer {
     }
 
     /// x: (batch, n, dim) contiguous; `video_shape` = (b, t, h, w) of the token volume (for PEG).
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        video_shape: (usize, usize, usize, usize),
-        attn_bias: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, video_shape: (usize, usize, usize, usize), attn_bias: Option<&Tensor>) -> Result<Tensor> {
         let mut x = x.contiguous()?;
         for (peg, attn, ff) in &self.layers {
             x = (peg.conv(&x, video_shape)? + &x)?;
@@ -738,12 +721,7 @@ impl CtVit {
             patch_norm_in: Norm::load_torch(vb.pp("to_patch_emb.1"), pf, eps)?,
             patch_proj: candle_nn::linear(pf, cfg.dim, vb.pp("to_patch_emb.2"))?,
             patch_norm_out: Norm::load_torch(vb.pp("to_patch_emb.3"), cfg.dim, eps)?,
-            spatial_rel_pos_bias: ContinuousPositionBias::load(
-                vb.pp("spatial_rel_pos_bias"),
-                cfg.dim,
-                cfg.heads,
-                cfg.rel_pos_layers,
-            )?,
+            spatial_rel_pos_bias: ContinuousPositionBias::load(vb.pp("spatial_rel_pos_bias"), cfg.dim, cfg.heads, cfg.rel_pos_layers)?,
             enc_spatial_transformer: Transformer::load(vb.pp("enc_spatial_transformer"), cfg, cfg.spatial_depth)?,
             enc_temporal_transformer: Transformer::load(vb.pp("enc_temporal_transformer"), cfg, cfg.temporal_depth)?,
             vq: VectorQuantize::load(vb.pp("vq"), cfg.dim, cfg.codebook_size)?,
@@ -825,7 +803,6 @@ impl CtVit {
         Ok(self.vq.forward(&tokens)?.0)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

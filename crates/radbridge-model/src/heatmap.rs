@@ -10,10 +10,10 @@
 
 use rayon::prelude::*;
 
-use serde::{Deserialize, Serialize};
 use crate::preprocess::InputGeometry;
-use radbridge_volume::{SourceMeta, Volume, Voxels};
 use crate::zeroshot::cosine;
+use radbridge_volume::{SourceMeta, Volume, Voxels};
+use serde::{Deserialize, Serialize};
 
 /// The maximum of a finding's heat map on the canonical (LPS-ordered) CT grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +100,15 @@ fn sample(values: &[f32], grid: [usize; 3], u: [f64; 3]) -> f32 {
 /// Put a patch-grid map on the canonical source grid of `source` (a canonical, LPS-ordered
 /// volume): each CT voxel takes the value at its position on the model grid. `grid` and
 /// `patch` are along (A0, A1, A2) of the model grid.
-pub fn to_volume(values: &[f32], grid: [usize; 3], patch: [usize; 3], geom: &InputGeometry, source: &Volume, name: &str, method: Method) -> Volume {
+pub fn to_volume(
+    values: &[f32],
+    grid: [usize; 3],
+    patch: [usize; 3],
+    geom: &InputGeometry,
+    source: &Volume,
+    name: &str,
+    method: Method,
+) -> Volume {
     let [nx, ny, nz] = geom.source_dims;
     let mut out = vec![0f32; nx * ny * nz];
     out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, plane)| {
@@ -196,12 +204,25 @@ mod tests {
     #[test]
     fn grid_peak_takes_the_best_cell_over_the_ct_and_its_centre_voxel() {
         // Model grid = source grid (same spacing, no crop), 4 cells of 2 voxels per axis.
-        let mut geom = InputGeometry { source_dims: [8, 8, 8], source_spacing: [1.0; 3], target_spacing: [1.0; 3], target_shape: [8, 8, 8], start: [0, 0, 0], output_axes: [0, 1, 2] };
+        let mut geom = InputGeometry {
+            source_dims: [8, 8, 8],
+            source_spacing: [1.0; 3],
+            target_spacing: [1.0; 3],
+            target_shape: [8, 8, 8],
+            start: [0, 0, 0],
+            output_axes: [0, 1, 2],
+        };
         let grid = [4, 4, 4];
         let mut values = vec![0f32; 64];
         values[(1 * 4 + 2) * 4 + 3] = 0.9;
         values[(3 * 4 + 3) * 4 + 0] = 0.5;
-        let src = Volume { dims: [8, 8, 8], voxels: Voxels::F32(vec![0.0; 512]), affine: radbridge_volume::Affine::identity(), meta: Default::default(), warnings: vec![] };
+        let src = Volume {
+            dims: [8, 8, 8],
+            voxels: Voxels::F32(vec![0.0; 512]),
+            affine: radbridge_volume::Affine::identity(),
+            meta: Default::default(),
+            warnings: vec![],
+        };
         let p = grid_peak(&values, grid, [2, 2, 2], &geom, &src).unwrap();
         // Cell centre (c + 0.5)·2 − 0.5 = 2.5, 4.5, 6.5 → nearest voxel (half away from zero).
         assert_eq!((p.voxel, p.value, p.from), ([3, 5, 7], 0.9, PeakSource::PatchGrid));

@@ -164,7 +164,11 @@ impl ModelPackage {
             return Err(invalid(&mpath, format!("format '{}' is not {FORMAT}", manifest.format)));
         }
         let p = ModelPackage { dir: dir.to_path_buf(), manifest };
-        for f in [Some(&p.manifest.weights), Some(&p.manifest.text.config), p.manifest.text.vocab.as_ref(), p.manifest.text.tokenizer.as_ref()].into_iter().flatten() {
+        for f in
+            [Some(&p.manifest.weights), Some(&p.manifest.text.config), p.manifest.text.vocab.as_ref(), p.manifest.text.tokenizer.as_ref()]
+                .into_iter()
+                .flatten()
+        {
             if !p.dir.join(f).exists() {
                 return Err(invalid(&p.dir.join(f), "listed in model.json but missing"));
             }
@@ -194,7 +198,10 @@ impl ModelPackage {
     pub fn verify_weights(&self) -> Result<(), PackageError> {
         let got = sha256_file(&self.weights_path())?;
         if got != self.manifest.weights_sha256 {
-            return Err(invalid(&self.weights_path(), format!("checksum {got} does not match model.json ({})", self.manifest.weights_sha256)));
+            return Err(invalid(
+                &self.weights_path(),
+                format!("checksum {got} does not match model.json ({})", self.manifest.weights_sha256),
+            ));
         }
         Ok(())
     }

@@ -430,15 +430,26 @@ pub fn read_npy(path: &std::path::Path) -> std::io::Result<(Vec<usize>, Vec<f32>
         2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
-    let header = std::str::from_utf8(b.get(off..off + hl).ok_or_else(|| bad("header cut short".into()))?).map_err(|_| bad("header is not text".into()))?;
+    let header = std::str::from_utf8(b.get(off..off + hl).ok_or_else(|| bad("header cut short".into()))?)
+        .map_err(|_| bad("header is not text".into()))?;
     if !header.contains("'descr': '<f4'") {
         return Err(bad(format!("values must be little-endian float32 ('<f4'); header: {}", header.trim())));
     }
     if header.contains("'fortran_order': True") {
         return Err(bad("Fortran-order arrays are not supported; save with C order".into()));
     }
-    let shape_text = header.split("'shape':").nth(1).and_then(|r| r.split('(').nth(1)).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape".into()))?;
-    let shape: Vec<usize> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape '{shape_text}'")))).collect::<Result<_, _>>()?;
+    let shape_text = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|r| r.split('(').nth(1))
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad("no shape".into()))?;
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape '{shape_text}'"))))
+        .collect::<Result<_, _>>()?;
     let n: usize = shape.iter().product();
     let body = &b[off + hl..];
     if body.len() != n * 4 {

@@ -35,11 +35,8 @@ pub fn process_text(text: &str) -> String {
             if tokens.len() <= 1 {
                 continue;
             }
-            let kept: Vec<String> = tokens
-                .iter()
-                .map(|t| t.chars().filter(char::is_ascii).collect::<String>())
-                .filter(|t| !t.is_empty())
-                .collect();
+            let kept: Vec<String> =
+                tokens.iter().map(|t| t.chars().filter(char::is_ascii).collect::<String>()).filter(|t| !t.is_empty()).collect();
             sentences.push(kept.join(" "));
         }
     }
@@ -188,11 +185,8 @@ impl BertTokenizer {
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         // As in Hugging Face, special tokens written in the text are kept whole.
-        let specials: Vec<AddedToken> = SPECIAL
-            .iter()
-            .filter(|t| tok.token_to_id(t).is_some())
-            .map(|t| AddedToken::from(t.to_string(), true))
-            .collect();
+        let specials: Vec<AddedToken> =
+            SPECIAL.iter().filter(|t| tok.token_to_id(t).is_some()).map(|t| AddedToken::from(t.to_string(), true)).collect();
         tok.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
         Self::wrap(tok)
     }

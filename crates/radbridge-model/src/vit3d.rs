@@ -72,11 +72,7 @@ impl Vit3dConfig {
     /// W0") and interpolates that to the convolution's grid `(A0/p0, A1/p1, A2/p2)`; we follow
     /// it. For the official geometry both orders give 14 × 14 × 14.
     pub fn pos_embed_grid(&self) -> [usize; 3] {
-        [
-            self.img_size[2] / self.patch_size[2],
-            self.img_size[1] / self.patch_size[1],
-            self.img_size[0] / self.patch_size[0],
-        ]
+        [self.img_size[2] / self.patch_size[2], self.img_size[1] / self.patch_size[1], self.img_size[0] / self.patch_size[0]]
     }
 
     /// The token grid for an input of spatial size `[A0, A1, A2]`.
@@ -168,8 +164,7 @@ pub fn gelu_erf_f32(x: f32) -> f32 {
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * attention::exp_f32(poly - z * z);
     let half = 0.5 * x * erfc;
     if x >= 0.0 {
@@ -264,9 +259,8 @@ impl Vit3d {
         let pos_embed = vb.get_with_hints((1, 1 + n0, h), "pos_embed", randn)?;
         let pe = vb.pp("patch_embed").pp("proj");
         let fan_in = cfg.in_channels * p0 * p1 * p2;
-        let patch_weight = pe
-            .get_with_hints((h, cfg.in_channels, p0, p1, p2), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?
-            .reshape((h, fan_in))?;
+        let patch_weight =
+            pe.get_with_hints((h, cfg.in_channels, p0, p1, p2), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?.reshape((h, fan_in))?;
         let patch_bias = pe.get_with_hints(h, "bias", candle_nn::Init::Const(0.))?;
         let blocks = (0..cfg.depth).map(|i| Block::load(vb.pp("blocks").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
         let norm = candle_nn::layer_norm(h, cfg.final_eps, vb.pp("norm"))?;
@@ -318,11 +312,11 @@ impl Vit3d {
             x.narrow(2, 0, g0 * p0)?.narrow(3, 0, g1 * p1)?.narrow(4, 0, g2 * p2)?
         };
         let n = g0 * g1 * g2;
-        let patches = x
-            .reshape(vec![b, c, g0, p0, g1, p1, g2, p2])?
-            .permute([0, 2, 4, 6, 1, 3, 5, 7])?
-            .contiguous()?
-            .reshape((b, n, c * p0 * p1 * p2))?;
+        let patches = x.reshape(vec![b, c, g0, p0, g1, p1, g2, p2])?.permute([0, 2, 4, 6, 1, 3, 5, 7])?.contiguous()?.reshape((
+            b,
+            n,
+            c * p0 * p1 * p2,
+        ))?;
         Ok((patches, grid))
     }
 
@@ -436,9 +430,7 @@ pub fn resize_pos_embed(pos: &Tensor, from: [usize; 3], to: [usize; 3]) -> Resul
     let [o0, o1, o2] = to;
     let dev = pos.device();
     let dtype = pos.dtype();
-    let mat = |i: usize, o: usize| -> Result<Tensor> {
-        Tensor::from_vec(linear_resize_matrix(i, o), (o, i), dev)?.to_dtype(dtype)
-    };
+    let mat = |i: usize, o: usize| -> Result<Tensor> { Tensor::from_vec(linear_resize_matrix(i, o), (o, i), dev)?.to_dtype(dtype) };
     let cls = pos.narrow(1, 0, 1)?;
     let p = pos.narrow(1, 1, n1 - 1)?.contiguous()?;
     // Axis 0: (s0, s1·s2·H) → (o0, s1·s2·H).
@@ -512,8 +504,7 @@ mod tests {
                         for i0 in 0..from[0] {
                             for i1 in 0..from[1] {
                                 for i2 in 0..from[2] {
-                                    let wt =
-                                        w[0][o0 * from[0] + i0] * w[1][o1 * from[1] + i1] * w[2][o2 * from[2] + i2];
+                                    let wt = w[0][o0 * from[0] + i0] * w[1][o1 * from[1] + i1] * w[2][o2 * from[2] + i2];
                                     acc += wt * src[h * (1 + (i0 * from[1] + i1) * from[2] + i2) + c];
                                 }
                             }
@@ -578,9 +569,7 @@ mod tests {
         let tv = tok.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let [p0, p1, p2] = cfg.patch_size;
         for b in 0..2 {
-            for (n, (g0, g1, g2)) in
-                (0..2).flat_map(|a| (0..2).flat_map(move |c| (0..2).map(move |d| (a, c, d)))).enumerate()
-            {
+            for (n, (g0, g1, g2)) in (0..2).flat_map(|a| (0..2).flat_map(move |c| (0..2).map(move |d| (a, c, d)))).enumerate() {
                 for o in 0..8 {
                     let mut acc = bias[o];
                     for i in 0..p0 {

@@ -142,8 +142,7 @@ pub const CT_RATE_EXTENDED: [&str; 88] = [
     "Tuberculosis",
     "Vertebral compression fracture",
     "Vertebral degeneration",
-    "Viral pneumonia"
-,
+    "Viral pneumonia",
 ];
 
 /// Labels of a named set: "ct-rate", "ct-rate-lt", "ct-rate-extended" or "all" (CT-RATE and

@@ -33,8 +33,10 @@ pub const METHOD: [&str; 3] = [
 ];
 
 /// DeidentificationMethodCodeSequence (CID 7050).
-pub const METHOD_CODES: [(&str, &str, &str); 2] =
-    [("113100", "DCM", "Basic Application Confidentiality Profile"), ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option")];
+pub const METHOD_CODES: [(&str, &str, &str); 2] = [
+    ("113100", "DCM", "Basic Application Confidentiality Profile"),
+    ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option"),
+];
 
 /// Keyed, deterministic replacements.
 #[derive(Clone)]
@@ -129,8 +131,12 @@ impl Deidentifier {
 
     /// De-identify the study fields of a report in place.
     pub fn apply(&self, s: &mut ReportStudy, source: &StudySource) -> Deidentification {
-        let study_key =
-            source.study_instance_uid.clone().filter(|u| !u.is_empty()).or_else(|| source.patient.id.clone()).unwrap_or_else(|| source.path.clone());
+        let study_key = source
+            .study_instance_uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| source.patient.id.clone())
+            .unwrap_or_else(|| source.path.clone());
         let patient_key = source.patient.id.clone().filter(|x| !x.is_empty()).unwrap_or_else(|| study_key.clone());
         let offset = self.date_offset_days(&study_key);
         let pseudo = self.pseudonym(&patient_key);

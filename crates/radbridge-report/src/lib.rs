@@ -374,7 +374,12 @@ impl Report {
             image_knowledge: d
                 .image_bank_top
                 .iter()
-                .map(|e| KnowledgeEntry { index: e.entry.index, image_weight: Some(e.entry.weight), finding_weight: None, description: e.description.clone() })
+                .map(|e| KnowledgeEntry {
+                    index: e.entry.index,
+                    image_weight: Some(e.entry.weight),
+                    finding_weight: None,
+                    description: e.description.clone(),
+                })
                 .collect(),
             key_images,
             review: ReviewSummary {
@@ -459,7 +464,8 @@ pub fn read_verdicts(path: &Path) -> Result<Vec<Verdict>> {
         at: Option<String>,
     }
     let text = std::fs::read_to_string(path).map_err(|e| ReportError::Io { path: path.to_path_buf(), source: e })?;
-    let items: Vec<Short> = serde_json::from_str(&text).map_err(|e| ReportError::Verdicts { path: path.to_path_buf(), reason: e.to_string() })?;
+    let items: Vec<Short> =
+        serde_json::from_str(&text).map_err(|e| ReportError::Verdicts { path: path.to_path_buf(), reason: e.to_string() })?;
     Ok(items
         .into_iter()
         .enumerate()

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use printpdf::{
-    BuiltinFont, Color, Line, LinePoint, Op, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, RawImage, RawImageData, RawImageFormat, Rect, Rgb,
-    TextItem, XObjectTransform,
+    BuiltinFont, Color, Line, LinePoint, Op, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, RawImage, RawImageData,
+    RawImageFormat, Rect, Rgb, TextItem, XObjectTransform,
 };
 
 use super::{ascii, KeyImage, Report, ReportError, ReportFinding, Result};
@@ -52,7 +52,10 @@ impl Layout {
         self.ops.extend([
             Op::StartTextSection,
             Op::SetFillColor { col: color },
-            Op::SetFont { font: PdfFontHandle::Builtin(if bold { BuiltinFont::HelveticaBold } else { BuiltinFont::Helvetica }), size: Pt(size) },
+            Op::SetFont {
+                font: PdfFontHandle::Builtin(if bold { BuiltinFont::HelveticaBold } else { BuiltinFont::Helvetica }),
+                size: Pt(size),
+            },
             Op::SetTextCursor { pos: Point { x: Pt(x), y: Pt(y) } },
             Op::ShowText { items: vec![TextItem::Text(ascii(s))] },
             Op::EndTextSection,
@@ -207,7 +210,14 @@ fn summary(l: &mut Layout, r: &Report) {
     l.field("Series UID", &opt(&s.series_instance_uid));
     l.field(
         "Source",
-        &format!("{} {}, grid {}x{}x{}", s.source_format, s.source_path.as_deref().unwrap_or("(path withheld)"), s.dims[0], s.dims[1], s.dims[2]),
+        &format!(
+            "{} {}, grid {}x{}x{}",
+            s.source_format,
+            s.source_path.as_deref().unwrap_or("(path withheld)"),
+            s.dims[0],
+            s.dims[1],
+            s.dims[2]
+        ),
     );
 
     l.heading("Model");
@@ -244,10 +254,22 @@ fn summary(l: &mut Layout, r: &Report) {
     l.heading("De-identification");
     match &r.deidentification {
         Some(d) => {
-            l.para(9.5, false, rgb(0.0, 0.0, 0.0), 0.0, &format!("Patient identity removed: {}. Method: {}.", d.patient_identity_removed, d.method.join("; ")));
+            l.para(
+                9.5,
+                false,
+                rgb(0.0, 0.0, 0.0),
+                0.0,
+                &format!("Patient identity removed: {}. Method: {}.", d.patient_identity_removed, d.method.join("; ")),
+            );
             l.para(9.5, false, rgb(0.0, 0.0, 0.0), 0.0, "Names and IDs replaced by a pseudonym; birth date, sex, age, accession, study ID, institution, referring physician and descriptions removed; UIDs remapped under 2.25; dates shifted by a per-study offset; the local path withheld.");
         }
-        None => l.para(9.5, true, rgb(0.7, 0.0, 0.0), 0.0, "NOT de-identified (exported with --no-deidentify): this document identifies the patient."),
+        None => l.para(
+            9.5,
+            true,
+            rgb(0.7, 0.0, 0.0),
+            0.0,
+            "NOT de-identified (exported with --no-deidentify): this document identifies the patient.",
+        ),
     }
 }
 
@@ -267,7 +289,9 @@ fn findings_table(l: &mut Layout, r: &Report) {
     header(l);
     let mut rows: Vec<&ReportFinding> = r.findings.iter().collect();
     // Flagged first, then by score.
-    rows.sort_by(|a, b| (b.flagged == Some(true)).cmp(&(a.flagged == Some(true))).then(b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal)));
+    rows.sort_by(|a, b| {
+        (b.flagged == Some(true)).cmp(&(a.flagged == Some(true))).then(b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal))
+    });
     for f in rows {
         if l.y - 13.0 < BOTTOM {
             l.new_page();
@@ -378,12 +402,19 @@ fn key_image_page(l: &mut Layout, doc: &mut PdfDocument, r: &Report, k: &KeyImag
     l.y -= dh;
     l.ops.push(Op::UseXobject {
         id,
-        transform: XObjectTransform { translate_x: Some(Pt(x)), translate_y: Some(Pt(l.y)), dpi: Some(k.width as f32 * 72.0 / dw), ..Default::default() },
+        transform: XObjectTransform {
+            translate_x: Some(Pt(x)),
+            translate_y: Some(Pt(l.y)),
+            dpi: Some(k.width as f32 * 72.0 / dw),
+            ..Default::default()
+        },
     });
     l.ops.extend([
         Op::SetOutlineColor { col: rgb(0.4, 0.4, 0.4) },
         Op::SetOutlineThickness { pt: Pt(0.5) },
-        Op::DrawRectangle { rectangle: Rect { mode: Some(printpdf::PaintMode::Stroke), ..Rect::from_xywh(Pt(x), Pt(l.y), Pt(dw), Pt(dh)) } },
+        Op::DrawRectangle {
+            rectangle: Rect { mode: Some(printpdf::PaintMode::Stroke), ..Rect::from_xywh(Pt(x), Pt(l.y), Pt(dw), Pt(dh)) },
+        },
     ]);
     l.y -= 4.0;
     let caption = format!(

@@ -60,7 +60,11 @@ fn seq(tag: Tag, items: Vec<Obj>) -> DataElement<Obj> {
 }
 
 fn code(value: &str, scheme: &str, meaning: &str) -> Obj {
-    Obj::from_element_iter([el(tags::CODE_VALUE, VR::SH, value), el(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme), el(tags::CODE_MEANING, VR::LO, meaning)])
+    Obj::from_element_iter([
+        el(tags::CODE_VALUE, VR::SH, value),
+        el(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme),
+        el(tags::CODE_MEANING, VR::LO, meaning),
+    ])
 }
 
 fn concept(value: &str, scheme: &str, meaning: &str) -> DataElement<Obj> {
@@ -117,9 +121,13 @@ fn container(rel: Option<&str>, c: (&str, &str, &str), children: Vec<Obj>) -> Ob
 /// A UID for a new object of this report: 2.25 + hash of the report's identity and a role.
 fn new_uid(r: &Report, role: &str) -> String {
     let mut h = Sha256::new();
-    for part in
-        [role, &r.created, &r.model.weights_sha256, r.study.study_instance_uid.as_deref().unwrap_or(""), r.study.series_instance_uid.as_deref().unwrap_or("")]
-    {
+    for part in [
+        role,
+        &r.created,
+        &r.model.weights_sha256,
+        r.study.study_instance_uid.as_deref().unwrap_or(""),
+        r.study.series_instance_uid.as_deref().unwrap_or(""),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -209,7 +217,8 @@ pub fn build(r: &Report) -> Obj {
             el(tags::SERIES_INSTANCE_UID, VR::UI, s.series_instance_uid.as_deref().unwrap_or_default()),
             seq(tags::REFERENCED_SOP_SEQUENCE, sops),
         ]);
-        let study = Obj::from_element_iter([el(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid), seq(tags::REFERENCED_SERIES_SEQUENCE, vec![series])]);
+        let study =
+            Obj::from_element_iter([el(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid), seq(tags::REFERENCED_SERIES_SEQUENCE, vec![series])]);
         o.put(seq(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE, vec![study]));
     }
     // SR Document Content
@@ -267,7 +276,10 @@ pub fn build(r: &Report) -> Obj {
     }
     top.push(container(Some("CONTAINS"), ("121070", "DCM", "Findings"), groups));
     for m in &r.missed {
-        top.push(text_item(("RB-MISSED", SCHEME, "Finding added by reviewer"), &format!("{}: {}", m.label, m.text.as_deref().unwrap_or(""))));
+        top.push(text_item(
+            ("RB-MISSED", SCHEME, "Finding added by reviewer"),
+            &format!("{}: {}", m.label, m.text.as_deref().unwrap_or("")),
+        ));
     }
     let root = container(None, ("18748-4", "LN", "Diagnostic Imaging Report"), top);
     for e in root.into_iter() {
@@ -279,7 +291,8 @@ pub fn build(r: &Report) -> Obj {
 pub fn write_sr(report: &Report, output: &Path) -> Result<()> {
     let err = |reason: String| ReportError::Dicom { path: output.to_path_buf(), reason };
     let obj = build(report);
-    let file = obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).map_err(|e| err(e.to_string()))?;
+    let file =
+        obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).map_err(|e| err(e.to_string()))?;
     file.write_to_file(output).map_err(|e| err(e.to_string()))
 }
 

@@ -26,7 +26,14 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 6] = [AuditAction::OpenStudy, AuditAction::Run, AuditAction::View, AuditAction::Feedback, AuditAction::Export, AuditAction::SettingsChange];
+    pub const ALL: [AuditAction; 6] = [
+        AuditAction::OpenStudy,
+        AuditAction::Run,
+        AuditAction::View,
+        AuditAction::Feedback,
+        AuditAction::Export,
+        AuditAction::SettingsChange,
+    ];
     /// open_study, run, view, feedback, export, settings_change.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,7 +74,10 @@ pub fn os_user() -> Option<String> {
 /// Insert an entry inside the caller's transaction.
 pub(crate) fn insert(conn: &Connection, actor: Option<&str>, action: AuditAction, detail: &Value) -> rusqlite::Result<i64> {
     let actor = actor.map(str::to_string).or_else(os_user);
-    conn.execute(&format!("INSERT INTO audit_log (created_at, actor, action, detail) VALUES ({NOW}, ?1, ?2, ?3)"), params![actor, action.as_str(), detail.to_string()])?;
+    conn.execute(
+        &format!("INSERT INTO audit_log (created_at, actor, action, detail) VALUES ({NOW}, ?1, ?2, ?3)"),
+        params![actor, action.as_str(), detail.to_string()],
+    )?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -75,7 +85,15 @@ pub(crate) fn entries(store: &Store) -> Result<Vec<AuditEntry>> {
     let conn = store.connection();
     let mut st = store.sql(conn.prepare("SELECT id, created_at, actor, action, detail FROM audit_log ORDER BY id"))?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
         .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>());
     store
         .sql(rows)?
@@ -93,6 +111,10 @@ pub fn export_jsonl(store: &mut Store, output: &Path, actor: Option<&str>) -> Re
     let list = entries(store)?;
     let lines: Vec<String> = list.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect();
     crate::files::write_lines(output, &lines)?;
-    store.audit(actor, AuditAction::Export, &json!({"what": "audit", "lines": lines.len(), "output": output.file_name().map(|f| f.to_string_lossy().into_owned())}))?;
+    store.audit(
+        actor,
+        AuditAction::Export,
+        &json!({"what": "audit", "lines": lines.len(), "output": output.file_name().map(|f| f.to_string_lossy().into_owned())}),
+    )?;
     Ok(lines.len())
 }

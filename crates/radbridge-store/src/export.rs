@@ -51,7 +51,8 @@ pub fn review_events(store: &Store) -> Result<Vec<ExportedEvent>> {
     let events = store.query_events("", [])?;
     let mut runs = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
-    let undone: HashSet<EventId> = events.iter().filter_map(|e| if let ReviewAction::Undo { event } = e.action { Some(event) } else { None }).collect();
+    let undone: HashSet<EventId> =
+        events.iter().filter_map(|e| if let ReviewAction::Undo { event } = e.action { Some(event) } else { None }).collect();
     let mut current: HashSet<EventId> = HashSet::new();
     let mut by_run: HashMap<RunId, Vec<_>> = HashMap::new();
     for e in &events {
@@ -104,6 +105,10 @@ pub fn export_jsonl(store: &mut Store, output: &Path, actor: Option<&str>) -> Re
     let events = review_events(store)?;
     let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect();
     crate::files::write_lines(output, &lines)?;
-    store.audit(actor, AuditAction::Export, &json!({"what": "review_events", "lines": lines.len(), "output": output.file_name().map(|f| f.to_string_lossy().into_owned())}))?;
+    store.audit(
+        actor,
+        AuditAction::Export,
+        &json!({"what": "review_events", "lines": lines.len(), "output": output.file_name().map(|f| f.to_string_lossy().into_owned())}),
+    )?;
     Ok(lines.len())
 }

@@ -70,7 +70,9 @@ pub enum FeedbackError {
     NotADatabase { path: PathBuf },
     #[error("{path}: damaged feedback database ({msg}); it was left untouched — restore it from a backup")]
     Corrupt { path: PathBuf, msg: String },
-    #[error("{path}: a SQLite database of another application (application_id {application_id:#x}, {tables} tables); it was left untouched")]
+    #[error(
+        "{path}: a SQLite database of another application (application_id {application_id:#x}, {tables} tables); it was left untouched"
+    )]
     ForeignDatabase { path: PathBuf, application_id: i64, tables: i64 },
     #[error("{path}: schema version {found} is newer than this Radbridge supports ({supported}); update Radbridge")]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
@@ -124,7 +126,10 @@ impl Reason {
 impl std::str::FromStr for Reason {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown reason '{s}' (anatomy_mimic, artefact, device, post_operative, other)"))
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown reason '{s}' (anatomy_mimic, artefact, device, post_operative, other)"))
     }
 }
 
@@ -261,22 +266,31 @@ impl RunRecord {
             Some(p) => Some(p.to_string_lossy().into_owned()),
             None => ["path", "study_path"].iter().find_map(|k| src[k].as_str()).or_else(|| src.as_str()).map(str::to_string),
         };
-        let study_path = path.ok_or_else(|| FeedbackError::InvalidDiagnosis("no study path (no source.path in the document; give it explicitly)".into()))?;
+        let study_path = path
+            .ok_or_else(|| FeedbackError::InvalidDiagnosis("no study path (no source.path in the document; give it explicitly)".into()))?;
         // Absolute when it exists here, so the app can reopen it from anywhere.
         let study_path = std::fs::canonicalize(&study_path).map(|p| p.to_string_lossy().into_owned()).unwrap_or(study_path);
-        let study_uid = ["study_instance_uid", "study_uid", "StudyInstanceUID"].iter().find_map(|k| src[k].as_str().or_else(|| src["study"][k].as_str())).filter(|s| !s.is_empty()).map(str::to_string);
+        let study_uid = ["study_instance_uid", "study_uid", "StudyInstanceUID"]
+            .iter()
+            .find_map(|k| src[k].as_str().or_else(|| src["study"][k].as_str()))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
 
         let mut model_name = diagnosis["model"]["name"].as_str().map(str::to_string);
         let mut model_checksum = diagnosis["model"]["weights_sha256"].as_str().map(str::to_string);
         let mut bank_checksum = None;
         if let Some(dir) = model_dir {
-            let pkg = radbridge_model::package::ModelPackage::open(dir).map_err(|e| FeedbackError::Model { path: dir.to_path_buf(), msg: e.to_string() })?;
+            let pkg = radbridge_model::package::ModelPackage::open(dir)
+                .map_err(|e| FeedbackError::Model { path: dir.to_path_buf(), msg: e.to_string() })?;
             model_name.get_or_insert_with(|| pkg.manifest.name.clone());
             model_checksum.get_or_insert_with(|| pkg.manifest.weights_sha256.clone());
             if let Some(b) = &pkg.manifest.bank {
                 let bp = pkg.path(b);
                 if bp.exists() {
-                    bank_checksum = Some(radbridge_model::package::sha256_file(&bp).map_err(|e| FeedbackError::Model { path: bp.clone(), msg: e.to_string() })?);
+                    bank_checksum = Some(
+                        radbridge_model::package::sha256_file(&bp)
+                            .map_err(|e| FeedbackError::Model { path: bp.clone(), msg: e.to_string() })?,
+                    );
                 }
             }
         }
@@ -288,8 +302,15 @@ impl RunRecord {
             .map(|(i, f)| {
                 let f = if f["finding"].is_object() { &f["finding"] } else { f };
                 let label = f["label"].as_str().ok_or_else(|| FeedbackError::InvalidDiagnosis(format!("findings[{i}] has no label")))?;
-                let score = f32_of(&f["score"]).ok_or_else(|| FeedbackError::InvalidDiagnosis(format!("findings[{i}] ({label}) has no score")))?;
-                Ok(RunFinding { label: label.to_string(), score, threshold: f32_of(&f["threshold"]), flagged: f["flagged"].as_bool(), custom: f["custom"].as_bool().unwrap_or(false) })
+                let score =
+                    f32_of(&f["score"]).ok_or_else(|| FeedbackError::InvalidDiagnosis(format!("findings[{i}] ({label}) has no score")))?;
+                Ok(RunFinding {
+                    label: label.to_string(),
+                    score,
+                    threshold: f32_of(&f["threshold"]),
+                    flagged: f["flagged"].as_bool(),
+                    custom: f["custom"].as_bool().unwrap_or(false),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let label_set = diagnosis["label_set"].as_str().map(str::to_string);
@@ -402,7 +423,8 @@ impl Store {
         let what = match study_uid {
             Some(uid) => format!("uid:{uid}"),
             None => {
-                let p = std::fs::canonicalize(study_path).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| study_path.to_string());
+                let p =
+                    std::fs::canonicalize(study_path).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| study_path.to_string());
                 format!("path:{p}")
             }
         };
@@ -421,7 +443,11 @@ impl Store {
         let path = self.path.clone();
         let e = |source| FeedbackError::Sqlite { path: path.clone(), source };
         let tx = self.tx()?;
-        tx.execute(&format!("INSERT OR IGNORE INTO studies (study_key, path, created_at) VALUES (?1, ?2, {NOW})"), params![key, run.study_path]).map_err(e)?;
+        tx.execute(
+            &format!("INSERT OR IGNORE INTO studies (study_key, path, created_at) VALUES (?1, ?2, {NOW})"),
+            params![key, run.study_path],
+        )
+        .map_err(e)?;
         let study_id: i64 = tx.query_row("SELECT id FROM studies WHERE study_key = ?1", [&key], |r| r.get(0)).map_err(e)?;
         tx.execute(
             &format!(
@@ -435,7 +461,8 @@ impl Store {
         {
             let mut st = tx.prepare("INSERT INTO run_findings (run_id, ordinal, label, score, threshold, flagged, custom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").map_err(e)?;
             for (i, f) in run.findings.iter().enumerate() {
-                st.execute(params![id, i as i64, f.label, f.score as f64, f.threshold.map(|t| t as f64), f.flagged, f.custom]).map_err(e)?;
+                st.execute(params![id, i as i64, f.label, f.score as f64, f.threshold.map(|t| t as f64), f.flagged, f.custom])
+                    .map_err(e)?;
             }
         }
         let flagged: Vec<&str> = run.findings.iter().filter(|f| f.flagged == Some(true)).map(|f| f.label.as_str()).collect();
@@ -478,15 +505,22 @@ impl Store {
             ReviewAction::FalsePositive { reason, note } => (reason.map(|r| r.as_str()), note.clone(), None, None),
             ReviewAction::Missed { text } => (None, None, Some(text.clone()), None),
             ReviewAction::Undo { event } => {
-                let target: Option<(RunId, String, String)> =
-                    tx.query_row("SELECT run_id, label, action FROM review_events WHERE id = ?1", [event], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional().map_err(e)?;
+                let target: Option<(RunId, String, String)> = tx
+                    .query_row("SELECT run_id, label, action FROM review_events WHERE id = ?1", [event], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                    .map_err(e)?;
                 match target {
                     None => return Err(FeedbackError::InvalidUndo(format!("event {event} does not exist"))),
-                    Some((r, l, _)) if r != run_id || l != label => return Err(FeedbackError::InvalidUndo(format!("event {event} belongs to run {r}, label '{l}'"))),
+                    Some((r, l, _)) if r != run_id || l != label => {
+                        return Err(FeedbackError::InvalidUndo(format!("event {event} belongs to run {r}, label '{l}'")))
+                    }
                     Some((_, _, a)) if a == "undo" => return Err(FeedbackError::InvalidUndo(format!("event {event} is itself an undo"))),
                     _ => {}
                 }
-                let undone: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM review_events WHERE undo_of = ?1)", [event], |r| r.get(0)).map_err(e)?;
+                let undone: bool =
+                    tx.query_row("SELECT EXISTS(SELECT 1 FROM review_events WHERE undo_of = ?1)", [event], |r| r.get(0)).map_err(e)?;
                 if undone {
                     return Err(FeedbackError::InvalidUndo(format!("event {event} is already undone")));
                 }
@@ -551,10 +585,18 @@ impl Store {
     }
 
     fn findings(&self, run_id: RunId) -> Result<Vec<RunFinding>> {
-        let mut st = self.sql(self.conn.prepare("SELECT label, score, threshold, flagged, custom FROM run_findings WHERE run_id = ?1 ORDER BY ordinal"))?;
+        let mut st = self.sql(
+            self.conn.prepare("SELECT label, score, threshold, flagged, custom FROM run_findings WHERE run_id = ?1 ORDER BY ordinal"),
+        )?;
         let rows = self.sql(
             st.query_map([run_id], |r| {
-                Ok(RunFinding { label: r.get(0)?, score: r.get::<_, f64>(1)? as f32, threshold: r.get::<_, Option<f64>>(2)?.map(|t| t as f32), flagged: r.get(3)?, custom: r.get(4)? })
+                Ok(RunFinding {
+                    label: r.get(0)?,
+                    score: r.get::<_, f64>(1)? as f32,
+                    threshold: r.get::<_, Option<f64>>(2)?.map(|t| t as f32),
+                    flagged: r.get(3)?,
+                    custom: r.get(4)?,
+                })
             })
             .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>()),
         )?;
@@ -596,7 +638,9 @@ impl Store {
     }
 
     pub(crate) fn query_events<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<ReviewEvent>> {
-        let mut st = self.sql(self.conn.prepare(&format!("SELECT id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at FROM review_events {filter} ORDER BY id")))?;
+        let mut st = self.sql(self.conn.prepare(&format!(
+            "SELECT id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at FROM review_events {filter} ORDER BY id"
+        )))?;
         let rows = st.query_map(p, event_from_row).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>());
         self.sql(rows)
     }
@@ -651,7 +695,8 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReviewEvent> {
 /// Current verdicts from a run's events (in id order): per label, the latest event that is not
 /// an undo and was not undone. Pure; used by [`Store::verdicts`] and recalibration.
 pub fn derive_verdicts(events: &[ReviewEvent], findings: &[RunFinding]) -> Vec<Verdict> {
-    let undone: std::collections::HashSet<EventId> = events.iter().filter_map(|e| if let ReviewAction::Undo { event } = e.action { Some(event) } else { None }).collect();
+    let undone: std::collections::HashSet<EventId> =
+        events.iter().filter_map(|e| if let ReviewAction::Undo { event } = e.action { Some(event) } else { None }).collect();
     let mut latest: Vec<&ReviewEvent> = Vec::new();
     for e in events.iter().filter(|e| !matches!(e.action, ReviewAction::Undo { .. }) && !undone.contains(&e.id)) {
         match latest.iter_mut().find(|l| l.label == e.label) {
@@ -738,11 +783,21 @@ mod tests {
         assert_eq!(back.model_checksum, "abc123");
 
         let e1 = s.review(run, "Emphysema", &ReviewAction::Confirm, Some("a")).unwrap();
-        let e2 = s.review(run, "Emphysema", &ReviewAction::FalsePositive { reason: Some(Reason::Artefact), note: Some("streak".into()) }, Some("b")).unwrap();
+        let e2 = s
+            .review(
+                run,
+                "Emphysema",
+                &ReviewAction::FalsePositive { reason: Some(Reason::Artefact), note: Some("streak".into()) },
+                Some("b"),
+            )
+            .unwrap();
         let _ = s.review(run, "Rib fracture", &ReviewAction::Missed { text: "left 7th rib".into() }, None).unwrap();
         let v = s.verdicts(run).unwrap();
         assert_eq!(v.len(), 2);
-        assert_eq!((v[0].label.as_str(), v[0].verdict, v[0].reason, v[0].event), ("Emphysema", VerdictKind::FalsePositive, Some(Reason::Artefact), e2));
+        assert_eq!(
+            (v[0].label.as_str(), v[0].verdict, v[0].reason, v[0].event),
+            ("Emphysema", VerdictKind::FalsePositive, Some(Reason::Artefact), e2)
+        );
         assert_eq!(v[0].score, Some(0.7));
         assert_eq!((v[1].verdict, v[1].text.as_deref(), v[1].score), (VerdictKind::Missed, Some("left 7th rib"), None));
         // Undo the false positive: the confirm is current again; undo the confirm: unreviewed.
@@ -761,12 +816,21 @@ mod tests {
         let other = record(&mut s, "/data/ct2");
         let e = s.review(run, "Emphysema", &ReviewAction::Confirm, None).unwrap();
         assert!(matches!(s.review(999, "Emphysema", &ReviewAction::Confirm, None), Err(FeedbackError::NoSuchRun(999))));
-        assert!(matches!(s.review(run, "Nodule", &ReviewAction::Undo { event: e }, None), Err(FeedbackError::InvalidUndo(_))), "other label");
-        assert!(matches!(s.review(other, "Emphysema", &ReviewAction::Undo { event: e }, None), Err(FeedbackError::InvalidUndo(_))), "other run");
+        assert!(
+            matches!(s.review(run, "Nodule", &ReviewAction::Undo { event: e }, None), Err(FeedbackError::InvalidUndo(_))),
+            "other label"
+        );
+        assert!(
+            matches!(s.review(other, "Emphysema", &ReviewAction::Undo { event: e }, None), Err(FeedbackError::InvalidUndo(_))),
+            "other run"
+        );
         assert!(matches!(s.review(run, "Emphysema", &ReviewAction::Undo { event: 12345 }, None), Err(FeedbackError::InvalidUndo(_))));
         let u = s.review(run, "Emphysema", &ReviewAction::Undo { event: e }, None).unwrap();
         assert!(matches!(s.review(run, "Emphysema", &ReviewAction::Undo { event: e }, None), Err(FeedbackError::InvalidUndo(_))), "twice");
-        assert!(matches!(s.review(run, "Emphysema", &ReviewAction::Undo { event: u }, None), Err(FeedbackError::InvalidUndo(_))), "undo of undo");
+        assert!(
+            matches!(s.review(run, "Emphysema", &ReviewAction::Undo { event: u }, None), Err(FeedbackError::InvalidUndo(_))),
+            "undo of undo"
+        );
         assert!(matches!(s.review(run, "X", &ReviewAction::Missed { text: " ".into() }, None), Err(FeedbackError::InvalidReview(_))));
         assert!(matches!(s.review(run, "", &ReviewAction::Confirm, None), Err(FeedbackError::InvalidReview(_))));
     }

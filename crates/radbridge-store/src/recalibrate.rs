@@ -135,7 +135,9 @@ pub type Evidence = (Vec<f32>, Vec<f32>);
 /// Reviewed scores per label for one model's weights.
 pub fn evidence(store: &Store, model_checksum: &str) -> Result<BTreeMap<String, Evidence>> {
     let conn = store.connection();
-    let mut st = store.sql(conn.prepare("SELECT DISTINCT r.id FROM runs r JOIN review_events e ON e.run_id = r.id WHERE r.model_checksum = ?1 ORDER BY r.id"))?;
+    let mut st = store.sql(
+        conn.prepare("SELECT DISTINCT r.id FROM runs r JOIN review_events e ON e.run_id = r.id WHERE r.model_checksum = ?1 ORDER BY r.id"),
+    )?;
     let ids = store.sql(st.query_map([model_checksum], |r| r.get::<_, i64>(0)).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>()))?;
     let mut out: BTreeMap<String, Evidence> = BTreeMap::new();
     for id in ids {
@@ -173,7 +175,8 @@ fn model_thresholds(model_dir: &Path) -> Result<ModelThresholds> {
     };
     let mut current = BTreeMap::new();
     if let Some(c) = &content {
-        let v: Value = serde_json::from_str(c).map_err(|e| FeedbackError::Thresholds { path: file.clone(), msg: format!("invalid JSON: {e}") })?;
+        let v: Value =
+            serde_json::from_str(c).map_err(|e| FeedbackError::Thresholds { path: file.clone(), msg: format!("invalid JSON: {e}") })?;
         let Some(map) = v["thresholds"].as_object() else {
             return Err(FeedbackError::Thresholds { path: file, msg: "no \"thresholds\" object".into() });
         };
@@ -236,7 +239,9 @@ fn f32_json(x: f32) -> Value {
 
 fn new_content(m: &ModelThresholds, changed: &[Proposal], version_id: i64) -> Result<String> {
     let mut v: Value = match &m.content {
-        Some(c) => serde_json::from_str(c).map_err(|e| FeedbackError::Thresholds { path: m.file.clone(), msg: format!("invalid JSON: {e}") })?,
+        Some(c) => {
+            serde_json::from_str(c).map_err(|e| FeedbackError::Thresholds { path: m.file.clone(), msg: format!("invalid JSON: {e}") })?
+        }
         None => json!({"version": 1, "source": "radbridge feedback recalibrate", "thresholds": {}}),
     };
     for p in changed {
@@ -317,7 +322,10 @@ pub fn revert(store: &mut Store, model_dir: &Path, actor: Option<&str>) -> Resul
         return Err(FeedbackError::Thresholds { path: m.file, msg: "no applied recalibration to revert for this model directory".into() });
     };
     if written != m.content {
-        return Err(FeedbackError::Thresholds { path: m.file, msg: format!("changed since recalibration {id} was applied; not reverting (edit it by hand)") });
+        return Err(FeedbackError::Thresholds {
+            path: m.file,
+            msg: format!("changed since recalibration {id} was applied; not reverting (edit it by hand)"),
+        });
     }
     tx.execute(
         &format!("INSERT INTO thresholds_versions (created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals) VALUES ({NOW}, ?1, 'revert', ?2, ?3, ?4, ?5, ?6, ?7, '[]')"),
@@ -325,8 +333,13 @@ pub fn revert(store: &mut Store, model_dir: &Path, actor: Option<&str>) -> Resul
     )
     .map_err(e)?;
     let rid = tx.last_insert_rowid();
-    audit::insert(&tx, actor, audit::AuditAction::SettingsChange, &json!({"what": "thresholds", "kind": "revert", "thresholds_version": rid, "reverts": id, "model_checksum": m.checksum}))
-        .map_err(e)?;
+    audit::insert(
+        &tx,
+        actor,
+        audit::AuditAction::SettingsChange,
+        &json!({"what": "thresholds", "kind": "revert", "thresholds_version": rid, "reverts": id, "model_checksum": m.checksum}),
+    )
+    .map_err(e)?;
     restore(&m.file, previous.as_deref())?;
     if let Err(err) = tx.commit() {
         restore(&m.file, m.content.as_deref())?;
@@ -353,7 +366,8 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThresholdsVersion> 
     })
 }
 
-const VERSION_COLS: &str = "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals";
+const VERSION_COLS: &str =
+    "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals";
 
 fn version(store: &Store, id: i64) -> Result<ThresholdsVersion> {
     store.sql(store.connection().query_row(&format!("SELECT {VERSION_COLS} FROM thresholds_versions WHERE id = ?1"), [id], row_to_version))
@@ -362,7 +376,11 @@ fn version(store: &Store, id: i64) -> Result<ThresholdsVersion> {
 /// Every recorded version (for one model directory when given), oldest first.
 pub fn versions(store: &Store, model_dir: Option<&Path>) -> Result<Vec<ThresholdsVersion>> {
     let dir = model_dir.map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()).to_string_lossy().into_owned());
-    let mut st = store.sql(store.connection().prepare(&format!("SELECT {VERSION_COLS} FROM thresholds_versions WHERE ?1 IS NULL OR model_dir = ?1 ORDER BY id")))?;
+    let mut st = store.sql(
+        store
+            .connection()
+            .prepare(&format!("SELECT {VERSION_COLS} FROM thresholds_versions WHERE ?1 IS NULL OR model_dir = ?1 ORDER BY id")),
+    )?;
     let rows = st.query_map([dir], row_to_version).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>());
     store.sql(rows)
 }
@@ -446,8 +464,12 @@ mod tests {
     #[test]
     fn fixed_table_of_cases() {
         // (current, positives, negatives) → proposed
-        let cases: &[(f32, &[f32], &[f32], f32)] =
-            &[(0.3, &[0.35, 0.8], &[0.31, 0.34, 0.9], next_up(0.34)), (0.3, &[0.5], &[0.45, 0.49, 0.2], next_up(0.49)), (0.3, &[0.5, 0.31], &[0.45], 0.3), (0.0, &[0.01], &[0.005], next_up(0.005))];
+        let cases: &[(f32, &[f32], &[f32], f32)] = &[
+            (0.3, &[0.35, 0.8], &[0.31, 0.34, 0.9], next_up(0.34)),
+            (0.3, &[0.5], &[0.45, 0.49, 0.2], next_up(0.49)),
+            (0.3, &[0.5, 0.31], &[0.45], 0.3),
+            (0.0, &[0.01], &[0.005], next_up(0.005)),
+        ];
         for &(t0, pos, neg, want) in cases {
             let p = propose_label("L", Some(t0), pos, neg);
             assert_eq!(p.proposed, Some(want), "{t0} {pos:?} {neg:?}: {}", p.note);

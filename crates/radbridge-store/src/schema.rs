@@ -145,7 +145,11 @@ pub fn open(path: &Path) -> Result<Connection> {
         }
         Err(e) => return Err(io(e)),
     }
-    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI).map_err(sql)?;
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(sql)?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(sql)?;
 
     // Identify before writing anything (reading the header also detects a corrupt file).
@@ -166,7 +170,10 @@ pub fn open(path: &Path) -> Result<Connection> {
     if tables > 0 {
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(not_db)?;
         if check != "ok" {
-            return Err(FeedbackError::Corrupt { path: path.to_path_buf(), msg: format!("integrity check: {}", check.replace('\n', "; ")) });
+            return Err(FeedbackError::Corrupt {
+                path: path.to_path_buf(),
+                msg: format!("integrity check: {}", check.replace('\n', "; ")),
+            });
         }
     }
 
@@ -200,7 +207,10 @@ fn check_header(path: &Path, bytes: &[u8], len: u64) -> Result<()> {
     wal.push("-wal");
     let wal_pending = std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false);
     if !wal_pending && be32(92) == be32(24) && pages > 0 && len < pages * page_size {
-        return Err(FeedbackError::Corrupt { path: path.to_path_buf(), msg: format!("truncated: {len} bytes, the header declares {pages} pages of {page_size}") });
+        return Err(FeedbackError::Corrupt {
+            path: path.to_path_buf(),
+            msg: format!("truncated: {len} bytes, the header declares {pages} pages of {page_size}"),
+        });
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use radbridge_model::bert::BertConfig;
 use radbridge_model::brgsa::BrgsaConfig;
-use radbridge_model::vit3d::Vit3dConfig;
 use radbridge_model::preprocess::PreprocessConfig;
+use radbridge_model::vit3d::Vit3dConfig;
 
 /// Errors reading or checking a training configuration.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,10 @@ impl MaeConfig {
             return Err(format!("pretrain.mask_ratio {} must lie strictly between 0 and 1", self.mask_ratio));
         }
         if self.decoder_heads == 0 || !self.decoder_dim.is_multiple_of(self.decoder_heads) {
-            return Err(format!("pretrain.decoder_dim {} is not a multiple of pretrain.decoder_heads {}", self.decoder_dim, self.decoder_heads));
+            return Err(format!(
+                "pretrain.decoder_dim {} is not a multiple of pretrain.decoder_heads {}",
+                self.decoder_dim, self.decoder_heads
+            ));
         }
         if self.decoder_dim < 6 {
             return Err("pretrain.decoder_dim must be at least 6 (3-D sin-cos positions)".into());

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use radbridge_model::preprocess::{self, PreprocessConfig};
 use crate::summarize::Summarizer;
+use radbridge_model::preprocess::{self, PreprocessConfig};
 use radbridge_volume::{self as volume, CancelToken, OpenOptions};
 
 #[derive(Debug, thiserror::Error)]

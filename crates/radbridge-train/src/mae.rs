@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::MaeConfig;
 use super::data::InputCache;
-use super::optim::Adam;
 use super::init::{below, init_vars, permutation, random_origin, rng_for, sincos_pos_embed};
+use super::optim::Adam;
 use radbridge_model::attention;
 use radbridge_model::vit3d::{Block, Vit3d, Vit3dConfig};
 
@@ -53,7 +53,9 @@ impl Decoder {
         Ok(Decoder {
             embed: candle_nn::linear(vision.hidden_size, d, vb.pp("decoder_embed"))?,
             mask_token: vb.get_with_hints((1, 1, d), "mask_token", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?,
-            blocks: (0..cfg.decoder_depth).map(|i| Block::load(vb.pp("decoder_blocks").pp(i), &dcfg)).collect::<candle_core::Result<_>>()?,
+            blocks: (0..cfg.decoder_depth)
+                .map(|i| Block::load(vb.pp("decoder_blocks").pp(i), &dcfg))
+                .collect::<candle_core::Result<_>>()?,
             norm: candle_nn::layer_norm(d, vision.block_eps, vb.pp("decoder_norm"))?,
             pred: candle_nn::linear(d, patch_voxels, vb.pp("decoder_pred"))?,
             pos: Tensor::from_vec(pos, (1, n, d), vb.device())?,
@@ -237,7 +239,15 @@ mod tests {
     }
 
     fn tiny() -> (Vit3dConfig, MaeConfig, [usize; 3]) {
-        let v = Vit3dConfig { hidden_size: 12, depth: 2, num_heads: 2, mlp_dim: 24, patch_size: [2, 2, 2], img_size: [6, 6, 4], ..Default::default() };
+        let v = Vit3dConfig {
+            hidden_size: 12,
+            depth: 2,
+            num_heads: 2,
+            mlp_dim: 24,
+            patch_size: [2, 2, 2],
+            img_size: [6, 6, 4],
+            ..Default::default()
+        };
         let m = MaeConfig { decoder_dim: 12, decoder_heads: 2, mask_ratio: 0.5, ..Default::default() };
         (v, m, [6, 6, 4])
     }

@@ -33,8 +33,8 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::config::{MaeConfig, TrainConfig};
-use super::init::{init_vars, orthogonal, permutation, random_origin, rng_for, sample_without_replacement, sincos_pos_embed};
 use super::data::{self, CaseEntry, Corpus, DataError, InputCache};
+use super::init::{init_vars, orthogonal, permutation, random_origin, rng_for, sample_without_replacement, sincos_pos_embed};
 use super::loss::brgsa_loss;
 use super::mae::{self, MaeStep};
 use super::optim::Adam;
@@ -43,8 +43,8 @@ use radbridge_model::brgsa::Brgsa;
 use radbridge_model::checkpoint::Arch;
 use radbridge_model::package::{self, Manifest, ModelPackage, TextFiles};
 use radbridge_model::text::{process_text, BertTokenizer, Encoding};
-use radbridge_volume::CancelToken;
 use radbridge_model::zeroshot::{self, PromptTemplates, ScoringRule};
+use radbridge_volume::CancelToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -92,15 +92,36 @@ pub struct TrainOptions {
 /// Progress events.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Preprocess { done: usize, total: usize },
-    Start { cases: usize, steps_per_epoch: usize, total_steps: usize, first_step: usize, vocab_size: usize, parameters: usize },
+    Preprocess {
+        done: usize,
+        total: usize,
+    },
+    Start {
+        cases: usize,
+        steps_per_epoch: usize,
+        total_steps: usize,
+        first_step: usize,
+        vocab_size: usize,
+        parameters: usize,
+    },
     Step(StepInfo),
-    EpochEnd { epoch: usize, mean_loss: f64, checkpoint: PathBuf },
+    EpochEnd {
+        epoch: usize,
+        mean_loss: f64,
+        checkpoint: PathBuf,
+    },
     /// A step of the masked-image pre-training stage (`pretrain` in the config), of `total`.
-    PretrainStep { total: usize, step: MaeStep },
+    PretrainStep {
+        total: usize,
+        step: MaeStep,
+    },
     /// The pre-trained encoder is in place: trained now (`reused` false) or taken from the
     /// state folder of an earlier run with the same stage, corpus and seed.
-    PretrainDone { weights: PathBuf, reused: bool, seconds: f64 },
+    PretrainDone {
+        weights: PathBuf,
+        reused: bool,
+        seconds: f64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -473,10 +494,8 @@ fn pretrain_vision(
             let t = saved.get(name).ok_or_else(|| TrainError::Invalid { path: weights.clone(), reason: format!("{name} is missing") })?;
             var.set(t)?;
         }
-        let (seconds, losses): (f64, Vec<f64>) = std::fs::read_to_string(&log_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or((0.0, Vec::new()));
+        let (seconds, losses): (f64, Vec<f64>) =
+            std::fs::read_to_string(&log_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or((0.0, Vec::new()));
         on_event(&Event::PretrainDone { weights, reused: true, seconds });
         return Ok((seconds, losses));
     }

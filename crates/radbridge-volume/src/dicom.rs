@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::mem::InMemDicomObject;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_encoding::TransferSyntaxIndex;
 
 use super::error::{Result, VolumeError};
 use super::PatientInfo;
@@ -105,10 +105,7 @@ fn functional<'a, T>(
     group_seq: Tag,
     f: impl Fn(&'a InMemDicomObject) -> Option<T>,
 ) -> Option<T> {
-    per_frame
-        .and_then(|pf| first_item(pf, group_seq))
-        .and_then(&f)
-        .or_else(|| shared.and_then(|s| first_item(s, group_seq)).and_then(&f))
+    per_frame.and_then(|pf| first_item(pf, group_seq)).and_then(&f).or_else(|| shared.and_then(|s| first_item(s, group_seq)).and_then(&f))
 }
 
 fn six(v: Vec<f64>) -> Option<[f64; 6]> {
@@ -145,8 +142,7 @@ pub fn read_headers(path: &Path) -> HeaderOutcome {
 fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32) -> Vec<SliceHeader> {
     let n_frames = get_int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
-    let per_frame: Option<&[InMemDicomObject]> =
-        obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
+    let per_frame: Option<&[InMemDicomObject]> = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
     let patient = PatientInfo {
         name: get_str(obj, tags::PATIENT_NAME),
         id: get_str(obj, tags::PATIENT_ID),
@@ -177,33 +173,22 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
     (0..n_frames)
         .map(|f| {
             let pf = per_frame.and_then(|items| items.get(f as usize));
-            let iop = functional(pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |i| {
-                get_f64s(i, tags::IMAGE_ORIENTATION_PATIENT).and_then(six)
-            })
-            .or(base_iop);
-            let mut ipp = functional(pf, shared, tags::PLANE_POSITION_SEQUENCE, |i| {
-                get_f64s(i, tags::IMAGE_POSITION_PATIENT).and_then(three)
-            })
-            .or(base_ipp);
-            let pixel_spacing = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
-                get_f64s(i, tags::PIXEL_SPACING).and_then(two)
-            })
-            .or(base_ps);
-            let slice_thickness = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
-                get_f64(i, tags::SLICE_THICKNESS)
-            })
-            .or(base_thick);
-            let spacing_between_slices = functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| {
-                get_f64(i, tags::SPACING_BETWEEN_SLICES)
-            })
-            .or(base_sbs);
+            let iop =
+                functional(pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |i| get_f64s(i, tags::IMAGE_ORIENTATION_PATIENT).and_then(six))
+                    .or(base_iop);
+            let mut ipp =
+                functional(pf, shared, tags::PLANE_POSITION_SEQUENCE, |i| get_f64s(i, tags::IMAGE_POSITION_PATIENT).and_then(three))
+                    .or(base_ipp);
+            let pixel_spacing =
+                functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| get_f64s(i, tags::PIXEL_SPACING).and_then(two)).or(base_ps);
+            let slice_thickness =
+                functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| get_f64(i, tags::SLICE_THICKNESS)).or(base_thick);
+            let spacing_between_slices =
+                functional(pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |i| get_f64(i, tags::SPACING_BETWEEN_SLICES)).or(base_sbs);
             let rescale = functional(pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |i| {
                 Some((get_f64(i, tags::RESCALE_SLOPE)?, get_f64(i, tags::RESCALE_INTERCEPT)?))
             });
-            let (slope, intercept) = rescale.unwrap_or((
-                base_slope.filter(|s| *s != 0.0).unwrap_or(1.0),
-                base_inter.unwrap_or(0.0),
-            ));
+            let (slope, intercept) = rescale.unwrap_or((base_slope.filter(|s| *s != 0.0).unwrap_or(1.0), base_inter.unwrap_or(0.0)));
             // A classic multi-frame image without per-frame positions: frames are stacked along
             // the normal at SpacingBetweenSlices (or SliceThickness).
             if pf.is_none() && n_frames > 1 {
@@ -250,10 +235,7 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
 
 /// Human name of a transfer syntax UID, or "unknown transfer syntax".
 pub fn transfer_syntax_name(uid: &str) -> String {
-    TransferSyntaxRegistry
-        .get(uid)
-        .map(|ts| ts.name().to_string())
-        .unwrap_or_else(|| "unknown transfer syntax".to_string())
+    TransferSyntaxRegistry.get(uid).map(|ts| ts.name().to_string()).unwrap_or_else(|| "unknown transfer syntax".to_string())
 }
 
 /// Refuse early, naming the UID, when no decoder exists for a file's transfer syntax.
@@ -265,11 +247,7 @@ pub fn check_transfer_syntax(path: &Path, uid: &str) -> Result<()> {
             name: "unknown transfer syntax".into(),
         }),
         Some(ts) if !ts.can_decode_dataset() || ts.is_unsupported_pixel_encapsulation() => {
-            Err(VolumeError::UnsupportedTransferSyntax {
-                path: path.to_path_buf(),
-                uid: uid.to_string(),
-                name: ts.name().to_string(),
-            })
+            Err(VolumeError::UnsupportedTransferSyntax { path: path.to_path_buf(), uid: uid.to_string(), name: ts.name().to_string() })
         }
         Some(_) => Ok(()),
     }

@@ -81,15 +81,13 @@ impl Affine {
     /// axis is assigned the world axis it is most aligned with, strongest first, so the three
     /// letters always name three different world axes.
     pub fn axcodes(&self) -> [char; 3] {
-        self.axis_assignment().map(|(w, sign)| {
-            match (w, sign > 0.0) {
-                (0, true) => 'L',
-                (0, false) => 'R',
-                (1, true) => 'P',
-                (1, false) => 'A',
-                (2, true) => 'S',
-                _ => 'I',
-            }
+        self.axis_assignment().map(|(w, sign)| match (w, sign > 0.0) {
+            (0, true) => 'L',
+            (0, false) => 'R',
+            (1, true) => 'P',
+            (1, false) => 'A',
+            (2, true) => 'S',
+            _ => 'I',
         })
     }
 

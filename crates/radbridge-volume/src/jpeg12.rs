@@ -49,9 +49,7 @@ pub enum Jpeg12Error {
     #[error("unsupported sample precision: {0} bits (sequential DCT supports 8 and 12)")]
     UnsupportedPrecision(u8),
 
-    #[error(
-        "unsupported number of components: {0} (only single-component grayscale is supported)"
-    )]
+    #[error("unsupported number of components: {0} (only single-component grayscale is supported)")]
     UnsupportedComponents(usize),
 
     #[error("unsupported JPEG feature: {0}")]
@@ -78,9 +76,7 @@ pub enum Jpeg12Error {
     #[error("bad Huffman code in block {block} of {total} ({class} table, near offset {offset})")]
     BadHuffmanCode { block: usize, total: usize, class: &'static str, offset: usize },
 
-    #[error(
-        "corrupt entropy-coded data in block {block} of {total} (near offset {offset}): {reason}"
-    )]
+    #[error("corrupt entropy-coded data in block {block} of {total} (near offset {offset}): {reason}")]
     CorruptData { block: usize, total: usize, offset: usize, reason: String },
 
     #[error("bad restart marker at offset {offset}: expected RST{expected}, found {found}")]
@@ -91,9 +87,8 @@ type Result<T> = std::result::Result<T, Jpeg12Error>;
 
 /// Zig-zag index -> natural (row-major) index within an 8x8 block (T.81 figure A.6).
 const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
-    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
-    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56,
+    57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
 /// A readable name for a marker code (the byte after FF).
@@ -181,9 +176,7 @@ impl Huffman {
                 for i in 0..n {
                     let c = code + i as u32;
                     if c >= (1u32 << len) {
-                        return Err(format!(
-                            "too many codes of length {len} (over-subscribed code)"
-                        ));
+                        return Err(format!("too many codes of length {len} (over-subscribed code)"));
                     }
                     if len <= LOOKAHEAD {
                         let shift = LOOKAHEAD - len;
@@ -338,11 +331,7 @@ impl<'a> BitReader<'a> {
                         self.pos = p + 1;
                         return Ok(());
                     }
-                    return Err(Jpeg12Error::BadRestart {
-                        expected,
-                        found: marker_name(m),
-                        offset: start,
-                    });
+                    return Err(Jpeg12Error::BadRestart { expected, found: marker_name(m), offset: start });
                 }
                 Some(_) => self.pos += 1,
             }
@@ -415,11 +404,7 @@ fn parse_dqt(seg: &[u8], offset: usize, tables: &mut [Option<[u16; 64]>; 4]) -> 
         };
         let mut q = [0u16; 64];
         for (k, v) in q.iter_mut().enumerate() {
-            *v = if pq == 0 {
-                body[k] as u16
-            } else {
-                u16::from_be_bytes([body[2 * k], body[2 * k + 1]])
-            };
+            *v = if pq == 0 { body[k] as u16 } else { u16::from_be_bytes([body[2 * k], body[2 * k + 1]]) };
         }
         tables[tq as usize] = Some(q);
         s = &rest[n..];
@@ -427,12 +412,7 @@ fn parse_dqt(seg: &[u8], offset: usize, tables: &mut [Option<[u16; 64]>; 4]) -> 
     Ok(())
 }
 
-fn parse_dht(
-    seg: &[u8],
-    offset: usize,
-    dc: &mut [Option<Huffman>; 4],
-    ac: &mut [Option<Huffman>; 4],
-) -> Result<()> {
+fn parse_dht(seg: &[u8], offset: usize, dc: &mut [Option<Huffman>; 4], ac: &mut [Option<Huffman>; 4]) -> Result<()> {
     let bad = |reason: String| Jpeg12Error::InvalidSegment { segment: "DHT", offset, reason };
     let mut s = seg;
     if s.is_empty() {
@@ -486,16 +466,10 @@ fn parse_sof(seg: &[u8], offset: usize) -> Result<Frame> {
         return Err(Jpeg12Error::UnsupportedComponents(nf));
     }
     if seg.len() != 6 + 3 * nf {
-        return Err(bad(format!(
-            "{} bytes for {nf} component(s), expected {}",
-            seg.len(),
-            6 + 3 * nf
-        )));
+        return Err(bad(format!("{} bytes for {nf} component(s), expected {}", seg.len(), 6 + 3 * nf)));
     }
     if height == 0 {
-        return Err(Jpeg12Error::Unsupported(
-            "image height 0 in the frame header (height given later by a DNL marker)".into(),
-        ));
+        return Err(Jpeg12Error::Unsupported("image height 0 in the frame header (height given later by a DNL marker)".into()));
     }
     if width == 0 {
         return Err(bad("image width is 0".into()));
@@ -584,11 +558,7 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<D
         // The next marker, after any fill bytes.
         let start = pos;
         match data.get(pos) {
-            None => {
-                return Err(Jpeg12Error::Truncated(format!(
-                    "data ended at offset {pos} before the scan (no SOS marker)"
-                )))
-            }
+            None => return Err(Jpeg12Error::Truncated(format!("data ended at offset {pos} before the scan (no SOS marker)"))),
             Some(&0xFF) => {}
             Some(&b) => return Err(Jpeg12Error::ExpectedMarker { offset: pos, found: b }),
         }
@@ -596,9 +566,7 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<D
             pos += 1;
         }
         let Some(&m) = data.get(pos) else {
-            return Err(Jpeg12Error::Truncated(format!(
-                "data ended at offset {pos} inside a marker, before the scan"
-            )));
+            return Err(Jpeg12Error::Truncated(format!("data ended at offset {pos} inside a marker, before the scan")));
         };
         pos += 1;
         if let Some(process) = unsupported_process(m) {
@@ -608,21 +576,11 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<D
             0x00 => return Err(Jpeg12Error::ExpectedMarker { offset: start, found: 0xFF }),
             // Markers without a length: TEM, RSTn outside a scan, a repeated SOI. Ignore.
             0x01 | 0xD0..=0xD8 => {}
-            0xD9 => {
-                return Err(Jpeg12Error::EarlyEnd(if frame.is_none() {
-                    "the frame header (SOF)"
-                } else {
-                    "the scan (SOS)"
-                }))
-            }
+            0xD9 => return Err(Jpeg12Error::EarlyEnd(if frame.is_none() { "the frame header (SOF)" } else { "the scan (SOS)" })),
             0xC0 | 0xC1 => {
                 let (seg, next) = segment(data, pos, m)?;
                 if frame.is_some() {
-                    return Err(Jpeg12Error::UnexpectedMarker {
-                        marker: marker_name(m),
-                        offset: start,
-                        reason: "a second frame header",
-                    });
+                    return Err(Jpeg12Error::UnexpectedMarker { marker: marker_name(m), offset: start, reason: "a second frame header" });
                 }
                 frame = Some(parse_sof(seg, start)?);
                 pos = next;
@@ -658,18 +616,7 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<D
                         reason: "scan before the frame header (SOF)",
                     });
                 };
-                return decode_scan(
-                    data,
-                    seg,
-                    start,
-                    next,
-                    &frame,
-                    &qt,
-                    &dc,
-                    &ac,
-                    restart_interval,
-                    &mut coefs,
-                );
+                return decode_scan(data, seg, start, next, &frame, &qt, &dc, &ac, restart_interval, &mut coefs);
             }
             // Everything else with a length (APPn, COM, DNL, JPGn, reserved): skip.
             _ => {
@@ -693,24 +640,18 @@ fn decode_scan(
     restart_interval: usize,
     coefs_out: &mut Option<&mut Vec<[i32; 64]>>,
 ) -> Result<Decoded> {
-    let bad =
-        |reason: String| Jpeg12Error::InvalidSegment { segment: "SOS", offset: sos_offset, reason };
+    let bad = |reason: String| Jpeg12Error::InvalidSegment { segment: "SOS", offset: sos_offset, reason };
     let Some(&ns) = sos.first() else {
         return Err(bad("empty segment".into()));
     };
     if ns != 1 {
-        return Err(Jpeg12Error::Unsupported(format!(
-            "scan with {ns} components (the frame has one component)"
-        )));
+        return Err(Jpeg12Error::Unsupported(format!("scan with {ns} components (the frame has one component)")));
     }
     let [_, cs, tdta, ss, se, ahal] = sos else {
         return Err(bad(format!("{} bytes for one component, expected 6", sos.len())));
     };
     if *cs != frame.component_id {
-        return Err(bad(format!(
-            "scan component {cs} is not the frame's component {}",
-            frame.component_id
-        )));
+        return Err(bad(format!("scan component {cs} is not the frame's component {}", frame.component_id)));
     }
     if *ss != 0 || *se != 63 || *ahal != 0 {
         return Err(Jpeg12Error::Unsupported(format!(
@@ -720,18 +661,9 @@ fn decode_scan(
         )));
     }
     let (td, ta) = (tdta >> 4, tdta & 0x0F);
-    let dc_table = dc_tables
-        .get(td as usize)
-        .and_then(Option::as_ref)
-        .ok_or(Jpeg12Error::MissingHuffmanTable { class: "DC", id: td })?;
-    let ac_table = ac_tables
-        .get(ta as usize)
-        .and_then(Option::as_ref)
-        .ok_or(Jpeg12Error::MissingHuffmanTable { class: "AC", id: ta })?;
-    let q = qt
-        .get(frame.quant_table as usize)
-        .and_then(|t| t.as_ref())
-        .ok_or(Jpeg12Error::MissingQuantTable(frame.quant_table))?;
+    let dc_table = dc_tables.get(td as usize).and_then(Option::as_ref).ok_or(Jpeg12Error::MissingHuffmanTable { class: "DC", id: td })?;
+    let ac_table = ac_tables.get(ta as usize).and_then(Option::as_ref).ok_or(Jpeg12Error::MissingHuffmanTable { class: "AC", id: ta })?;
+    let q = qt.get(frame.quant_table as usize).and_then(|t| t.as_ref()).ok_or(Jpeg12Error::MissingQuantTable(frame.quant_table))?;
 
     let (width, height) = (frame.width, frame.height);
     let bw = width.div_ceil(8);
@@ -778,12 +710,7 @@ fn decode_scan(
                 _ => format!("data ended at offset {} in block {n} of {total}", data.len()),
             })
         };
-        let corrupt = |br: &BitReader, reason: String| Jpeg12Error::CorruptData {
-            block: n,
-            total,
-            offset: br.offset(),
-            reason,
-        };
+        let corrupt = |br: &BitReader, reason: String| Jpeg12Error::CorruptData { block: n, total, offset: br.offset(), reason };
         let decode_symbol = |br: &mut BitReader, t: &Huffman, class: &'static str| -> Result<u8> {
             if br.nbits < 16 {
                 br.fill();
@@ -802,9 +729,12 @@ fn decode_scan(
                         return Err(truncated(br));
                     }
                     let idx = code + t.valoffset[len as usize];
-                    return usize::try_from(idx).ok().and_then(|i| t.values.get(i).copied()).ok_or(
-                        Jpeg12Error::BadHuffmanCode { block: n, total, class, offset: br.offset() },
-                    );
+                    return usize::try_from(idx).ok().and_then(|i| t.values.get(i).copied()).ok_or(Jpeg12Error::BadHuffmanCode {
+                        block: n,
+                        total,
+                        class,
+                        offset: br.offset(),
+                    });
                 }
             }
             if br.real_bits() < 16 {
@@ -827,12 +757,7 @@ fn decode_scan(
         zz.fill(0);
         let t = decode_symbol(&mut br, dc_table, "DC")? as u32;
         if t > max_dc_cat {
-            return Err(corrupt(
-                &br,
-                format!(
-                    "DC difference category {t} (at most {max_dc_cat} for {precision}-bit data)"
-                ),
-            ));
+            return Err(corrupt(&br, format!("DC difference category {t} (at most {max_dc_cat} for {precision}-bit data)")));
         }
         if t > 0 {
             pred = pred.wrapping_add(receive_extend(&mut br, t)?);
@@ -848,10 +773,7 @@ fn decode_scan(
                     15 => {
                         // ZRL: sixteen zeros.
                         if k + 16 > 64 {
-                            return Err(corrupt(
-                                &br,
-                                format!("run of 16 zeros from coefficient {k} passes 63"),
-                            ));
+                            return Err(corrupt(&br, format!("run of 16 zeros from coefficient {k} passes 63")));
                         }
                         k += 16;
                         continue;
@@ -860,12 +782,7 @@ fn decode_scan(
                 }
             }
             if s > max_ac_cat {
-                return Err(corrupt(
-                    &br,
-                    format!(
-                        "AC magnitude category {s} (at most {max_ac_cat} for {precision}-bit data)"
-                    ),
-                ));
+                return Err(corrupt(&br, format!("AC magnitude category {s} (at most {max_ac_cat} for {precision}-bit data)")));
             }
             k += r;
             if k > 63 {
@@ -919,8 +836,7 @@ mod tests {
     /// The JPEG codestream of a single-frame encapsulated DICOM file.
     fn codestream(name: &str) -> Vec<u8> {
         let path = data_dir().join("generated").join(format!("{name}.dcm"));
-        let obj =
-            dicom_object::open_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let obj = dicom_object::open_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let elem = obj.element(dicom_dictionary_std::tags::PIXEL_DATA).expect("pixel data");
         let frags = elem.value().fragments().expect("encapsulated pixel data");
         frags.iter().flat_map(|f| f.iter().copied()).collect()
@@ -943,18 +859,8 @@ mod tests {
         let rescale = r["rescale"].as_array().unwrap();
         let slope = rescale[0].as_f64().unwrap();
         let intercept = rescale[1].as_f64().unwrap();
-        let index = r["sample"]["index"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        let stored = r["sample"]["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v.as_f64().unwrap() - intercept) / slope)
-            .collect();
+        let index = r["sample"]["index"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let stored = r["sample"]["value"].as_array().unwrap().iter().map(|v| (v.as_f64().unwrap() - intercept) / slope).collect();
         Reference {
             rows: r["rows"].as_u64().unwrap() as usize,
             columns: r["columns"].as_u64().unwrap() as usize,
@@ -977,10 +883,7 @@ mod tests {
         let (mut exact, mut off1) = (0, 0);
         for (&i, &s) in r.index.iter().zip(&r.stored) {
             let want = s.round();
-            assert!(
-                (s - want).abs() < 1e-3,
-                "{name}: reference value at {i} is not an integer stored value ({s})"
-            );
+            assert!((s - want).abs() < 1e-3, "{name}: reference value at {i} is not an integer stored value ({s})");
             let got = d.samples[i] as f64;
             let diff = (got - want).abs();
             assert!(diff <= 1.0, "{name}: sample {i}: decoded {got}, reference {want}");
@@ -990,19 +893,11 @@ mod tests {
                 off1 += 1;
             }
         }
-        assert!(
-            exact as f64 > 0.95 * r.index.len() as f64,
-            "{name}: only {exact} of {} exact",
-            r.index.len()
-        );
+        assert!(exact as f64 > 0.95 * r.index.len() as f64, "{name}: only {exact} of {} exact", r.index.len());
         // Whole-image mean HU against the reference statistics.
         let mean_stored = d.samples.iter().map(|&v| v as f64).sum::<f64>() / d.samples.len() as f64;
         let mean_hu = mean_stored * r.slope + r.intercept;
-        assert!(
-            (mean_hu - r.mean_hu).abs() < 0.05 * r.slope,
-            "{name}: mean HU {mean_hu} vs reference {}",
-            r.mean_hu
-        );
+        assert!((mean_hu - r.mean_hu).abs() < 0.05 * r.slope, "{name}: mean HU {mean_hu} vs reference {}", r.mean_hu);
         let max = (1u32 << precision) - 1;
         assert!(d.samples.iter().all(|&v| v as u32 <= max));
         println!(
@@ -1046,11 +941,7 @@ mod tests {
             std::hint::black_box(decode(std::hint::black_box(&stream)).unwrap());
         }
         let per = t.elapsed().as_secs_f64() / runs as f64;
-        println!(
-            "693_jpeg_extended12 (512x512, 12-bit, {} bytes): {:.2} ms per decode",
-            stream.len(),
-            per * 1e3
-        );
+        println!("693_jpeg_extended12 (512x512, 12-bit, {} bytes): {:.2} ms per decode", stream.len(), per * 1e3);
     }
 
     // --- Stream surgery helpers ---
@@ -1080,10 +971,7 @@ mod tests {
     fn lossless_streams_are_refused_by_name() {
         for name in ["ct_small_jpeg_lossless_sv1", "ct_small_jpeg_lossless_p14"] {
             let e = decode(&codestream(name)).unwrap_err();
-            assert!(
-                matches!(e, Jpeg12Error::UnsupportedProcess { marker: 0xC3, .. }),
-                "{name}: {e:?}"
-            );
+            assert!(matches!(e, Jpeg12Error::UnsupportedProcess { marker: 0xC3, .. }), "{name}: {e:?}");
             assert!(e.to_string().contains("lossless"), "{e}");
         }
     }
@@ -1104,10 +992,7 @@ mod tests {
             let mut t = s.clone();
             t[sof + 1] = m;
             let e = decode(&t).unwrap_err();
-            assert!(
-                matches!(e, Jpeg12Error::UnsupportedProcess { marker, .. } if marker == m),
-                "{m:02X}: {e:?}"
-            );
+            assert!(matches!(e, Jpeg12Error::UnsupportedProcess { marker, .. } if marker == m), "{m:02X}: {e:?}");
             assert!(e.to_string().contains(word), "{e}");
         }
     }
@@ -1136,10 +1021,7 @@ mod tests {
         let (sos, _) = find_segment(&s, 0xDA);
         let mut t = s.clone();
         t[sos + 6] = 0x20;
-        assert_eq!(
-            decode(&t).unwrap_err(),
-            Jpeg12Error::MissingHuffmanTable { class: "DC", id: 2 }
-        );
+        assert_eq!(decode(&t).unwrap_err(), Jpeg12Error::MissingHuffmanTable { class: "DC", id: 2 });
         // Progressive-style scan parameters.
         let mut t = s.clone();
         t[sos + 8] = 5;
@@ -1221,11 +1103,7 @@ mod tests {
         let d = decode(&t).unwrap();
         assert_eq!((d.width, d.height), (125, 121));
         for y in 0..121 {
-            assert_eq!(
-                &d.samples[y * 125..(y + 1) * 125],
-                &full.samples[y * 128..y * 128 + 125],
-                "row {y}"
-            );
+            assert_eq!(&d.samples[y * 125..(y + 1) * 125], &full.samples[y * 128..y * 128 + 125], "row {y}");
         }
     }
 
@@ -1250,9 +1128,7 @@ mod tests {
         let mut t = s[..dqt].to_vec();
         // Fill bytes before the DQT marker, an APP and a COM segment to skip.
         t.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
-        t.extend_from_slice(&[
-            0xFF, 0xEF, 0x00, 0x04, 0xAB, 0xCD, 0xFF, 0xFE, 0x00, 0x05, b'h', b'i', b'!',
-        ]);
+        t.extend_from_slice(&[0xFF, 0xEF, 0x00, 0x04, 0xAB, 0xCD, 0xFF, 0xFE, 0x00, 0x05, b'h', b'i', b'!']);
         t.extend_from_slice(&[0xFF, 0xDB]);
         t.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
         t.extend_from_slice(&body);
@@ -1350,10 +1226,7 @@ mod tests {
             }
         }
         let ac = ac_def.unwrap();
-        let dc_codes = encode_table(
-            &[0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            &(0..16).collect::<Vec<u8>>(),
-        );
+        let dc_codes = encode_table(&[0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &(0..16).collect::<Vec<u8>>());
         let ac_codes = encode_table(&ac[1..17], &ac[17..]);
         let mut w = BitWriter { out: Vec::new(), acc: 0, n: 0 };
         let mut pred = 0;

@@ -81,11 +81,7 @@ impl Voxels {
         let id = || (f32::INFINITY, f32::NEG_INFINITY);
         let r = match self {
             Voxels::I16(v) => v.par_iter().map(|&x| (x as f32, x as f32)).reduce(id, fold),
-            Voxels::F32(v) => v
-                .par_iter()
-                .filter(|x| x.is_finite())
-                .map(|&x| (x, x))
-                .reduce(id, fold),
+            Voxels::F32(v) => v.par_iter().filter(|x| x.is_finite()).map(|&x| (x, x)).reduce(id, fold),
         };
         (r.0 <= r.1).then_some(r)
     }

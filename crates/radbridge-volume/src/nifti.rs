@@ -153,12 +153,19 @@ pub fn parse_header(path: &Path, b: &[u8]) -> Result<Header> {
     let l = if version == 1 { &NIFTI1 } else { &NIFTI2 };
     let magic = &b[l.magic..l.magic + 4];
     if magic == l.pair_magic {
-        return Err(bad(format!("a .hdr/.img pair (magic {:?}) is not supported; convert it to a single .nii", String::from_utf8_lossy(&magic[..3]))));
+        return Err(bad(format!(
+            "a .hdr/.img pair (magic {:?}) is not supported; convert it to a single .nii",
+            String::from_utf8_lossy(&magic[..3])
+        )));
     }
     if magic != l.single_magic {
         return Err(VolumeError::NotNifti {
             path: path.into(),
-            reason: format!("bad magic {:?} (expected {:?})", String::from_utf8_lossy(magic), String::from_utf8_lossy(&l.single_magic[..3])),
+            reason: format!(
+                "bad magic {:?} (expected {:?})",
+                String::from_utf8_lossy(magic),
+                String::from_utf8_lossy(&l.single_magic[..3])
+            ),
         });
     }
     let real = |o: usize| if l.real == 4 { c.f32(o) } else { c.f64(o) };
@@ -252,7 +259,10 @@ impl Header {
                 if q.max_abs_diff(&s) > 1e-3 {
                     warnings.push(Warning::new(
                         WarningCode::QformSformMismatch,
-                        format!("qform and sform disagree (max difference {:.3} mm); the sform is used, as the standard says", q.max_abs_diff(&s)),
+                        format!(
+                            "qform and sform disagree (max difference {:.3} mm); the sform is used, as the standard says",
+                            q.max_abs_diff(&s)
+                        ),
                     ));
                 }
             }
@@ -289,10 +299,9 @@ impl<R: Read> Read for Counting<R> {
 fn fill(r: &mut Counting<Box<dyn Read>>, buf: &mut [u8], path: &Path, gz: bool, what: &'static str, expected: u64) -> Result<()> {
     use std::io::ErrorKind::UnexpectedEof;
     r.read_exact(buf).map_err(|e| match (gz, e.kind()) {
-        (true, UnexpectedEof) => VolumeError::Corrupt {
-            path: path.into(),
-            reason: format!("gzip stream is cut short after {} bytes of data", r.n),
-        },
+        (true, UnexpectedEof) => {
+            VolumeError::Corrupt { path: path.into(), reason: format!("gzip stream is cut short after {} bytes of data", r.n) }
+        }
         (true, _) => VolumeError::Corrupt { path: path.into(), reason: format!("gzip stream is damaged ({e})") },
         (false, UnexpectedEof) => VolumeError::Truncated { path: path.into(), what, expected, found: r.n },
         (false, _) => VolumeError::io(path, e),
@@ -373,7 +382,13 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
         while done < n {
             let k = CHUNK.min(n - done);
             fill(&mut r, &mut buf[..k * 2], path, gz, "NIfTI voxel data", need)?;
-            out.extend(buf[..k * 2].chunks_exact(2).map(|b| if be { i16::from_be_bytes([b[0], b[1]]) } else { i16::from_le_bytes([b[0], b[1]]) }));
+            out.extend(buf[..k * 2].chunks_exact(2).map(|b| {
+                if be {
+                    i16::from_be_bytes([b[0], b[1]])
+                } else {
+                    i16::from_le_bytes([b[0], b[1]])
+                }
+            }));
             done += k;
         }
         Voxels::I16(out)

@@ -94,11 +94,8 @@ fn walk(root: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(root.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<_> = std::fs::read_dir(root)
-        .map_err(|e| VolumeError::io(root, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(root).map_err(|e| VolumeError::io(root, e))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
         let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -317,8 +314,7 @@ fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
         stack_warnings(&slices, normal, col2, &mut warnings);
     }
     // Rescale differing between slices is legal (it is applied per slice) but worth knowing.
-    let rescales: std::collections::BTreeSet<String> =
-        slices.iter().map(|s| format!("{}/{}", s.slope, s.intercept)).collect();
+    let rescales: std::collections::BTreeSet<String> = slices.iter().map(|s| format!("{}/{}", s.slope, s.intercept)).collect();
     if rescales.len() > 1 {
         warnings.push(Warning::new(
             WarningCode::MixedRescale,
@@ -398,11 +394,15 @@ fn stack_warnings(slices: &[SliceHeader], normal: [f64; 3], col2: [f64; 3], warn
 /// slices (any series with the most slices when none is CT).
 pub fn choose(scan: &Scan, root: &Path, selector: Option<&str>) -> Result<usize> {
     let list = || {
-        display_list(
-            scan.series
-                .iter()
-                .map(|s| format!("{}: {} {} ({} slices)", s.info.index, s.info.modality, if s.info.uid.is_empty() { "(no UID)" } else { &s.info.uid }, s.info.slice_count)),
-        )
+        display_list(scan.series.iter().map(|s| {
+            format!(
+                "{}: {} {} ({} slices)",
+                s.info.index,
+                s.info.modality,
+                if s.info.uid.is_empty() { "(no UID)" } else { &s.info.uid },
+                s.info.slice_count
+            )
+        }))
     };
     if let Some(sel) = selector {
         if let Ok(i) = sel.parse::<usize>() {
@@ -410,11 +410,11 @@ pub fn choose(scan: &Scan, root: &Path, selector: Option<&str>) -> Result<usize>
                 return Ok(i);
             }
         }
-        return scan
-            .series
-            .iter()
-            .position(|s| s.info.uid == sel)
-            .ok_or_else(|| VolumeError::SeriesNotFound { path: root.to_path_buf(), selector: sel.to_string(), available: list() });
+        return scan.series.iter().position(|s| s.info.uid == sel).ok_or_else(|| VolumeError::SeriesNotFound {
+            path: root.to_path_buf(),
+            selector: sel.to_string(),
+            available: list(),
+        });
     }
     let best = scan
         .series
@@ -522,7 +522,10 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         ));
     }
     if series.info.modality != "CT" {
-        warnings.push(Warning::new(WarningCode::NotCt, format!("modality is {}, not CT: values are not Hounsfield units", series.info.modality)));
+        warnings.push(Warning::new(
+            WarningCode::NotCt,
+            format!("modality is {}, not CT: values are not Hounsfield units", series.info.modality),
+        ));
     }
     let files: Vec<PathBuf> = {
         let mut f: Vec<PathBuf> = series.slices.iter().map(|s| s.path.clone()).collect();
@@ -547,7 +550,11 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
                 let mut v: Vec<super::InstanceRef> = series
                     .slices
                     .iter()
-                    .filter_map(|s| s.sop_instance_uid.as_ref().map(|u| super::InstanceRef { sop_class_uid: s.sop_class.clone(), sop_instance_uid: u.clone() }))
+                    .filter_map(|s| {
+                        s.sop_instance_uid
+                            .as_ref()
+                            .map(|u| super::InstanceRef { sop_class_uid: s.sop_class.clone(), sop_instance_uid: u.clone() })
+                    })
                     .collect();
                 v.dedup();
                 v

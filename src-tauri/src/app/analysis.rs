@@ -113,14 +113,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
         Job::Heatmap { .. } => "heatmap",
     };
     let emit = |stage: &str, fraction: f32| {
-        let _ = app.emit(
-            "analysis-progress",
-            Progress {
-                stage: stage.to_string(),
-                fraction,
-                task: task.to_string(),
-            },
-        );
+        let _ = app.emit("analysis-progress", Progress { stage: stage.to_string(), fraction, task: task.to_string() });
     };
     let (volume, generation, study): (Arc<Volume>, u64, String) = {
         let d = state.displayed.lock().unwrap();
@@ -155,10 +148,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
         Job::Full { label_set } => {
             let set = label_set.unwrap_or(set.clone());
             opts.labels = m.labels(&set).with_context(|| {
-                format!(
-                    "unknown label set '{set}' (this model has: all, {})",
-                    m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
+                format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
             })?;
         }
         Job::Typed { text } => opts.findings = vec![text],
@@ -174,13 +164,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
         }
     }
     let diagnosis = engine.diagnose(&volume, &opts, &|stage, f| emit(stage, f))?;
-    Ok(Done {
-        diagnosis,
-        model_dir: dir,
-        label_set: set,
-        generation,
-        study,
-    })
+    Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study })
 }
 
 async fn spawn(app: AppHandle, job: Job) -> Result<Done, String> {
@@ -240,12 +224,7 @@ pub async fn score_finding(app: AppHandle, text: String) -> Result<AnalysisResul
 #[tauri::command]
 pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> Result<HeatmapRef, String> {
     let d = spawn(app.clone(), Job::Heatmap { label: label.clone(), custom }).await?;
-    let path = d
-        .diagnosis
-        .findings
-        .first()
-        .and_then(|f| f.heatmap.clone())
-        .ok_or("this model makes no heat maps (CT-CLIP has none)")?;
+    let path = d.diagnosis.findings.first().and_then(|f| f.heatmap.clone()).ok_or("this model makes no heat maps (CT-CLIP has none)")?;
     let state = app.state::<AppState>();
     let mut run = state.run.lock().unwrap();
     if run.generation != d.generation {
@@ -254,11 +233,7 @@ pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> Res
     run.heatmaps.push(PathBuf::from(path));
     let id = run.heatmaps.len() - 1;
     drop(run);
-    super::feedback::audit_event(
-        &state,
-        radbridge_store::AuditAction::View,
-        serde_json::json!({"heatmap": label, "custom": custom}),
-    );
+    super::feedback::audit_event(&state, radbridge_store::AuditAction::View, serde_json::json!({"heatmap": label, "custom": custom}));
     Ok(HeatmapRef { id, label })
 }
 

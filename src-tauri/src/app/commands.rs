@@ -51,10 +51,7 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
         warnings: vol.warnings.clone(),
         generation,
     };
-    *state.displayed.lock().unwrap() = Some(Displayed {
-        summary: summary.clone(),
-        volume: Arc::new(vol),
-    });
+    *state.displayed.lock().unwrap() = Some(Displayed { summary: summary.clone(), volume: Arc::new(vol) });
     super::analysis::reset_run(&state);
     super::feedback::audit_event(
         &state,
@@ -71,11 +68,7 @@ pub async fn pick_path(folder: bool) -> Option<String> {
     let picked = if folder {
         dialog.pick_folder().await
     } else {
-        dialog
-            .add_filter("CT volume", &["nii", "gz", "dcm"])
-            .add_filter("All files", &["*"])
-            .pick_file()
-            .await
+        dialog.add_filter("CT volume", &["nii", "gz", "dcm"]).add_filter("All files", &["*"]).pick_file().await
     };
     picked.map(|f| f.path().display().to_string())
 }
@@ -105,11 +98,9 @@ pub fn notice_status() -> bool {
 pub fn acknowledge_notice() -> Result<(), String> {
     let f = notice_file().ok_or("no data folder on this system")?;
     std::fs::create_dir_all(f.parent().unwrap()).map_err(|e| format!("{}: {e}", f.display()))?;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    std::fs::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION"))).map_err(|e| format!("{}: {e}", f.display()))
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    std::fs::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| format!("{}: {e}", f.display()))
 }
 
 /// The settings and the model they resolve to.

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tauri::State;
 
-use super::state::AppState;
 use super::state::resolve_model;
+use super::state::AppState;
 use radbridge_store::recalibrate::{self, Proposal, ThresholdsVersion};
 use radbridge_store::{audit, AuditAction, EventId, ReviewAction, RunId, RunRecord, Store, Verdict};
 
@@ -45,10 +45,7 @@ pub fn review_finding(run_id: RunId, label: String, action: ReviewAction, state:
     let reviewer = audit::os_user();
     with_store(&state, |s| {
         let event_id = s.review(run_id, &label, &action, reviewer.as_deref())?;
-        Ok(ReviewResult {
-            event_id,
-            verdicts: s.verdicts(run_id)?,
-        })
+        Ok(ReviewResult { event_id, verdicts: s.verdicts(run_id)? })
     })
 }
 

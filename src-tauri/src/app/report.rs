@@ -6,8 +6,8 @@ use tauri::State;
 
 use super::feedback::{audit_event, with_store};
 use super::state::AppState;
-use radbridge_store::{audit, AuditAction};
 use radbridge_report::{self as report, Format, ReportOptions};
+use radbridge_store::{audit, AuditAction};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportResult {
@@ -69,8 +69,5 @@ pub async fn export_report(
         AuditAction::Export,
         serde_json::json!({"run_id": run_id, "format": ext, "deidentified": deidentify, "path": path.display().to_string()}),
     );
-    Ok(Some(ExportResult {
-        path: path.display().to_string(),
-        format: ext.to_string(),
-    }))
+    Ok(Some(ExportResult { path: path.display().to_string(), format: ext.to_string() }))
 }

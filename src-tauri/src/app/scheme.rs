@@ -39,15 +39,7 @@ fn binary(body: Vec<u8>) -> Response<Vec<u8>> {
 
 /// Encode a heat map file for the UI (see the module docs).
 pub fn encode_heatmap(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let vol = volume::open(
-        path,
-        &OpenOptions {
-            any_modality: true,
-            ..Default::default()
-        },
-    )?
-    .volume
-    .into_canonical();
+    let vol = volume::open(path, &OpenOptions { any_modality: true, ..Default::default() })?.volume.into_canonical();
     let [nx, ny, nz] = vol.dims;
     let values: Vec<f32> = match vol.voxels {
         Voxels::F32(v) => v,
@@ -87,11 +79,7 @@ pub fn encode_heatmap(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         for j in (0..ny).step_by(step) {
             for i in (0..nx).step_by(step) {
                 let v = values[(k * ny + j) * nx + i];
-                body.push(if v.is_finite() {
-                    (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8
-                } else {
-                    0
-                });
+                body.push(if v.is_finite() { (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8 } else { 0 });
             }
         }
     }

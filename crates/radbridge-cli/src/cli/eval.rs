@@ -28,8 +28,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use radbridge_model::analysis::{Engine, ImageCode, TextCode};
-use radbridge_train::eval;
 use radbridge_train::data::Corpus;
+use radbridge_train::eval;
 use radbridge_volume::{self as volume, OpenOptions};
 use serde_json::{json, Value};
 

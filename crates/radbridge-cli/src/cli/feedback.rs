@@ -137,7 +137,8 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
         FeedbackCommand::Record { from_json, study, model, label_set, study_uid } => {
             let text = std::fs::read_to_string(from_json).with_context(|| format!("{}: cannot read", from_json.display()))?;
             let diag: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", from_json.display()))?;
-            let mut rec = RunRecord::from_diagnosis(diag, study.as_deref(), model.as_deref()).with_context(|| from_json.display().to_string())?;
+            let mut rec =
+                RunRecord::from_diagnosis(diag, study.as_deref(), model.as_deref()).with_context(|| from_json.display().to_string())?;
             if label_set.is_some() {
                 rec.label_set = label_set.clone();
             }
@@ -173,20 +174,48 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&json!({"run": rec, "verdicts": verdicts, "events": events}))?);
             } else {
-                println!("run {}  {}  study {}  ({})", run, rec.created_at.as_deref().unwrap_or(""), rec.study_key.as_deref().unwrap_or(""), rec.study_path);
-                println!("model {}  weights {}  bank {}  app {}", rec.model_name, rec.model_checksum, rec.bank_checksum.as_deref().unwrap_or("-"), rec.app_version);
+                println!(
+                    "run {}  {}  study {}  ({})",
+                    run,
+                    rec.created_at.as_deref().unwrap_or(""),
+                    rec.study_key.as_deref().unwrap_or(""),
+                    rec.study_path
+                );
+                println!(
+                    "model {}  weights {}  bank {}  app {}",
+                    rec.model_name,
+                    rec.model_checksum,
+                    rec.bank_checksum.as_deref().unwrap_or("-"),
+                    rec.app_version
+                );
                 println!("{:<40} {:>8} {:>9} {:>7}  verdict", "label", "score", "threshold", "flagged");
                 for f in &rec.findings {
                     let v = verdicts.iter().find(|v| v.label == f.label);
-                    let vs = v.map(|v| format!("{:?}{}", v.verdict, v.reason.map(|r| format!(" ({})", r.as_str())).unwrap_or_default())).unwrap_or_else(|| "-".into());
-                    println!("{:<40} {:>8.4} {:>9} {:>7}  {}", f.label, f.score, fmt_opt(f.threshold), f.flagged.map(|b| if b { "yes" } else { "no" }).unwrap_or("-"), vs);
+                    let vs = v
+                        .map(|v| format!("{:?}{}", v.verdict, v.reason.map(|r| format!(" ({})", r.as_str())).unwrap_or_default()))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<40} {:>8.4} {:>9} {:>7}  {}",
+                        f.label,
+                        f.score,
+                        fmt_opt(f.threshold),
+                        f.flagged.map(|b| if b { "yes" } else { "no" }).unwrap_or("-"),
+                        vs
+                    );
                 }
                 for v in verdicts.iter().filter(|v| rec.finding(&v.label).is_none()) {
                     println!("{:<40} {:>8} {:>9} {:>7}  {:?}: {}", v.label, "-", "-", "-", v.verdict, v.text.as_deref().unwrap_or(""));
                 }
                 println!("{} review events", events.len());
                 for e in &events {
-                    println!("  #{} {} {} {} {}", e.id, e.at, e.label, serde_json::to_string(&e.action)?, e.reviewer.as_deref().unwrap_or(""));
+                    println!(
+                        "  #{} {} {} {} {}",
+                        e.id,
+                        e.at,
+                        e.label,
+                        serde_json::to_string(&e.action)?,
+                        e.reviewer.as_deref().unwrap_or("")
+                    );
                 }
             }
         }
@@ -202,7 +231,10 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
                 let proposals = recalibrate::propose(&store, model)?;
                 let applied = if *apply { recalibrate::apply(&mut store, model, actor)? } else { None };
                 if !*json {
-                    println!("{:<40} {:>10} {:>10} {:>4} {:>4} {:>9}  note", "label", "current", "proposed", "pos", "neg", "FP before→after");
+                    println!(
+                        "{:<40} {:>10} {:>10} {:>4} {:>4} {:>9}  note",
+                        "label", "current", "proposed", "pos", "neg", "FP before→after"
+                    );
                     for p in &proposals {
                         println!(
                             "{:<40} {:>10} {:>10} {:>4} {:>4} {:>6}→{:<3}  {}",
@@ -217,7 +249,12 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
                         );
                     }
                     match (&applied, apply) {
-                        (Some(v), _) => println!("applied as version {}: {} written ({} labels changed); undo with --revert", v.id, v.file, v.proposals.len()),
+                        (Some(v), _) => println!(
+                            "applied as version {}: {} written ({} labels changed); undo with --revert",
+                            v.id,
+                            v.file,
+                            v.proposals.len()
+                        ),
                         (None, true) => println!("nothing to apply"),
                         (None, false) => println!("(proposal only; --apply writes it)"),
                     }

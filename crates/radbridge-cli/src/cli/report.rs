@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use radbridge_model::analysis::{Diagnosis, StudySource};
-use radbridge_store::{self as feedback, AuditAction, Store};
 use radbridge_report::{self as report, Format, ReportOptions};
+use radbridge_store::{self as feedback, AuditAction, Store};
 use serde_json::json;
 
 #[derive(Args)]
@@ -44,16 +44,21 @@ pub struct ReportArgs {
 pub fn run(a: &ReportArgs) -> Result<()> {
     let format: Format = a.format.parse()?;
     let exported_by = a.reviewer.clone().or_else(feedback::audit::os_user);
-    let opts =
-        |run_id| ReportOptions { deidentify: !a.no_deidentify, export_anyway: a.export_anyway, exported_by: exported_by.clone(), run_id, ..Default::default() };
+    let opts = |run_id| ReportOptions {
+        deidentify: !a.no_deidentify,
+        export_anyway: a.export_anyway,
+        exported_by: exported_by.clone(),
+        run_id,
+        ..Default::default()
+    };
     let report = if let Some(id) = a.run {
         let mut store = match &a.db {
             Some(p) => Store::open(p)?,
             None => Store::open_default()?,
         };
         let rec = store.run(id)?;
-        let mut d: Diagnosis =
-            serde_json::from_value(rec.diagnosis.clone()).with_context(|| format!("run {id}: the stored diagnosis is not a `diagnose --json` document"))?;
+        let mut d: Diagnosis = serde_json::from_value(rec.diagnosis.clone())
+            .with_context(|| format!("run {id}: the stored diagnosis is not a `diagnose --json` document"))?;
         if let Some(src) = d.source.as_mut() {
             // The store's study path wins (`feedback record --study` may have corrected it).
             src.path = rec.study_path.clone();
@@ -76,7 +81,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     } else {
         let path = a.from_json.as_ref().expect("clap: --run or --from-json");
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let d: Diagnosis = serde_json::from_str(&text).with_context(|| format!("{}: not a `radbridge diagnose --json` file", path.display()))?;
+        let d: Diagnosis =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a `radbridge diagnose --json` file", path.display()))?;
         let verdicts = match &a.verdicts {
             Some(v) => Some(report::read_verdicts(v)?),
             None => None,

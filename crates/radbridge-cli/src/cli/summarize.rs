@@ -128,7 +128,8 @@ pub fn run(a: &SummarizeArgs) -> Result<()> {
         let mut v = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let j: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
-            let report = j.get("text").and_then(|t| t.as_str()).with_context(|| format!("{}:{}: no \"text\" string", path.display(), n + 1))?;
+            let report =
+                j.get("text").and_then(|t| t.as_str()).with_context(|| format!("{}:{}: no \"text\" string", path.display(), n + 1))?;
             v.push((format!("{}:{}", path.display(), n + 1), j.get("id").and_then(id_string), report.to_string()));
         }
         (path, v)

@@ -43,12 +43,7 @@ pub struct SynthArgs {
 }
 
 pub fn run(a: &SynthArgs) -> Result<()> {
-    let mut command = format!(
-        "radbridge synth --count {} --seed {} --output {}",
-        a.count,
-        a.seed,
-        a.output.display()
-    );
+    let mut command = format!("radbridge synth --count {} --seed {} --output {}", a.count, a.seed, a.output.display());
     if a.chest_ct.as_os_str() != DEFAULT_CHEST_CT {
         command.push_str(&format!(" --chest-ct {}", a.chest_ct.display()));
     }
@@ -74,21 +69,13 @@ pub fn run(a: &SynthArgs) -> Result<()> {
         command,
     };
     let pb = ProgressBar::new(a.count as u64);
-    pb.set_style(
-        ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} cases {elapsed} eta {eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
+    pb.set_style(ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} cases {elapsed} eta {eta}").unwrap().progress_chars("=> "));
     let t0 = Instant::now();
     let progress = |done: usize, _total: usize| pb.set_position(done as u64);
     let cancel = CancelToken::default();
     let run = || synth::generate(&opts, &progress, &cancel);
     let summary = match a.threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build()
-            .context("cannot start worker threads")?
-            .install(run),
+        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build().context("cannot start worker threads")?.install(run),
         None => run(),
     }
     .with_context(|| format!("{}: synth failed", a.output.display()))?;
@@ -103,11 +90,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
         secs,
         secs / summary.count as f64
     );
-    let pos: Vec<String> = summary
-        .positives
-        .iter()
-        .map(|(l, n)| format!("{l}: {n}"))
-        .collect();
+    let pos: Vec<String> = summary.positives.iter().map(|(l, n)| format!("{l}: {n}")).collect();
     eprintln!("positives per label: {}", pos.join(", "));
     Ok(())
 }

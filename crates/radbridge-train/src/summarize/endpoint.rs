@@ -100,7 +100,8 @@ impl ChatEndpoint {
     /// Read a chat completion response body into a summary.
     pub fn parse_response(&self, body: &str) -> Result<Summary, SummarizeError> {
         let v: Value = serde_json::from_str(body).map_err(|e| self.bad(format!("not JSON: {e}")))?;
-        let content = v.pointer("/choices/0/message/content").and_then(Value::as_str).ok_or_else(|| self.bad("no choices[0].message.content"))?;
+        let content =
+            v.pointer("/choices/0/message/content").and_then(Value::as_str).ok_or_else(|| self.bad("no choices[0].message.content"))?;
         let (a, b) = (content.find('{'), content.rfind('}'));
         let obj: Value = match (a, b) {
             (Some(a), Some(b)) if a < b => {
@@ -118,7 +119,8 @@ impl ChatEndpoint {
             .labels
             .iter()
             .map(|label| {
-                let hit = answered.iter().find(|f| f.get("label").and_then(Value::as_str).is_some_and(|l| l.trim().eq_ignore_ascii_case(label)));
+                let hit =
+                    answered.iter().find(|f| f.get("label").and_then(Value::as_str).is_some_and(|l| l.trim().eq_ignore_ascii_case(label)));
                 let (status, evidence) = match hit {
                     Some(f) => {
                         let status = match f.get("status").and_then(Value::as_str).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
@@ -142,7 +144,8 @@ impl Summarizer for ChatEndpoint {
         if report.trim().is_empty() {
             return Err(SummarizeError::Empty);
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build().into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build().into();
         let body = self.request_body(report).to_string();
         let mut req = agent.post(&self.url).header("Content-Type", "application/json");
         if let Some(k) = &self.api_key {

@@ -29,7 +29,12 @@ const fn e(label: &'static str, patterns: &'static [&'static str]) -> Entry {
     Entry { label, patterns, veto_before: &[], veto_after: &[], veto_clause: &[], unless_clause: &[], more_rules: &[] }
 }
 
-const fn ev(label: &'static str, patterns: &'static [&'static str], veto_before: &'static [&'static str], veto_after: &'static [&'static str]) -> Entry {
+const fn ev(
+    label: &'static str,
+    patterns: &'static [&'static str],
+    veto_before: &'static [&'static str],
+    veto_after: &'static [&'static str],
+) -> Entry {
     Entry { label, patterns, veto_before, veto_after, veto_clause: &[], unless_clause: &[], more_rules: &[] }
 }
 
@@ -259,7 +264,13 @@ pub const LEXICON: &[Entry] = &[
             ),
         ],
     ),
-    ec("Lung opacity", &["ground glass", "groundglass", "opacit*", "lung opacity", "crazy paving"], &[], &["micronodular", "acinar"], &["ground", "glass"]),
+    ec(
+        "Lung opacity",
+        &["ground glass", "groundglass", "opacit*", "lung opacity", "crazy paving"],
+        &[],
+        &["micronodular", "acinar"],
+        &["ground", "glass"],
+    ),
     ec(
         "Lung opacity",
         &[
@@ -367,13 +378,19 @@ pub const LEXICON: &[Entry] = &[
     ),
     e("Consolidation", &["consolidat*"]),
     e("Bronchiectasis", &["bronchiectas*", "bronchiectatic", "bronchiolectas*", "bronchial ectasi*"]),
-    e("Interlobular septal thickening", &["interlobular ~3 thicken*", "septal thicken*", "sept* ~3 thicken*", "thicken* ~3 sept*", "interlobular sept*"]),
+    e(
+        "Interlobular septal thickening",
+        &["interlobular ~3 thicken*", "septal thicken*", "sept* ~3 thicken*", "thicken* ~3 sept*", "interlobular sept*"],
+    ),
     // ---- CT-RATE-LT (15) ----
     e("Pneumonia", &["pneumoni*", "bronchopneumoni*", "infection*", "infectious", "infective", "pneumonitis"]),
     e("Pneumothorax", &["pneumothorax*", "hydropneumothorax", "hydropnomothorax", "pneumothoraces"]),
     e("Empyema", &["empyema*", "loculat* ~3 effusion*|fluid|collection*", "effusion* ~4 loculat*"]),
     e("Tuberculosis", &["tuberculosis", "tuberculous", "tb", "tbc", "koch*"]),
-    e("Pulmonary fibrosis", &["pulmonary fibrosis", "fibrosis", "fibrotic change*", "honeycomb*", "uip", "interstitial fibrosis", "fibrotic interstitial"]),
+    e(
+        "Pulmonary fibrosis",
+        &["pulmonary fibrosis", "fibrosis", "fibrotic change*", "honeycomb*", "uip", "interstitial fibrosis", "fibrotic interstitial"],
+    ),
     ec(
         "Lung cyst",
         &["lung cyst*", "cyst*", "cystic lesion*|area*|formation*|change*|appearance*"],
@@ -421,7 +438,12 @@ pub const LEXICON: &[Entry] = &[
     // CT-RATE-LT's weak labels count peribronchial thickening too.
     e(
         "Bronchial thickening",
-        &["bronchial ~3 thicken*|thickness*", "thicken* ~3 bronchial|bronchus|bronchi", "bronchial wall*", "peribronchial ~3 thicken*|thickness*"],
+        &[
+            "bronchial ~3 thicken*|thickness*",
+            "thicken* ~3 bronchial|bronchus|bronchi",
+            "bronchial wall*",
+            "peribronchial ~3 thicken*|thickness*",
+        ],
     ),
     ev(
         "Lung mass",
@@ -441,7 +463,12 @@ pub const LEXICON: &[Entry] = &[
     e("Pericardial calcification", &["pericardial calcif*", "calcif* ~3 pericard*", "pericard* ~3 calcif*"]),
     e(
         "Spondylosis",
-        &["spondylo*", "degenerative ~4 vertebra*|spine|spinal|dorsal|lumbar|disc*|endplate*", "vertebra*|spine|spinal ~4 degenerat*", "osteophyt*"],
+        &[
+            "spondylo*",
+            "degenerative ~4 vertebra*|spine|spinal|dorsal|lumbar|disc*|endplate*",
+            "vertebra*|spine|spinal ~4 degenerat*",
+            "osteophyt*",
+        ],
     ),
     // CT-RATE-LT's weak labels: "degenerative changes in the bone structures" counts unless mild.
     ev("Spondylosis", &["degenerative change*"], &["mild", "minimal", "slight", "minor", "early"], &[]),
@@ -463,13 +490,27 @@ pub const LEXICON: &[Entry] = &[
     e("Degenerative change", &["degenerat*", "spondylo*", "osteophyt*"]),
     e(
         "Fatty liver",
-        &["fatty liver", "hepatic steatosis", "steatosis", "hepatosteatosis", "liver ~5 hypodens*|fat|fatty|steato*", "fatty infiltration ~3 liver"],
+        &[
+            "fatty liver",
+            "hepatic steatosis",
+            "steatosis",
+            "hepatosteatosis",
+            "liver ~5 hypodens*|fat|fatty|steato*",
+            "fatty infiltration ~3 liver",
+        ],
     ),
     e("Fibrosis", &["fibrosis", "fibrotic", "fibrous"]),
     e("Fracture", &["fractur*", "callus*"]),
     e(
         "Gallstone",
-        &["gallstone*", "cholelithiasis", "stone* ~3 gallbladder|gall bladder", "gallbladder ~4 stone*", "calculus ~4 gallbladder", "gallbladder ~4 calcul*"],
+        &[
+            "gallstone*",
+            "cholelithiasis",
+            "stone* ~3 gallbladder|gall bladder",
+            "gallbladder ~4 stone*",
+            "calculus ~4 gallbladder",
+            "gallbladder ~4 calcul*",
+        ],
     ),
     e("Ground glass opacity", &["ground glass", "groundglass", "ggo", "hazy opacit*"]),
     e("Gynecomastia", &["gynecomast*", "gynaecomast*"]),
@@ -479,21 +520,33 @@ pub const LEXICON: &[Entry] = &[
     e("Hydatid cyst", &["hydatid*", "echinococ*", "cyst hydatid*"]),
     e("Infarction", &["infarct*"]),
     e("Kidney atrophy", &["kidney ~3 atroph*", "renal ~3 atroph*", "atroph* ~3 kidney*|renal"]),
-    e("Kidney stone", &["kidney stone*", "renal stone*", "renal calcul*", "nephrolith*", "stone* ~3 kidney*|renal", "calcul* ~3 kidney*|renal"]),
+    e(
+        "Kidney stone",
+        &["kidney stone*", "renal stone*", "renal calcul*", "nephrolith*", "stone* ~3 kidney*|renal", "calcul* ~3 kidney*|renal"],
+    ),
     e("Lipomatosis", &["lipomatos*"]),
-    e("Liver lesion", &["liver ~4 lesion*|cyst*|mass*|nodul*|hemangioma*", "hepatic ~2 lesion*|cyst*|mass*|nodul*", "lesion* ~4 liver", "hemangioma*"]),
+    e(
+        "Liver lesion",
+        &["liver ~4 lesion*|cyst*|mass*|nodul*|hemangioma*", "hepatic ~2 lesion*|cyst*|mass*|nodul*", "lesion* ~4 liver", "hemangioma*"],
+    ),
     e("Lymphangitis carcinomatosis", &["lymphangit*"]),
     e("Lymphoma", &["lymphoma*"]),
     e("Lytic bone lesion", &["lytic", "osteolytic", "lytic ~2 lesion*"]),
     e("Metastasis", &["metasta*"]),
     e("Myeloma", &["myeloma*"]),
-    e("Nephrolithiasis", &["nephrolith*", "renal calcul*", "kidney stone*", "renal stone*", "stone* ~3 kidney*|renal", "calcul* ~3 kidney*|renal"]),
+    e(
+        "Nephrolithiasis",
+        &["nephrolith*", "renal calcul*", "kidney stone*", "renal stone*", "stone* ~3 kidney*|renal", "calcul* ~3 kidney*|renal"],
+    ),
     e("Osteopenia", &["osteopeni*"]),
     e("Osteoporosis", &["osteoporo*"]),
     e("Pancreatic cancer", &["pancrea* ~3 cancer|carcinoma|malignan*|tumor*|tumour*|mass*", "cancer|carcinoma|tumor*|mass* ~3 pancrea*"]),
     e("Pancreatic pseudocyst", &["pseudocyst*"]),
     e("Pleural thickening", &["pleural thicken*", "pleura* ~3 thicken*", "thicken* ~3 pleura*"]),
-    e("Pulmonary hypertension", &["pulmonary hypertension", "pulmonary arter* ~5 dilat*|enlarg*|wide*", "pulmonary trunk ~5 dilat*|enlarg*|wide*"]),
+    e(
+        "Pulmonary hypertension",
+        &["pulmonary hypertension", "pulmonary arter* ~5 dilat*|enlarg*|wide*", "pulmonary trunk ~5 dilat*|enlarg*|wide*"],
+    ),
     e("Pulmonary hypertrophy", &["pulmonary hypertrophy", "hyperinflat*", "hyperexpan*", "hyperaerat*"]),
     e("Renal atrophy", &["renal ~3 atroph*", "kidney* ~3 atroph*", "atroph* ~3 kidney*|renal"]),
     e("Renal cyst", &["renal ~3 cyst*", "kidney* ~4 cyst*", "cyst* ~4 kidney*|renal"]),
@@ -506,8 +559,14 @@ pub const LEXICON: &[Entry] = &[
     e("Thyroid nodule", &["thyroid ~4 nodul*|lesion*|cyst*|mass*", "nodul* ~4 thyroid"]),
     e("Tracheal stenosis", &["trache* ~3 stenos*|narrow*", "stenos* ~3 trache*"]),
     e("Tracheobronchopathy", &["tracheobronchopath*", "tracheobronchomalac*", "tracheomalac*"]),
-    e("Vertebral compression fracture", &["compression fractur*", "vertebra* ~4 fractur*|collapse*", "height loss*", "loss of height", "wedg*"]),
-    e("Vertebral degeneration", &["vertebra* ~4 degenerat*", "degenerat* ~4 vertebra*|spine|spinal|thoracic|dorsal|lumbar", "spondylo*", "osteophyt*"]),
+    e(
+        "Vertebral compression fracture",
+        &["compression fractur*", "vertebra* ~4 fractur*|collapse*", "height loss*", "loss of height", "wedg*"],
+    ),
+    e(
+        "Vertebral degeneration",
+        &["vertebra* ~4 degenerat*", "degenerat* ~4 vertebra*|spine|spinal|thoracic|dorsal|lumbar", "spondylo*", "osteophyt*"],
+    ),
     e("Viral pneumonia", &["viral pneumoni*", "viral infection*", "covid*", "viral"]),
 ];
 

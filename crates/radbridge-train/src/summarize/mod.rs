@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 pub use endpoint::ChatEndpoint;
 
-use radbridge_model::zeroshot;
 use negex::NegEx;
 use pattern::Pattern;
+use radbridge_model::zeroshot;
 use text::Token;
 
 /// A finding's status in a report.
@@ -207,7 +207,14 @@ impl Builtin {
                 for (a, b) in spans {
                     let (status, (cs, ce)) = self.negex.status(&tokens, a, b);
                     let (ph, plural) = phrase(s, &tokens, a, b, cs, ce);
-                    out.push(Mention { label: cl.label.clone(), status, evidence: span_text(s, &tokens, cs, ce), phrase: ph, plural, sentence: si });
+                    out.push(Mention {
+                        label: cl.label.clone(),
+                        status,
+                        evidence: span_text(s, &tokens, cs, ce),
+                        phrase: ph,
+                        plural,
+                        sentence: si,
+                    });
                 }
             }
         }
@@ -329,7 +336,13 @@ fn phrase(s: &str, tokens: &[Token], a: usize, b: usize, cs: usize, ce: usize) -
 }
 
 fn plural_word(w: &str) -> bool {
-    w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("sis") && !w.ends_with("us") && !w.ends_with("ics") && !w.ends_with("xis")
+    w.len() > 3
+        && w.ends_with('s')
+        && !w.ends_with("ss")
+        && !w.ends_with("sis")
+        && !w.ends_with("us")
+        && !w.ends_with("ics")
+        && !w.ends_with("xis")
 }
 
 fn plural(phrase: &str) -> bool {

@@ -223,7 +223,8 @@ impl NegEx {
     /// The clause (token range) holding tokens `s..e`.
     pub fn clause(&self, tokens: &[Token], s: usize, e: usize) -> (usize, usize) {
         let hard = |t: &Token| {
-            (!t.word && matches!(t.norm.as_str(), ";" | ":" | "(" | ")" | "[" | "]" | "?" | "!" | ".")) || (t.word && word_is(BOUNDARY_WORDS, &t.norm))
+            (!t.word && matches!(t.norm.as_str(), ";" | ":" | "(" | ")" | "[" | "]" | "?" | "!" | "."))
+                || (t.word && word_is(BOUNDARY_WORDS, &t.norm))
         };
         let mut cs = s;
         while cs > 0 && !hard(&tokens[cs - 1]) {

@@ -36,10 +36,19 @@ fn plain_mentions_are_present() {
 #[test]
 fn translated_negations() {
     assert_eq!(st("Pleural effusion was not observed.", "Pleural effusion"), Status::Absent);
-    assert_eq!(st("No enlarged lymph nodes were detected in prevascular, subcarinal or hilar pathological dimensions.", "Lymphadenopathy"), Status::Absent);
+    assert_eq!(
+        st("No enlarged lymph nodes were detected in prevascular, subcarinal or hilar pathological dimensions.", "Lymphadenopathy"),
+        Status::Absent
+    );
     assert_eq!(st("No pleural effusion was detected.", "Pleural effusion"), Status::Absent);
-    assert_eq!(st("Aeration of both lung parenchyma is normal and no nodular or infiltrative lesion is detected.", "Lung nodule"), Status::Absent);
-    assert_eq!(st("Aeration of both lung parenchyma is normal and no nodular or infiltrative lesion is detected.", "Lung opacity"), Status::Absent);
+    assert_eq!(
+        st("Aeration of both lung parenchyma is normal and no nodular or infiltrative lesion is detected.", "Lung nodule"),
+        Status::Absent
+    );
+    assert_eq!(
+        st("Aeration of both lung parenchyma is normal and no nodular or infiltrative lesion is detected.", "Lung opacity"),
+        Status::Absent
+    );
 }
 
 #[test]
@@ -117,7 +126,9 @@ fn vetoes_keep_other_organs_out() {
 #[test]
 fn sentences_are_short_finding_sentences() {
     let b = Builtin::new();
-    let s = b.summarize("Sliding type hiatal hernia was observed. Pleural effusion-thickening was not detected. There is no pneumothorax.").unwrap();
+    let s = b
+        .summarize("Sliding type hiatal hernia was observed. Pleural effusion-thickening was not detected. There is no pneumothorax.")
+        .unwrap();
     assert!(s.sentences.contains(&"There is sliding type hiatal hernia.".to_string()), "{:?}", s.sentences);
     assert!(s.sentences.contains(&"There is no pleural effusion-thickening.".to_string()), "{:?}", s.sentences);
     assert!(s.sentences.contains(&"There is no pneumothorax.".to_string()), "{:?}", s.sentences);

@@ -29,13 +29,20 @@ fn is_header(line: &str) -> bool {
     // "FINDINGS:", "IMPRESSION:", "PA AND LATERAL CHEST RADIOGRAPH:" — upper-case words and a colon.
     let t = line.trim();
     let Some(head) = t.split(':').next() else { return false };
-    t.contains(':') && !head.is_empty() && head.len() < 60 && head.chars().any(|c| c.is_ascii_uppercase()) && !head.chars().any(|c| c.is_ascii_lowercase())
+    t.contains(':')
+        && !head.is_empty()
+        && head.len() < 60
+        && head.chars().any(|c| c.is_ascii_uppercase())
+        && !head.chars().any(|c| c.is_ascii_lowercase())
 }
 
 fn starts_item(line: &str) -> bool {
     let t = line.trim_start();
     let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
-    (digits.len() < t.len() && (digits.starts_with('.') || digits.starts_with(')'))) || t.starts_with('-') || t.starts_with('•') || t.starts_with('*')
+    (digits.len() < t.len() && (digits.starts_with('.') || digits.starts_with(')')))
+        || t.starts_with('-')
+        || t.starts_with('•')
+        || t.starts_with('*')
 }
 
 /// Re-join hard-wrapped lines: a line break inside a paragraph is a space, unless a list item
@@ -133,7 +140,9 @@ pub fn tokenize(s: &str) -> Vec<Token> {
                 if d.is_alphanumeric() {
                     end = j + d.len_utf8();
                     chars.next();
-                } else if d == '\'' || (d == '.' && s[..j].ends_with(|x: char| x.is_ascii_digit()) && s[j + 1..].starts_with(|x: char| x.is_ascii_digit())) {
+                } else if d == '\''
+                    || (d == '.' && s[..j].ends_with(|x: char| x.is_ascii_digit()) && s[j + 1..].starts_with(|x: char| x.is_ascii_digit()))
+                {
                     end = j + d.len_utf8();
                     chars.next();
                 } else {
@@ -161,9 +170,13 @@ mod tests {
 
     #[test]
     fn sentences_split_at_full_stops_quotes_and_bullets_not_decimals() {
-        let s = split_sentences("Nodule of 5.4 mm was observed. No effusion was seen (cyst?) here. \" Impression one. • Two  Three  and four");
+        let s =
+            split_sentences("Nodule of 5.4 mm was observed. No effusion was seen (cyst?) here. \" Impression one. • Two  Three  and four");
         let t: Vec<&str> = s.iter().map(|x| x.text.as_str()).collect();
-        assert_eq!(t, vec!["Nodule of 5.4 mm was observed.", "No effusion was seen (cyst?) here.", "Impression one.", "Two", "Three  and four"]);
+        assert_eq!(
+            t,
+            vec!["Nodule of 5.4 mm was observed.", "No effusion was seen (cyst?) here.", "Impression one.", "Two", "Three  and four"]
+        );
     }
 
     #[test]
@@ -172,7 +185,8 @@ mod tests {
         let t: Vec<&str> = s.iter().map(|x| x.text.as_str()).collect();
         assert_eq!(t, vec!["Heart is enlarged.", "Cardiomegaly.", "No effusion, e.g. none."]);
         // Hard-wrapped lines join into one sentence.
-        let s = split_sentences("CHEST, AP:  Tube tip is in the duodenum.  Thoracic aorta\n is tortuous and calcified.\n\nIMPRESSION: Stable.");
+        let s =
+            split_sentences("CHEST, AP:  Tube tip is in the duodenum.  Thoracic aorta\n is tortuous and calcified.\n\nIMPRESSION: Stable.");
         let t: Vec<&str> = s.iter().map(|x| x.text.as_str()).collect();
         assert_eq!(t, vec!["Tube tip is in the duodenum.", "Thoracic aorta is tortuous and calcified.", "Stable."]);
     }

@@ -56,15 +56,7 @@ pub fn seg_dist(p: P3, a: P3, b: P3) -> (f64, f64) {
 }
 
 /// Visit voxels near the segment a→b (radius ra→rb, plus `margin` mm): f(canvas, idx, d − r, t).
-pub fn for_segment(
-    c: &mut Canvas,
-    a: P3,
-    b: P3,
-    ra: f64,
-    rb: f64,
-    margin: f64,
-    mut f: impl FnMut(&mut Canvas, usize, f64, f64),
-) {
+pub fn for_segment(c: &mut Canvas, a: P3, b: P3, ra: f64, rb: f64, margin: f64, mut f: impl FnMut(&mut Canvas, usize, f64, f64)) {
     let r = ra.max(rb) + margin;
     let lo = [a[0].min(b[0]) - r, a[1].min(b[1]) - r, a[2].min(b[2]) - r];
     let hi = [a[0].max(b[0]) + r, a[1].max(b[1]) + r, a[2].max(b[2]) + r];
@@ -269,11 +261,7 @@ pub fn depth_map(c: &Canvas) -> Vec<f32> {
     for k in 0..nz {
         let base = nx * ny * k;
         for idx in base..base + nx * ny {
-            d[idx] = if tissue::is_lung(c.tissue[idx]) {
-                1e6
-            } else {
-                0.0
-            };
+            d[idx] = if tissue::is_lung(c.tissue[idx]) { 1e6 } else { 0.0 };
         }
         // forward
         for j in 0..ny {
@@ -371,22 +359,11 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     let liver_hu = rng.range(50.0, 65.0);
     let carina_z = rng.range(22.0, 40.0);
     let cardio = want[lab::CARDIOMEGALY];
-    let hs = if cardio {
-        rng.range(1.28, 1.42)
-    } else {
-        rng.range(0.9, 1.04)
-    };
-    let heart_r = [
-        ac * rng.range(0.41, 0.45) * hs,
-        bc * rng.range(0.5, 0.56) * hs.powf(0.7),
-        rng.range(40.0, 46.0) * (1.0 + 0.5 * (hs - 1.0)),
-    ];
+    let hs = if cardio { rng.range(1.28, 1.42) } else { rng.range(0.9, 1.04) };
+    let heart_r =
+        [ac * rng.range(0.41, 0.45) * hs, bc * rng.range(0.5, 0.56) * hs.powf(0.7), rng.range(40.0, 46.0) * (1.0 + 0.5 * (hs - 1.0))];
     let zd_mid = 0.5 * (zr_top + zl_top);
-    let heart_c = [
-        rng.range(10.0, 20.0) + 0.25 * (heart_r[0] - 0.43 * ac),
-        -0.30 * bc,
-        zd_mid + 0.62 * heart_r[2],
-    ];
+    let heart_c = [rng.range(10.0, 20.0) + 0.25 * (heart_r[0] - 0.43 * ac), -0.30 * bc, zd_mid + 0.62 * heart_r[2]];
     an.heart_c = heart_c;
     an.heart_r = heart_r;
     // ribs: posterior heights every ~24 mm
@@ -394,10 +371,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     let top_rib = apex + 5.0;
     let mut ribs = Vec::new();
     for n in 0..13 {
-        ribs.push(Rib {
-            z0: top_rib - n as f64 * rib_gap,
-            drop: rng.range(55.0, 75.0),
-        });
+        ribs.push(Rib { z0: top_rib - n as f64 * rib_gap, drop: rng.range(55.0, 75.0) });
     }
     an.ribs = ribs.clone();
     // vertebrae: bodies of ~24 mm with ~6 mm discs
@@ -418,17 +392,9 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
         let neck = smoothstep(105.0, 160.0, z);
         let ab_ = a * (1.0 - 0.38 * neck);
         let bb_ = b * (1.0 - 0.2 * neck);
-        let lung_taper = if z > 40.0 {
-            (1.0 - ((z - 40.0) / (apex - 40.0)).powi(2)).max(0.0).sqrt()
-        } else {
-            1.0
-        };
+        let lung_taper = if z > 40.0 { (1.0 - ((z - 40.0) / (apex - 40.0)).powi(2)).max(0.0).sqrt() } else { 1.0 };
         // vertebral level: position within the body/disc cycle
-        let vpos = vz
-            .iter()
-            .map(|&v| z - v)
-            .filter(|d| *d >= 0.0)
-            .fold(f64::MAX, f64::min);
+        let vpos = vz.iter().map(|&v| z - v).filter(|d| *d >= 0.0).fold(f64::MAX, f64::min);
         let in_disc = vpos > vh - 6.0;
         for j in 0..ny {
             let y = g.origin[1] + j as f64 * g.spacing[1];
@@ -447,11 +413,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                 let am = ab_ - fat;
                 let bm = bb_ - fat * 0.8;
                 let em = (x / am).powi(2) + (y / bm).powi(2);
-                let (mut t, mut h) = if em > 1.0 {
-                    (tissue::FAT, fat_hu)
-                } else {
-                    (tissue::MUSCLE, muscle_hu)
-                };
+                let (mut t, mut h) = if em > 1.0 { (tissue::FAT, fat_hu) } else { (tissue::MUSCLE, muscle_hu) };
                 // skin
                 if eb > (1.0 - 2.5 / ab_.min(bb_)).powi(2) {
                     t = tissue::MUSCLE;
@@ -476,10 +438,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                             } else {
                                 h = 32.0;
                                 let sc = [0.5 * ac, -0.15 * bc, zl_top - 22.0];
-                                let d = ((x - sc[0]).powi(2)
-                                    + (y - sc[1]).powi(2)
-                                    + (z - sc[2]).powi(2))
-                                .sqrt();
+                                let d = ((x - sc[0]).powi(2) + (y - sc[1]).powi(2) + (z - sc[2]).powi(2)).sqrt();
                                 if d < 24.0 && y < sc[1] + 4.0 {
                                     h = -1000.0; // gas bubble (supine: anterior)
                                 }
@@ -491,11 +450,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                             t = tissue::MEDIASTINUM;
                             h = fat_hu;
                         } else {
-                            t = if x >= 0.0 {
-                                tissue::LUNG_L
-                            } else {
-                                tissue::LUNG_R
-                            };
+                            t = if x >= 0.0 { tissue::LUNG_L } else { tissue::LUNG_R };
                             // dependent density gradient
                             h = lung_hu + 45.0 * clamp01((y + bc) / (2.0 * bc)).powi(2);
                         }
@@ -523,11 +478,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                 // sternum
                 if x.abs() < 17.0 && y < -bc + 2.0 && y > -bc - 11.0 && z > -55.0 && z < 110.0 {
                     t = tissue::BONE;
-                    h = if y < -bc - 8.5 || y > -bc - 0.5 {
-                        650.0
-                    } else {
-                        260.0
-                    };
+                    h = if y < -bc - 8.5 || y > -bc - 0.5 { 650.0 } else { 260.0 };
                 }
                 // vertebra: body (cortex + cancellous), disc, canal, arch, processes
                 if vert {
@@ -553,11 +504,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                     } else if x.abs() < 5.0 && y > cy && y < cy + 38.0 {
                         t = tissue::BONE;
                         h = 480.0;
-                    } else if (y - (cy - 4.0)).abs() < 4.0
-                        && x.abs() < 32.0
-                        && x.abs() > 8.0
-                        && vpos < 8.0
-                    {
+                    } else if (y - (cy - 4.0)).abs() < 4.0 && x.abs() < 32.0 && x.abs() > 8.0 && vpos < 8.0 {
                         t = tissue::BONE;
                         h = 480.0;
                     }
@@ -599,44 +546,27 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     // heart (with epicardial fat), painted first; tubes go over it
     let (hc, hr) = (heart_c, heart_r);
     let fatw = rng.range(3.0, 7.0);
-    for_box(
-        &mut c,
-        sub(hc, add(hr, [fatw + 3.0; 3])),
-        add(hc, add(hr, [fatw + 3.0; 3])),
-        |c, idx, p| {
-            let q = [
-                (p[0] - hc[0]) / hr[0],
-                (p[1] - hc[1]) / hr[1],
-                (p[2] - hc[2]) / hr[2],
-            ];
-            let r = norm(q);
-            let cur = c.tissue[idx];
-            if !(tissue::is_lung(cur)
-                || cur == tissue::MEDIASTINUM
-                || cur == tissue::ABDOMEN
-                || cur == tissue::MUSCLE && p[1] < sy - 20.0)
-            {
-                return;
-            }
-            if cur == tissue::ABDOMEN && p[2] < hc[2] - 0.85 * hr[2] {
-                return;
-            }
-            let rmin = hr[0].min(hr[1]).min(hr[2]);
-            let sd = (r - 1.0) * rmin;
-            if sd < 0.0 {
-                c.tissue[idx] = tissue::HEART;
-                c.hu[idx] = 42.0;
-            } else if sd < fatw && cur != tissue::ABDOMEN {
-                c.tissue[idx] = tissue::MEDIASTINUM;
-                c.hu[idx] = fat_hu as f32;
-            }
-        },
-    );
-    let root = [
-        hc[0] - 0.35 * hr[0],
-        hc[1] + 0.2 * hr[1],
-        hc[2] + 0.55 * hr[2],
-    ];
+    for_box(&mut c, sub(hc, add(hr, [fatw + 3.0; 3])), add(hc, add(hr, [fatw + 3.0; 3])), |c, idx, p| {
+        let q = [(p[0] - hc[0]) / hr[0], (p[1] - hc[1]) / hr[1], (p[2] - hc[2]) / hr[2]];
+        let r = norm(q);
+        let cur = c.tissue[idx];
+        if !(tissue::is_lung(cur) || cur == tissue::MEDIASTINUM || cur == tissue::ABDOMEN || cur == tissue::MUSCLE && p[1] < sy - 20.0) {
+            return;
+        }
+        if cur == tissue::ABDOMEN && p[2] < hc[2] - 0.85 * hr[2] {
+            return;
+        }
+        let rmin = hr[0].min(hr[1]).min(hr[2]);
+        let sd = (r - 1.0) * rmin;
+        if sd < 0.0 {
+            c.tissue[idx] = tissue::HEART;
+            c.hu[idx] = 42.0;
+        } else if sd < fatw && cur != tissue::ABDOMEN {
+            c.tissue[idx] = tissue::MEDIASTINUM;
+            c.hu[idx] = fat_hu as f32;
+        }
+    });
+    let root = [hc[0] - 0.35 * hr[0], hc[1] + 0.2 * hr[1], hc[2] + 0.55 * hr[2]];
     let aorta = vec![
         (root, 14.0),
         ([-14.0, -0.22 * bc - 4.0, cz + 14.0], 15.5),
@@ -650,77 +580,19 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     tube(&mut c, &aorta, 42.0, tissue::VESSEL, 4.0);
     an.aorta = aorta;
     // pulmonary trunk and arteries
-    let pt0 = [
-        hc[0] - 0.05 * hr[0],
-        hc[1] - 0.35 * hr[1],
-        hc[2] + 0.6 * hr[2],
-    ];
+    let pt0 = [hc[0] - 0.05 * hr[0], hc[1] - 0.35 * hr[1], hc[2] + 0.6 * hr[2]];
     let pt1 = [10.0, -0.12 * bc, cz - 6.0];
-    tube(
-        &mut c,
-        &[(pt0, 13.0), (pt1, 12.5)],
-        40.0,
-        tissue::VESSEL,
-        3.0,
-    );
+    tube(&mut c, &[(pt0, 13.0), (pt1, 12.5)], 40.0, tissue::VESSEL, 3.0);
     let hil_r = [-40.0, sy - 38.0, cz - 18.0];
     let hil_l = [42.0, sy - 34.0, cz - 22.0];
     an.hila = [hil_r, hil_l];
-    tube(
-        &mut c,
-        &[(pt1, 11.0), ([-34.0, sy - 44.0, cz - 14.0], 9.0)],
-        40.0,
-        tissue::VESSEL,
-        2.0,
-    );
-    tube(
-        &mut c,
-        &[(pt1, 11.0), ([38.0, sy - 40.0, cz - 14.0], 9.0)],
-        40.0,
-        tissue::VESSEL,
-        2.0,
-    );
+    tube(&mut c, &[(pt1, 11.0), ([-34.0, sy - 44.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0);
+    tube(&mut c, &[(pt1, 11.0), ([38.0, sy - 40.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0);
     // SVC and arch branches
-    tube(
-        &mut c,
-        &[
-            ([-24.0, -0.2 * bc, 160.0], 9.0),
-            ([-22.0, -0.12 * bc, root[2]], 9.5),
-        ],
-        40.0,
-        tissue::VESSEL,
-        3.0,
-    );
-    tube(
-        &mut c,
-        &[
-            ([-4.0, -0.18 * bc, cz + 38.0], 6.5),
-            ([-14.0, -0.1 * bc, 165.0], 6.0),
-        ],
-        42.0,
-        tissue::VESSEL,
-        3.0,
-    );
-    tube(
-        &mut c,
-        &[
-            ([7.0, -0.12 * bc, cz + 40.0], 4.5),
-            ([9.0, -0.05 * bc, 165.0], 4.5),
-        ],
-        42.0,
-        tissue::VESSEL,
-        3.0,
-    );
-    tube(
-        &mut c,
-        &[
-            ([17.0, -0.03 * bc, cz + 39.0], 5.0),
-            ([32.0, 0.0, 165.0], 5.0),
-        ],
-        42.0,
-        tissue::VESSEL,
-        3.0,
-    );
+    tube(&mut c, &[([-24.0, -0.2 * bc, 160.0], 9.0), ([-22.0, -0.12 * bc, root[2]], 9.5)], 40.0, tissue::VESSEL, 3.0);
+    tube(&mut c, &[([-4.0, -0.18 * bc, cz + 38.0], 6.5), ([-14.0, -0.1 * bc, 165.0], 6.0)], 42.0, tissue::VESSEL, 3.0);
+    tube(&mut c, &[([7.0, -0.12 * bc, cz + 40.0], 4.5), ([9.0, -0.05 * bc, 165.0], 4.5)], 42.0, tissue::VESSEL, 3.0);
+    tube(&mut c, &[([17.0, -0.03 * bc, cz + 39.0], 5.0), ([32.0, 0.0, 165.0], 5.0)], 42.0, tissue::VESSEL, 3.0);
     // oesophagus (collapsed, a little air)
     let eso = vec![
         ([5.0, sy - 24.0, 170.0], 7.0),
@@ -761,22 +633,13 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     an.central_bronchi = vec![(carina, rmb, 6.0), (carina, lmb, 5.5)];
     // mediastinal lymph nodes (normal size, < 8 mm)
     for _ in 0..rng.int(2, 5) {
-        let p = [
-            rng.range(-18.0, 10.0),
-            rng.range(-0.3 * bc, sy - 30.0),
-            rng.range(cz - 10.0, cz + 45.0),
-        ];
+        let p = [rng.range(-18.0, 10.0), rng.range(-0.3 * bc, sy - 30.0), rng.range(cz - 10.0, cz + 45.0)];
         let r = rng.range(2.5, 3.8);
-        for_box(
-            &mut c,
-            sub(p, [r + 3.0; 3]),
-            add(p, [r + 3.0; 3]),
-            |c, idx, q| {
-                if c.tissue[idx] == tissue::MEDIASTINUM && norm(sub(q, p)) < r {
-                    c.hu[idx] = 38.0;
-                }
-            },
-        );
+        for_box(&mut c, sub(p, [r + 3.0; 3]), add(p, [r + 3.0; 3]), |c, idx, q| {
+            if c.tissue[idx] == tissue::MEDIASTINUM && norm(sub(q, p)) < r {
+                c.hu[idx] = 38.0;
+            }
+        });
     }
 
     // --- lung vessels and airways (trees from the hila) ---
@@ -796,39 +659,17 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
             let len = norm(sub(*tgt, hil));
             grow(rng, &mut segs, hil, dir, len * 0.32, 4.8, 0, false);
             let jd = unit(add(dir, scale(rng.unit(), 0.35)));
-            grow(
-                rng,
-                &mut segs,
-                add(hil, [0.0, -4.0, 6.0]),
-                jd,
-                len * 0.3,
-                4.0,
-                0,
-                false,
-            );
+            grow(rng, &mut segs, add(hil, [0.0, -4.0, 6.0]), jd, len * 0.3, 4.0, 0, false);
             // a second (venous) tree slightly offset, and bronchi along three of the arteries
             let off = add(hil, [0.0, 8.0, -12.0]);
-            grow(
-                rng,
-                &mut segs,
-                off,
-                unit(sub(*tgt, off)),
-                len * 0.3,
-                4.2,
-                0,
-                false,
-            );
+            grow(rng, &mut segs, off, unit(sub(*tgt, off)), len * 0.3, 4.2, 0, false);
             if ti % 2 == 0 || ti == 3 {
                 let start = add(hil, [sx * 4.0, 4.0, 2.0]);
                 grow(rng, &mut segs, start, dir, len * 0.3, 3.6, 0, true);
             }
         }
         // lobar bronchi for the central list
-        an.central_bronchi.push((
-            if s == 0 { rmb } else { lmb },
-            add(hil, [sx * 10.0, 0.0, -14.0]),
-            4.5,
-        ));
+        an.central_bronchi.push((if s == 0 { rmb } else { lmb }, add(hil, [sx * 10.0, 0.0, -14.0]), 4.5));
     }
     for (a0, b0, r, is_air) in &segs {
         let (a0, b0, r) = (*a0, *b0, *r);
@@ -865,16 +706,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
 
 /// Recursive branching tree: segments of length `len`, radius `r`, children bend by up to ~35°.
 #[allow(clippy::too_many_arguments)]
-fn grow(
-    rng: &mut Rng,
-    out: &mut Vec<(P3, P3, f64, bool)>,
-    from: P3,
-    dir: P3,
-    len: f64,
-    r: f64,
-    gen: usize,
-    air: bool,
-) {
+fn grow(rng: &mut Rng, out: &mut Vec<(P3, P3, f64, bool)>, from: P3, dir: P3, len: f64, r: f64, gen: usize, air: bool) {
     let to = add(from, scale(dir, len));
     out.push((from, to, r, air));
     let max_gen = if air { 3 } else { 5 };
@@ -895,11 +727,7 @@ fn grow(
 fn coronary_paths(hc: P3, hr: P3) -> Vec<Vec<P3>> {
     let on = |u: P3| -> P3 {
         let u = unit(u);
-        [
-            hc[0] + 1.02 * hr[0] * u[0],
-            hc[1] + 1.02 * hr[1] * u[1],
-            hc[2] + 1.02 * hr[2] * u[2],
-        ]
+        [hc[0] + 1.02 * hr[0] * u[0], hc[1] + 1.02 * hr[1] * u[1], hc[2] + 1.02 * hr[2] * u[2]]
     };
     let mut paths = Vec::new();
     let mut rca = Vec::new();
@@ -937,8 +765,7 @@ pub fn finish(c: &Canvas, an: &Anatomy, rng: &mut Rng) -> Vec<i16> {
             for j in 1..ny - 1 {
                 let b = nx * (j + ny * k);
                 for i in 0..nx {
-                    v[b + i] =
-                        kx * tmp[b + i - nx] + (1.0 - 2.0 * kx) * tmp[b + i] + kx * tmp[b + i + nx];
+                    v[b + i] = kx * tmp[b + i - nx] + (1.0 - 2.0 * kx) * tmp[b + i] + kx * tmp[b + i + nx];
                 }
             }
         }
@@ -962,10 +789,7 @@ pub fn finish(c: &Canvas, an: &Anatomy, rng: &mut Rng) -> Vec<i16> {
             left = 1;
         }
         left -= 1;
-        let s = ((bits & 0xFFFF) + ((bits >> 16) & 0xFFFF) + ((bits >> 32) & 0xFFFF) + (bits >> 48))
-            as f32
-            / 65536.0
-            - 2.0;
+        let s = ((bits & 0xFFFF) + ((bits >> 16) & 0xFFFF) + ((bits >> 32) & 0xFFFF) + (bits >> 48)) as f32 / 65536.0 - 2.0;
         let outside = c.tissue[idx] == tissue::OUT;
         let n = s * 1.732 * if outside { sigma * 0.6 } else { sigma };
         out.push((x + n).round().clamp(-1024.0, 3071.0) as i16);

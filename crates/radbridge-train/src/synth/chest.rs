@@ -18,10 +18,7 @@ pub struct BaseCt {
 
 impl BaseCt {
     pub fn load(path: &Path) -> super::Result<BaseCt> {
-        let bad = |reason: String| SynthError::Base {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| SynthError::Base { path: path.to_path_buf(), reason };
         let loaded = volume::open(path, &OpenOptions::default())?;
         let vol = loaded.volume.into_canonical();
         let sp = vol.spacing();
@@ -54,21 +51,9 @@ impl BaseCt {
                         if z < 0.0 || z > sz as f64 - 1.0 {
                             continue;
                         }
-                        let (x0, y0, z0) = (
-                            v[0].floor() as usize,
-                            v[1].floor() as usize,
-                            z.floor() as usize,
-                        );
-                        let (x1, y1, z1) = (
-                            (x0 + 1).min(sx - 1),
-                            (y0 + 1).min(sy - 1),
-                            (z0 + 1).min(sz - 1),
-                        );
-                        let (fx, fy, fz) = (
-                            (v[0] - x0 as f64) as f32,
-                            (v[1] - y0 as f64) as f32,
-                            (z - z0 as f64) as f32,
-                        );
+                        let (x0, y0, z0) = (v[0].floor() as usize, v[1].floor() as usize, z.floor() as usize);
+                        let (x1, y1, z1) = ((x0 + 1).min(sx - 1), (y0 + 1).min(sy - 1), (z0 + 1).min(sz - 1));
+                        let (fx, fy, fz) = ((v[0] - x0 as f64) as f32, (v[1] - y0 as f64) as f32, (z - z0 as f64) as f32);
                         let l = |a: f32, b: f32, t: f32| a + (b - a) * t;
                         let c00 = l(at(x0, y0, z0), at(x1, y0, z0), fx);
                         let c10 = l(at(x0, y1, z0), at(x1, y1, z0), fx);
@@ -90,15 +75,9 @@ impl BaseCt {
         let mut an = Anatomy::procedural_free(grid);
         an.index_lungs(&c);
         if an.lung_voxels[0].len() < 2000 || an.lung_voxels[1].len() < 2000 {
-            return Err(bad(
-                "could not find both lungs (threshold + connected components)".into(),
-            ));
+            return Err(bad("could not find both lungs (threshold + connected components)".into()));
         }
-        Ok(BaseCt {
-            hu: c.hu,
-            tissue: c.tissue,
-            anatomy: an,
-        })
+        Ok(BaseCt { hu: c.hu, tissue: c.tissue, anatomy: an })
     }
 
     /// A fresh canvas holding the base image.

@@ -1,10 +1,7 @@
 //! The abnormalities, drawn the way they look on CT, each claiming the voxels it writes
 //! (`Canvas::owner`) so its mask is exactly what changed in the image.
 
-use super::anatomy::{
-    add, clamp01, coverage, for_box, for_segment, lerp, norm, scale, smoothstep, sub, unit,
-    wall_angle, Anatomy, P3,
-};
+use super::anatomy::{add, clamp01, coverage, for_box, for_segment, lerp, norm, scale, smoothstep, sub, unit, wall_angle, Anatomy, P3};
 use super::{lab, tissue, Canvas, Finding, Rng, Side, N_LABELS};
 
 /// Deterministic value noise in [-1, 1] (trilinear over a hashed lattice of `cell` mm).
@@ -48,21 +45,12 @@ impl Blob {
     pub fn new(rng: &mut Rng, c: P3, r: P3, irregular: f64) -> Blob {
         let mut w = [([0.0; 3], 0.0, 0.0, 0.0); 3];
         for x in w.iter_mut() {
-            *x = (
-                rng.unit(),
-                rng.range(1.5, 4.5),
-                irregular * rng.range(0.04, 0.16),
-                rng.range(0.0, 6.28),
-            );
+            *x = (rng.unit(), rng.range(1.5, 4.5), irregular * rng.range(0.04, 0.16), rng.range(0.0, 6.28));
         }
         Blob { c, r, waves: w }
     }
     pub fn s(&self, p: P3) -> f64 {
-        let q = [
-            (p[0] - self.c[0]) / self.r[0],
-            (p[1] - self.c[1]) / self.r[1],
-            (p[2] - self.c[2]) / self.r[2],
-        ];
+        let q = [(p[0] - self.c[0]) / self.r[0], (p[1] - self.c[1]) / self.r[1], (p[2] - self.c[2]) / self.r[2]];
         let n = norm(q);
         if n < 1e-9 {
             return 0.0;
@@ -126,20 +114,11 @@ fn th(an: &Anatomy, p: P3, side: Side) -> (f64, f64) {
     let s = side_index(side);
     let (z0, z1) = an.lung_z[s];
     let (y0, y1) = an.lung_y[s];
-    (
-        clamp01((p[1] - y0) / (y1 - y0).max(1.0)),
-        clamp01((p[2] - z0) / (z1 - z0).max(1.0)),
-    )
+    (clamp01((p[1] - y0) / (y1 - y0).max(1.0)), clamp01((p[2] - z0) / (z1 - z0).max(1.0)))
 }
 
 /// A random free lung voxel of `side` whose (t, h, depth) pass `ok`.
-fn sample_lung(
-    c: &Canvas,
-    an: &Anatomy,
-    rng: &mut Rng,
-    side: Side,
-    ok: impl Fn(f64, f64, f64) -> bool,
-) -> Option<P3> {
+fn sample_lung(c: &Canvas, an: &Anatomy, rng: &mut Rng, side: Side, ok: impl Fn(f64, f64, f64) -> bool) -> Option<P3> {
     let list = &an.lung_voxels[side_index(side)];
     if list.is_empty() {
         return None;
@@ -180,12 +159,7 @@ pub fn max_thickness(c: &Canvas, inst: u16, _label: usize) -> f64 {
 }
 
 /// Draw every wanted abnormality in a fixed order; returns what was drawn.
-pub fn draw_all(
-    c: &mut Canvas,
-    an: &Anatomy,
-    want: &[bool; N_LABELS],
-    rng: &mut Rng,
-) -> Vec<Finding> {
+pub fn draw_all(c: &mut Canvas, an: &Anatomy, want: &[bool; N_LABELS], rng: &mut Rng) -> Vec<Finding> {
     use lab::*;
     let mut out = Vec::new();
     let order = [
@@ -235,14 +209,7 @@ pub fn draw_all(
     out
 }
 
-fn draw(
-    l: usize,
-    c: &mut Canvas,
-    an: &Anatomy,
-    want: &[bool; N_LABELS],
-    rng: &mut Rng,
-    out: &mut Vec<Finding>,
-) {
+fn draw(l: usize, c: &mut Canvas, an: &Anatomy, want: &[bool; N_LABELS], rng: &mut Rng, out: &mut Vec<Finding>) {
     use lab::*;
     let proc_ = an.procedural;
     match l {
@@ -267,11 +234,7 @@ fn draw(
         PLEURAL_EFFUSION => {
             let both = rng.chance(0.35);
             let first = rand_side(rng);
-            let sides: Vec<Side> = if both {
-                vec![Side::Right, Side::Left]
-            } else {
-                vec![first]
-            };
+            let sides: Vec<Side> = if both { vec![Side::Right, Side::Left] } else { vec![first] };
             let big = rng.range(0.0, 1.0);
             for s in sides {
                 let d = lerp(14.0, 60.0, big * rng.range(0.6, 1.0));
@@ -322,14 +285,7 @@ fn draw(
 
 // ---------------------------------------------------------------- pleura
 
-fn effusion(
-    c: &mut Canvas,
-    an: &Anatomy,
-    rng: &mut Rng,
-    side: Side,
-    depth: f64,
-    out: &mut Vec<Finding>,
-) {
+fn effusion(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, side: Side, depth: f64, out: &mut Vec<Finding>) {
     let Some(lt) = side.lung_tissue() else { return };
     let inst = c.instance(lab::PLEURAL_EFFUSION);
     let g = c.grid;
@@ -381,25 +337,13 @@ fn effusion(
             }
         }
     }
-    let mut f = Finding::new(
-        lab::PLEURAL_EFFUSION,
-        inst,
-        side,
-        format!("{} hemithorax", side.word()),
-        "",
-    );
+    let mut f = Finding::new(lab::PLEURAL_EFFUSION, inst, side, format!("{} hemithorax", side.word()), "");
     f.uncertain = depth < 18.0 && rng.chance(0.3);
     out.push(f);
 }
 
 /// A chest-wall point of the lung on `side`: a shell voxel (depth ≤ 3 mm) matching `ok`.
-fn wall_point(
-    c: &Canvas,
-    an: &Anatomy,
-    rng: &mut Rng,
-    side: Side,
-    ok: impl Fn(f64, f64) -> bool,
-) -> Option<P3> {
+fn wall_point(c: &Canvas, an: &Anatomy, rng: &mut Rng, side: Side, ok: impl Fn(f64, f64) -> bool) -> Option<P3> {
     sample_lung(c, an, rng, side, |t, h, d| d <= 3.0 && ok(t, h))
 }
 
@@ -430,8 +374,7 @@ fn empyema(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) 
         let d = sub(q, centre);
         let a = super::anatomy::dot(d, n);
         let b = super::anatomy::dot(d, tang);
-        let s =
-            ((a / thick).powi(2) + (b / (0.5 * len)).powi(2) + (d[2] / (0.5 * hgt)).powi(2)).sqrt();
+        let s = ((a / thick).powi(2) + (b / (0.5 * len)).powi(2) + (d[2] / (0.5 * hgt)).powi(2)).sqrt();
         if s >= 1.0 || a < -0.4 * thick {
             return;
         }
@@ -447,13 +390,8 @@ fn empyema(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) 
         c.tissue[idx] = tissue::PLEURAL_FLUID;
         claim(c, idx, inst);
     });
-    let mut f = Finding::new(
-        lab::EMPYEMA,
-        inst,
-        side,
-        format!("{} posterolateral pleural space", side.word()),
-        if gas { "gas" } else { "" },
-    );
+    let mut f =
+        Finding::new(lab::EMPYEMA, inst, side, format!("{} posterolateral pleural space", side.word()), if gas { "gas" } else { "" });
     f.uncertain = rng.chance(0.35);
     out.push(f);
 }
@@ -507,13 +445,7 @@ fn pneumothorax(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Findi
             }
         }
     }
-    out.push(Finding::new(
-        lab::PNEUMOTHORAX,
-        inst,
-        side,
-        format!("{} hemithorax", side.word()),
-        "anterior",
-    ));
+    out.push(Finding::new(lab::PNEUMOTHORAX, inst, side, format!("{} hemithorax", side.word()), "anterior"));
 }
 
 fn pleural_plaques(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
@@ -522,11 +454,7 @@ fn pleural_plaques(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fi
     let mut sides = vec![];
     for _ in 0..rng.int(2, 5) {
         let side = if both { rand_side(rng) } else { Side::Right };
-        let side = if !both && rng.chance(0.5) {
-            Side::Left
-        } else {
-            side
-        };
+        let side = if !both && rng.chance(0.5) { Side::Left } else { side };
         let Some(p) = wall_point(c, an, rng, side, |t, h| (t > 0.3 || h < 0.25) && h < 0.8) else {
             continue;
         };
@@ -545,11 +473,7 @@ fn pleural_plaques(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fi
             sides.push(side);
         }
     }
-    let side = if sides.len() > 1 {
-        Side::Both
-    } else {
-        sides.first().copied().unwrap_or(Side::Right)
-    };
+    let side = if sides.len() > 1 { Side::Both } else { sides.first().copied().unwrap_or(Side::Right) };
     let mut f = Finding::new(lab::PLEURAL_CALC, inst, side, "pleura", "plaques");
     f.count = 2;
     out.push(f);
@@ -561,11 +485,7 @@ fn emphysema(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>
     let kind = *rng.pick(&["centrilobular", "centrilobular", "paraseptal", "panlobular"]);
     let severe = rng.chance(0.4);
     let inst = c.instance(lab::EMPHYSEMA);
-    let n = if severe {
-        rng.int(60, 110)
-    } else {
-        rng.int(25, 55)
-    };
+    let n = if severe { rng.int(60, 110) } else { rng.int(25, 55) };
     for _ in 0..n {
         let side = rand_side(rng);
         let p = match kind {
@@ -574,34 +494,17 @@ fn emphysema(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>
             _ => sample_lung(c, an, rng, side, |_, h, d| d > 5.0 && h > 0.4),
         };
         let Some(p) = p else { continue };
-        let r = if severe {
-            rng.range(5.0, 12.0)
-        } else {
-            rng.range(4.0, 8.0)
-        };
+        let r = if severe { rng.range(5.0, 12.0) } else { rng.range(4.0, 8.0) };
         let b = Blob::new(rng, p, [r, r, r * 0.8], 0.6);
         let v = rng.range(-1000.0, -975.0) as f32;
         for_blob(c, &b, |c, idx, _, sd| {
-            if sd < 0.0
-                && tissue::is_lung(c.tissue[idx])
-                && (c.owner[idx] == 0 || c.owner[idx] == inst)
-            {
+            if sd < 0.0 && tissue::is_lung(c.tissue[idx]) && (c.owner[idx] == 0 || c.owner[idx] == inst) {
                 c.hu[idx] = v;
                 claim(c, idx, inst);
             }
         });
     }
-    let mut f = Finding::new(
-        lab::EMPHYSEMA,
-        inst,
-        Side::Both,
-        if kind == "panlobular" {
-            "lower lobes"
-        } else {
-            "upper lobes"
-        },
-        kind,
-    );
+    let mut f = Finding::new(lab::EMPHYSEMA, inst, Side::Both, if kind == "panlobular" { "lower lobes" } else { "upper lobes" }, kind);
     f.extra = if severe { 2.0 } else { 1.0 };
     f.uncertain = !severe && rng.chance(0.2);
     out.push(f);
@@ -634,33 +537,15 @@ fn mosaic(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
             }
         }
     }
-    out.push(Finding::new(
-        lab::MOSAIC,
-        inst,
-        Side::Both,
-        if lower_only {
-            "lower lobes"
-        } else {
-            "both lungs"
-        },
-        "",
-    ));
+    out.push(Finding::new(lab::MOSAIC, inst, Side::Both, if lower_only { "lower lobes" } else { "both lungs" }, ""));
 }
 
 fn reticulation(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let fibrosis = l == lab::FIBROSIS;
     let inst = c.instance(l);
     let seed = rng.u64();
-    let cell = if fibrosis {
-        rng.range(6.0, 9.0)
-    } else {
-        rng.range(10.0, 15.0)
-    };
-    let band = if fibrosis {
-        rng.range(14.0, 22.0)
-    } else {
-        rng.range(12.0, 22.0)
-    };
+    let cell = if fibrosis { rng.range(6.0, 9.0) } else { rng.range(10.0, 15.0) };
+    let band = if fibrosis { rng.range(14.0, 22.0) } else { rng.range(12.0, 22.0) };
     let hmax = if fibrosis { 0.5 } else { rng.range(0.5, 1.0) };
     let line_hu = if fibrosis { -150.0 } else { -300.0 };
     let bilateral = fibrosis || rng.chance(0.7);
@@ -712,13 +597,7 @@ fn reticulation(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut
     } else {
         "lower lobes"
     };
-    let mut f = Finding::new(
-        l,
-        inst,
-        side,
-        loc,
-        if fibrosis { "honeycombing" } else { "smooth" },
-    );
+    let mut f = Finding::new(l, inst, side, loc, if fibrosis { "honeycombing" } else { "smooth" });
     f.uncertain = fibrosis && rng.chance(0.25);
     out.push(f);
 }
@@ -731,18 +610,14 @@ fn fibrotic_bands(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fin
     let mut loc = String::new();
     for _ in 0..rng.int(1, 4) {
         let apical = rng.chance(0.5);
-        let Some(p) = sample_lung(c, an, rng, side, |t, h, d| {
-            d > 6.0 && d < 30.0 && if apical { h > 0.75 } else { h < 0.5 && t < 0.6 }
-        }) else {
+        let Some(p) = sample_lung(c, an, rng, side, |t, h, d| d > 6.0 && d < 30.0 && if apical { h > 0.75 } else { h < 0.5 && t < 0.6 })
+        else {
             continue;
         };
         if loc.is_empty() {
             loc = an.lobe(p, side);
         }
-        let dir = unit(add(
-            scale(inward(an, p, side), -1.0),
-            scale(rng.unit(), 0.5),
-        ));
+        let dir = unit(add(scale(inward(an, p, side), -1.0), scale(rng.unit(), 0.5)));
         let len = rng.range(22.0, 45.0);
         let a = sub(p, scale(dir, 0.4 * len));
         let b = add(p, scale(dir, 0.6 * len + 10.0));
@@ -765,21 +640,14 @@ fn fibrotic_bands(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fin
     out.push(Finding::new(lab::FIBROTIC_SEQUELA, inst, side, loc, "band"));
 }
 
-fn atelectasis(
-    c: &mut Canvas,
-    an: &Anatomy,
-    rng: &mut Rng,
-    want: &[bool; N_LABELS],
-    out: &mut Vec<Finding>,
-) {
+fn atelectasis(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, want: &[bool; N_LABELS], out: &mut Vec<Finding>) {
     let side = rand_side(rng);
     let inst = c.instance(lab::ATELECTASIS);
     let plate = rng.chance(0.4);
     let hu = rng.range(10.0, 45.0) as f32;
     let loc;
     if plate {
-        let Some(p) = sample_lung(c, an, rng, side, |_, h, d| h < 0.45 && h > 0.1 && d > 10.0)
-        else {
+        let Some(p) = sample_lung(c, an, rng, side, |_, h, d| h < 0.45 && h > 0.1 && d > 10.0) else {
             return;
         };
         loc = an.lobe(p, side);
@@ -799,8 +667,7 @@ fn atelectasis(
             }
         });
     } else {
-        let Some(p) = sample_lung(c, an, rng, side, |t, h, d| t > 0.7 && h < 0.3 && d < 12.0)
-        else {
+        let Some(p) = sample_lung(c, an, rng, side, |t, h, d| t > 0.7 && h < 0.3 && d < 12.0) else {
             return;
         };
         loc = an.lobe(p, side);
@@ -886,13 +753,7 @@ fn consolidation(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Find
         }
     });
     air_bronchograms(c, rng, p, r, inst);
-    let mut f = Finding::new(
-        lab::CONSOLIDATION,
-        inst,
-        side,
-        an.lobe(p, side),
-        "air bronchograms",
-    );
+    let mut f = Finding::new(lab::CONSOLIDATION, inst, side, an.lobe(p, side), "air bronchograms");
     f.uncertain = rng.chance(0.15);
     out.push(f);
 }
@@ -940,32 +801,17 @@ fn pneumonia(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>
     if sides.is_empty() {
         return;
     }
-    let side = if sides.len() > 1 {
-        Side::Both
-    } else {
-        sides[0]
-    };
+    let side = if sides.len() > 1 { Side::Both } else { sides[0] };
     let mut f = Finding::new(lab::PNEUMONIA, inst, side, loc, "multifocal");
     f.uncertain = rng.chance(0.3);
     out.push(f);
 }
 
 /// Tubes in the lung: (a, b, lumen radius, wall thickness).
-fn draw_bronchus(
-    c: &mut Canvas,
-    a: P3,
-    b: P3,
-    lumen: f64,
-    wall: f64,
-    wall_hu: f32,
-    inst: u16,
-    allow_med: bool,
-) {
+fn draw_bronchus(c: &mut Canvas, a: P3, b: P3, lumen: f64, wall: f64, wall_hu: f32, inst: u16, allow_med: bool) {
     for_segment(c, a, b, lumen + wall, lumen + wall, 0.0, |c, idx, sd, _| {
         let t = c.tissue[idx];
-        let ok = free_lung(c, idx)
-            || c.owner[idx] == inst
-            || (allow_med && (t == tissue::MEDIASTINUM || t == tissue::AIRWAY));
+        let ok = free_lung(c, idx) || c.owner[idx] == inst || (allow_med && (t == tissue::MEDIASTINUM || t == tissue::AIRWAY));
         if !ok {
             return;
         }
@@ -1012,29 +858,11 @@ fn airways(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<
             loc = an.lobe(p, side);
         }
         // run towards the pleura (away from the hilum)
-        let dir = unit(add(
-            scale(inward(an, p, side), -1.0),
-            [0.0, 0.0, rng.range(-0.5, 0.3)],
-        ));
+        let dir = unit(add(scale(inward(an, p, side), -1.0), [0.0, 0.0, rng.range(-0.5, 0.3)]));
         let (len, lumen, wall, hu) = match l {
-            lab::BRONCHIECTASIS => (
-                rng.range(25.0, 45.0),
-                rng.range(3.5, 6.0),
-                rng.range(1.2, 2.0),
-                25.0,
-            ),
-            lab::PERIBRONCHIAL => (
-                rng.range(14.0, 28.0),
-                rng.range(1.2, 2.0),
-                rng.range(2.5, 3.8),
-                15.0,
-            ),
-            _ => (
-                rng.range(18.0, 30.0),
-                rng.range(2.5, 3.5),
-                rng.range(3.0, 4.5),
-                30.0,
-            ),
+            lab::BRONCHIECTASIS => (rng.range(25.0, 45.0), rng.range(3.5, 6.0), rng.range(1.2, 2.0), 25.0),
+            lab::PERIBRONCHIAL => (rng.range(14.0, 28.0), rng.range(1.2, 2.0), rng.range(2.5, 3.8), 15.0),
+            _ => (rng.range(18.0, 30.0), rng.range(2.5, 3.5), rng.range(3.0, 4.5), 30.0),
         };
         let a = sub(p, scale(dir, 0.5 * len));
         let b = add(p, scale(dir, 0.5 * len));
@@ -1047,11 +875,7 @@ fn airways(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<
     if loc.is_empty() {
         loc = "main bronchi".into();
     }
-    let kind = if l == lab::BRONCHIECTASIS {
-        *rng.pick(&["cylindrical", "cylindrical", "varicose"])
-    } else {
-        ""
-    };
+    let kind = if l == lab::BRONCHIECTASIS { *rng.pick(&["cylindrical", "cylindrical", "varicose"]) } else { "" };
     let mut f = Finding::new(l, inst, side, loc, kind);
     f.uncertain = rng.chance(0.15);
     out.push(f);
@@ -1077,20 +901,15 @@ fn tuberculosis(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Findi
     for _ in 0..rng.int(5, 12) {
         let q = add(p, scale(rng.unit(), rng.range(r + 6.0, r + 35.0)));
         let rr = rng.range(1.6, 3.0);
-        for_box(
-            c,
-            sub(q, [rr + 2.0; 3]),
-            add(q, [rr + 2.0; 3]),
-            |c, idx, x| {
-                if free_lung(c, idx) {
-                    let cov = coverage(norm(sub(x, q)) - rr) as f32;
-                    if cov > 0.3 {
-                        c.hu[idx] += (20.0 - c.hu[idx]) * cov;
-                        claim(c, idx, inst);
-                    }
+        for_box(c, sub(q, [rr + 2.0; 3]), add(q, [rr + 2.0; 3]), |c, idx, x| {
+            if free_lung(c, idx) {
+                let cov = coverage(norm(sub(x, q)) - rr) as f32;
+                if cov > 0.3 {
+                    c.hu[idx] += (20.0 - c.hu[idx]) * cov;
+                    claim(c, idx, inst);
                 }
-            },
-        );
+            }
+        });
     }
     let mut f = Finding::new(lab::TUBERCULOSIS, inst, side, an.lobe(p, side), "cavity");
     f.uncertain = rng.chance(0.5);
@@ -1105,31 +924,20 @@ fn cyst(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
         return;
     };
     let inst = c.instance(lab::LUNG_CYST);
-    for_box(
-        c,
-        sub(p, [r + 3.0; 3]),
-        add(p, [r + 3.0; 3]),
-        |c, idx, q| {
-            if !free_lung(c, idx) {
-                return;
-            }
-            let sd = norm(sub(q, p)) - r;
-            if sd < -1.0 {
-                c.hu[idx] = -1000.0;
-                claim(c, idx, inst);
-            } else if sd < 1.0 {
-                c.hu[idx] = c.hu[idx].max(-450.0);
-                claim(c, idx, inst);
-            }
-        },
-    );
-    out.push(Finding::new(
-        lab::LUNG_CYST,
-        inst,
-        side,
-        an.lobe(p, side),
-        "thin-walled",
-    ));
+    for_box(c, sub(p, [r + 3.0; 3]), add(p, [r + 3.0; 3]), |c, idx, q| {
+        if !free_lung(c, idx) {
+            return;
+        }
+        let sd = norm(sub(q, p)) - r;
+        if sd < -1.0 {
+            c.hu[idx] = -1000.0;
+            claim(c, idx, inst);
+        } else if sd < 1.0 {
+            c.hu[idx] = c.hu[idx].max(-450.0);
+            claim(c, idx, inst);
+        }
+    });
+    out.push(Finding::new(lab::LUNG_CYST, inst, side, an.lobe(p, side), "thin-walled"));
 }
 
 fn mass(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
@@ -1152,13 +960,7 @@ fn mass(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
         }
     });
     spicules(c, rng, p, r, inst);
-    let mut f = Finding::new(
-        lab::LUNG_MASS,
-        inst,
-        side,
-        an.lobe(p, side),
-        if necrotic { "necrotic" } else { "lobulated" },
-    );
+    let mut f = Finding::new(lab::LUNG_MASS, inst, side, an.lobe(p, side), if necrotic { "necrotic" } else { "lobulated" });
     f.uncertain = rng.chance(0.25);
     out.push(f);
 }
@@ -1188,23 +990,13 @@ fn nodule(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let d = 6.0 + 24.0 * rng.f64().powf(1.6);
     let r = d / 2.0;
     let juxta = rng.chance(0.2);
-    let Some(p) = sample_lung(c, an, rng, side, |_, _, dep| {
-        if juxta {
-            dep < r
-        } else {
-            dep > r + 2.0
-        }
-    }) else {
+    let Some(p) = sample_lung(c, an, rng, side, |_, _, dep| if juxta { dep < r } else { dep > r + 2.0 }) else {
         return;
     };
     let inst = c.instance(lab::LUNG_NODULE);
     let calcified = rng.chance(0.1);
     let spic = !calcified && d > 10.0 && rng.chance(0.3);
-    let hu = if calcified {
-        rng.range(250.0, 450.0)
-    } else {
-        rng.range(20.0, 55.0)
-    } as f32;
+    let hu = if calcified { rng.range(250.0, 450.0) } else { rng.range(20.0, 55.0) } as f32;
     let b = Blob::new(rng, p, [r, r, r], if spic { 0.7 } else { 0.25 });
     for_blob(c, &b, |c, idx, _, sd| {
         if !(free_lung(c, idx) || c.owner[idx] == inst) {
@@ -1248,55 +1040,31 @@ fn pericardial_effusion(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut V
     let ext = add(hr, [tmax + 4.0; 3]);
     let mut drawn: f64 = 0.0;
     for_box(c, sub(hc, ext), add(hc, ext), |c, idx, p| {
-        let q = [
-            (p[0] - hc[0]) / hr[0],
-            (p[1] - hc[1]) / hr[1],
-            (p[2] - hc[2]) / hr[2],
-        ];
+        let q = [(p[0] - hc[0]) / hr[0], (p[1] - hc[1]) / hr[1], (p[2] - hc[2]) / hr[2]];
         let n = norm(q);
         let u = scale(q, 1.0 / n.max(1e-9));
         // thicker posteriorly and inferiorly (dependent)
         let t = tmax * (0.55 + 0.25 * clamp01(u[1]) + 0.2 * clamp01(-u[2]));
         let sd = (n - 1.0) * rmin;
         let cur = c.tissue[idx];
-        if sd > 0.0
-            && sd < t
-            && (cur == tissue::MEDIASTINUM || tissue::is_lung(cur))
-            && c.owner[idx] == 0
-        {
+        if sd > 0.0 && sd < t && (cur == tissue::MEDIASTINUM || tissue::is_lung(cur)) && c.owner[idx] == 0 {
             c.hu[idx] = fluid;
             c.tissue[idx] = tissue::LESION;
             claim(c, idx, inst);
             drawn = drawn.max(sd);
         }
     });
-    let mut f = Finding::new(
-        lab::PERICARDIAL_EFFUSION,
-        inst,
-        Side::Midline,
-        "pericardium",
-        "",
-    );
+    let mut f = Finding::new(lab::PERICARDIAL_EFFUSION, inst, Side::Midline, "pericardium", "");
     f.depth_mm = (drawn + 0.5 * c.grid.spacing[0]).round();
     f.uncertain = tmax < 13.0 && rng.chance(0.3);
     out.push(f);
 }
 
-fn pericardial_calc(
-    c: &mut Canvas,
-    an: &Anatomy,
-    rng: &mut Rng,
-    want: &[bool; N_LABELS],
-    out: &mut Vec<Finding>,
-) {
+fn pericardial_calc(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, want: &[bool; N_LABELS], out: &mut Vec<Finding>) {
     let inst = c.instance(lab::PERICARDIAL_CALC);
     let (hc, hr) = (an.heart_c, an.heart_r);
     let rmin = hr[0].min(hr[1]).min(hr[2]);
-    let off = if want[lab::PERICARDIAL_EFFUSION] {
-        26.0
-    } else {
-        4.0
-    };
+    let off = if want[lab::PERICARDIAL_EFFUSION] { 26.0 } else { 4.0 };
     let ext = add(hr, [off + 8.0; 3]);
     let mut caps = Vec::new();
     for _ in 0..rng.int(1, 4) {
@@ -1306,11 +1074,7 @@ fn pericardial_calc(
     }
     let hu = rng.range(450.0, 850.0) as f32;
     for_box(c, sub(hc, ext), add(hc, ext), |c, idx, p| {
-        let q = [
-            (p[0] - hc[0]) / hr[0],
-            (p[1] - hc[1]) / hr[1],
-            (p[2] - hc[2]) / hr[2],
-        ];
+        let q = [(p[0] - hc[0]) / hr[0], (p[1] - hc[1]) / hr[1], (p[2] - hc[2]) / hr[2]];
         let n = norm(q);
         let u = scale(q, 1.0 / n.max(1e-9));
         let sd = (n - 1.0) * rmin;
@@ -1323,74 +1087,45 @@ fn pericardial_calc(
         } else {
             sd > 1.0 && sd < off + 1.0
         };
-        if shell
-            && caps
-                .iter()
-                .any(|(cu, cth)| super::anatomy::dot(u, *cu) > *cth)
-        {
+        if shell && caps.iter().any(|(cu, cth)| super::anatomy::dot(u, *cu) > *cth) {
             // keep only the outermost layer next to the effusion
             c.hu[idx] = hu;
             claim(c, idx, inst);
         }
     });
-    out.push(Finding::new(
-        lab::PERICARDIAL_CALC,
-        inst,
-        Side::Midline,
-        "pericardium",
-        "",
-    ));
+    out.push(Finding::new(lab::PERICARDIAL_CALC, inst, Side::Midline, "pericardium", ""));
 }
 
 fn spot(c: &mut Canvas, p: P3, r: f64, hu: f32, inst: u16) {
-    for_box(
-        c,
-        sub(p, [r + 3.0; 3]),
-        add(p, [r + 3.0; 3]),
-        |c, idx, q| {
-            let t = c.tissue[idx];
-            if t == tissue::BONE || t == tissue::OUT || t == tissue::CANAL {
-                return;
-            }
-            let cov = coverage(norm(sub(q, p)) - r) as f32;
-            if cov > 0.3 {
-                let v = c.hu[idx] + (hu - c.hu[idx]) * cov;
-                c.hu[idx] = c.hu[idx].max(v);
-                claim(c, idx, inst);
-            }
-        },
-    );
+    for_box(c, sub(p, [r + 3.0; 3]), add(p, [r + 3.0; 3]), |c, idx, q| {
+        let t = c.tissue[idx];
+        if t == tissue::BONE || t == tissue::OUT || t == tissue::CANAL {
+            return;
+        }
+        let cov = coverage(norm(sub(q, p)) - r) as f32;
+        if cov > 0.3 {
+            let v = c.hu[idx] + (hu - c.hu[idx]) * cov;
+            c.hu[idx] = c.hu[idx].max(v);
+            claim(c, idx, inst);
+        }
+    });
 }
 
 fn coronary(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let inst = c.instance(lab::CORONARY_CALC);
-    let names = [
-        "right coronary artery",
-        "left anterior descending artery",
-        "circumflex artery",
-    ];
+    let names = ["right coronary artery", "left anterior descending artery", "circumflex artery"];
     let mut used = Vec::new();
     for _ in 0..rng.int(2, 8) {
         let v = rng.int(0, an.coronaries.len());
         let path = &an.coronaries[v];
         let p = path[rng.int(0, path.len().min(6))];
-        spot(
-            c,
-            p,
-            rng.range(1.6, 3.2),
-            rng.range(450.0, 900.0) as f32,
-            inst,
-        );
+        spot(c, p, rng.range(1.6, 3.2), rng.range(450.0, 900.0) as f32, inst);
         if !used.contains(&v) {
             used.push(v);
         }
     }
     used.sort();
-    let loc = used
-        .iter()
-        .map(|&v| names[v])
-        .collect::<Vec<_>>()
-        .join(", ");
+    let loc = used.iter().map(|&v| names[v]).collect::<Vec<_>>().join(", ");
     let mut f = Finding::new(lab::CORONARY_CALC, inst, Side::Midline, loc, "");
     f.count = used.len();
     out.push(f);
@@ -1398,11 +1133,7 @@ fn coronary(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>)
 
 fn aortic_plaques(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let inst = c.instance(l);
-    let n = if l == lab::ATHEROSCLEROSIS {
-        rng.int(12, 26)
-    } else {
-        rng.int(3, 9)
-    };
+    let n = if l == lab::ATHEROSCLEROSIS { rng.int(12, 26) } else { rng.int(3, 9) };
     let mut arch = false;
     let mut desc = false;
     for _ in 0..n {
@@ -1416,13 +1147,7 @@ fn aortic_plaques(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &m
         let dd = super::anatomy::dot(u, dir);
         u = unit(sub(u, scale(dir, dd)));
         let p = add(axis, scale(u, r - 1.0));
-        spot(
-            c,
-            p,
-            rng.range(1.6, 3.4),
-            rng.range(500.0, 1000.0) as f32,
-            inst,
-        );
+        spot(c, p, rng.range(1.6, 3.4), rng.range(500.0, 1000.0) as f32, inst);
         if s <= 3 {
             arch = true;
         } else {
@@ -1434,17 +1159,7 @@ fn aortic_plaques(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &m
         (true, false) => "ascending aorta and aortic arch",
         _ => "descending thoracic aorta",
     };
-    let mut f = Finding::new(
-        l,
-        inst,
-        Side::Midline,
-        loc,
-        if l == lab::ATHEROSCLEROSIS {
-            "diffuse"
-        } else {
-            ""
-        },
-    );
+    let mut f = Finding::new(l, inst, Side::Midline, loc, if l == lab::ATHEROSCLEROSIS { "diffuse" } else { "" });
     f.count = n;
     out.push(f);
 }
@@ -1472,8 +1187,7 @@ fn nodes(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
         let hu = rng.range(32.0, 48.0) as f32;
         for_blob(c, &b, |c, idx, _, sd| {
             let t = c.tissue[idx];
-            let ok = matches!(t, tissue::MEDIASTINUM | tissue::FAT | tissue::MUSCLE)
-                || tissue::is_lung(t);
+            let ok = matches!(t, tissue::MEDIASTINUM | tissue::FAT | tissue::MUSCLE) || tissue::is_lung(t);
             if sd < 0.0 && ok && (c.owner[idx] == 0 || c.owner[idx] == inst) {
                 c.hu[idx] = hu;
                 c.tissue[idx] = tissue::LESION;
@@ -1484,13 +1198,7 @@ fn nodes(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
             names.push(name);
         }
     }
-    let mut f = Finding::new(
-        lab::LYMPHADENOPATHY,
-        inst,
-        Side::Midline,
-        names.join(" and "),
-        "",
-    );
+    let mut f = Finding::new(lab::LYMPHADENOPATHY, inst, Side::Midline, names.join(" and "), "");
     f.count = names.len();
     f.uncertain = rng.chance(0.2);
     out.push(f);
@@ -1518,13 +1226,7 @@ fn hernia(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
             claim(c, idx, inst);
         }
     });
-    let mut f = Finding::new(
-        lab::HIATAL_HERNIA,
-        inst,
-        Side::Midline,
-        "oesophageal hiatus",
-        if rng.chance(0.7) { "sliding" } else { "" },
-    );
+    let mut f = Finding::new(lab::HIATAL_HERNIA, inst, Side::Midline, "oesophageal hiatus", if rng.chance(0.7) { "sliding" } else { "" });
     f.uncertain = rng.chance(0.15);
     out.push(f);
 }
@@ -1537,17 +1239,9 @@ fn pneumomediastinum(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<
         if placed >= 14 {
             break;
         }
-        let p = [
-            rng.range(-30.0, 30.0),
-            rng.range(-0.8 * an.cavity_ab.1, an.spine_y - 20.0),
-            rng.range(cz - 40.0, cz + 80.0),
-        ];
+        let p = [rng.range(-30.0, 30.0), rng.range(-0.8 * an.cavity_ab.1, an.spine_y - 20.0), rng.range(cz - 40.0, cz + 80.0)];
         let v = c.grid.voxel(p).map(|x| x.round() as usize);
-        let idx = c.grid.idx(
-            v[0].min(c.grid.dims[0] - 1),
-            v[1].min(c.grid.dims[1] - 1),
-            v[2].min(c.grid.dims[2] - 1),
-        );
+        let idx = c.grid.idx(v[0].min(c.grid.dims[0] - 1), v[1].min(c.grid.dims[1] - 1), v[2].min(c.grid.dims[2] - 1));
         if c.tissue[idx] != tissue::MEDIASTINUM {
             continue;
         }
@@ -1569,13 +1263,7 @@ fn pneumomediastinum(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<
     if placed == 0 {
         return;
     }
-    out.push(Finding::new(
-        lab::PNEUMOMEDIASTINUM,
-        inst,
-        Side::Midline,
-        "mediastinum",
-        "",
-    ));
+    out.push(Finding::new(lab::PNEUMOMEDIASTINUM, inst, Side::Midline, "mediastinum", ""));
 }
 
 // ---------------------------------------------------------------- bones
@@ -1611,11 +1299,7 @@ fn rib_fracture(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Findi
         }
         let zc = super::anatomy::rib_centre(&rib, phi);
         let on_old = (z - zc).abs() < 5.5;
-        let zc_new = if arc > 0.0 {
-            zc + disp * smoothstep(0.0, 4.0, arc)
-        } else {
-            zc
-        };
+        let zc_new = if arc > 0.0 { zc + disp * smoothstep(0.0, 4.0, arc) } else { zc };
         let on_new = (z - zc_new).abs() < 5.5 && arc.abs() > 2.0;
         let near = (z - zc).abs() < 12.0;
         if !near {
@@ -1638,13 +1322,7 @@ fn rib_fracture(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Findi
     } else {
         "anterolateral arc"
     };
-    let mut f = Finding::new(
-        lab::RIB_FRACTURE,
-        inst,
-        side,
-        arc_name,
-        if healing { "healing" } else { "acute" },
-    );
+    let mut f = Finding::new(lab::RIB_FRACTURE, inst, side, arc_name, if healing { "healing" } else { "acute" });
     f.extra = (n + 1) as f64;
     f.uncertain = rng.chance(0.15);
     out.push(f);
@@ -1653,22 +1331,13 @@ fn rib_fracture(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Findi
 fn spine(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let inst = c.instance(l);
     let sy = an.spine_y;
-    let levels: Vec<f64> = an
-        .vertebra_z
-        .iter()
-        .copied()
-        .filter(|z| *z > -120.0 && *z < 120.0)
-        .collect();
+    let levels: Vec<f64> = an.vertebra_z.iter().copied().filter(|z| *z > -120.0 && *z < 120.0).collect();
     if levels.is_empty() {
         return;
     }
     let spond = l == lab::SPONDYLOSIS;
     let n = if spond { rng.int(3, 7) } else { rng.int(1, 3) };
-    let vh = if an.vertebra_z.len() > 1 {
-        an.vertebra_z[1] - an.vertebra_z[0]
-    } else {
-        28.0
-    };
+    let vh = if an.vertebra_z.len() > 1 { an.vertebra_z[1] - an.vertebra_z[0] } else { 28.0 };
     for _ in 0..n {
         let z0 = levels[rng.int(0, levels.len())];
         for end in [z0 + vh - 6.0, z0] {
@@ -1681,10 +1350,7 @@ fn spine(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fi
                 let p = [sgn * rng.range(8.0, 16.0), sy - 13.0, end];
                 let d = unit([sgn * 0.6, -1.0, 0.0]);
                 let a = p;
-                let b = add(
-                    add(p, scale(d, len)),
-                    [0.0, 0.0, if end == z0 { -3.0 } else { 3.0 }],
-                );
+                let b = add(add(p, scale(d, len)), [0.0, 0.0, if end == z0 { -3.0 } else { 3.0 }]);
                 for_segment(c, a, b, 3.2, 1.8, 0.0, |c, idx, sd, _| {
                     let t = c.tissue[idx];
                     if t == tissue::CANAL || t == tissue::OUT {
@@ -1713,13 +1379,7 @@ fn spine(l: usize, c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Fi
         }
     }
     let kind = if spond { "degenerative" } else { "" };
-    out.push(Finding::new(
-        l,
-        inst,
-        Side::Midline,
-        "thoracic vertebrae",
-        kind,
-    ));
+    out.push(Finding::new(l, inst, Side::Midline, "thoracic vertebrae", kind));
 }
 
 // ---------------------------------------------------------------- devices
@@ -1734,10 +1394,7 @@ fn device(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     let xg = sx * rng.range(55.0, 85.0);
     let zs = an.lung_z[1].1.min(an.lung_z[0].1) - rng.range(15.0, 35.0);
     let v = g.voxel([xg, 0.0, zs]);
-    let (i, k) = (
-        (v[0].round() as usize).min(g.dims[0] - 1),
-        (v[2].round() as usize).min(g.dims[2] - 1),
-    );
+    let (i, k) = ((v[0].round() as usize).min(g.dims[0] - 1), (v[2].round() as usize).min(g.dims[2] - 1));
     let mut ysurf = None;
     for j in 0..g.dims[1] {
         if c.tissue[g.idx(i, j, k)] != tissue::OUT {
@@ -1747,28 +1404,15 @@ fn device(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
     }
     let Some(ys) = ysurf else { return };
     let centre = [xg, ys + 9.0, zs];
-    let (hx, hy, hz) = if port {
-        (12.0, 6.0, 12.0)
-    } else {
-        (22.0, 4.5, 20.0)
-    };
+    let (hx, hy, hz) = if port { (12.0, 6.0, 12.0) } else { (22.0, 4.5, 20.0) };
     let metal = if port { 1400.0 } else { 3000.0 };
-    for_box(
-        c,
-        sub(centre, [hx, hy, hz]),
-        add(centre, [hx, hy, hz]),
-        |c, idx, p| {
-            let q = [
-                (p[0] - centre[0]) / hx,
-                (p[1] - centre[1]) / hy,
-                (p[2] - centre[2]) / hz,
-            ];
-            if q[0].abs().max(q[2].abs()).powi(4) + q[1].powi(2) <= 1.0 {
-                c.hu[idx] = metal;
-                claim(c, idx, inst);
-            }
-        },
-    );
+    for_box(c, sub(centre, [hx, hy, hz]), add(centre, [hx, hy, hz]), |c, idx, p| {
+        let q = [(p[0] - centre[0]) / hx, (p[1] - centre[1]) / hy, (p[2] - centre[2]) / hz];
+        if q[0].abs().max(q[2].abs()).powi(4) + q[1].powi(2) <= 1.0 {
+            c.hu[idx] = metal;
+            claim(c, idx, inst);
+        }
+    });
     // lead / catheter into the mediastinum
     let (hub, tip) = if an.procedural {
         let hc = an.heart_c;
@@ -1777,20 +1421,13 @@ fn device(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>) {
         let tip = if port {
             [-20.0, -0.12 * an.cavity_ab.1, hc[2] + 0.8 * hr[2]]
         } else {
-            [
-                hc[0] + 0.2 * hr[0],
-                hc[1] - 0.5 * hr[1],
-                hc[2] - 0.3 * hr[2],
-            ]
+            [hc[0] + 0.2 * hr[0], hc[1] - 0.5 * hr[1], hc[2] - 0.3 * hr[2]]
         };
         (svc, tip)
     } else {
         let cx = 0.5 * (an.lung_x[0].1 + an.lung_x[1].0);
         let cy = 0.5 * (an.lung_y[0].0 + an.lung_y[0].1);
-        (
-            [cx - 15.0, cy - 20.0, zs - 20.0],
-            [cx, cy - 10.0, zs - 70.0],
-        )
+        ([cx - 15.0, cy - 20.0, zs - 20.0], [cx, cy - 10.0, zs - 70.0])
     };
     let path = [centre, [sx * 30.0, ys + 35.0, zs + 15.0], hub, tip];
     let wire = if port { 1.6 } else { 1.2 };

@@ -29,8 +29,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use radbridge_volume::{self as volume, Affine, CancelToken, Volume, Voxels};
 use radbridge_model::zeroshot::{CT_RATE, CT_RATE_LT};
+use radbridge_volume::{self as volume, Affine, CancelToken, Volume, Voxels};
 
 /// Format name written to corpus.json.
 pub const FORMAT: &str = "radbridge-synth-1";
@@ -61,10 +61,7 @@ pub enum SynthError {
     #[error("{path}: output path exists and is not a folder")]
     OutputNotDir { path: PathBuf },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("base chest CT {path}: {reason}")]
     Base { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -76,10 +73,7 @@ pub enum SynthError {
 pub type Result<T> = std::result::Result<T, SynthError>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
-    move |source| SynthError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SynthError::Io { path: path.to_path_buf(), source }
 }
 
 /// Every label the generator can draw: the 18 CT-RATE labels then the 15 CT-RATE-LT labels,
@@ -98,11 +92,7 @@ pub fn label_index(label: &str) -> Option<usize> {
 
 /// File-name slug of a label: "Pleural effusion" → "pleural_effusion".
 pub fn slug(label: &str) -> String {
-    label
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    label.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 /// Label indices by name (compile-time positions in `all_labels()`).
@@ -251,11 +241,7 @@ impl Rng {
     /// A random unit vector.
     pub fn unit(&mut self) -> [f64; 3] {
         loop {
-            let v = [
-                self.range(-1.0, 1.0),
-                self.range(-1.0, 1.0),
-                self.range(-1.0, 1.0),
-            ];
+            let v = [self.range(-1.0, 1.0), self.range(-1.0, 1.0), self.range(-1.0, 1.0)];
             let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
             if n > 0.05 && n <= 1.0 {
                 return v.map(|x| x / n);
@@ -276,11 +262,7 @@ impl Grid {
     /// The standard grid centred on `centre`.
     pub fn centred(centre: [f64; 3]) -> Self {
         let origin = [0, 1, 2].map(|a| centre[a] - (DIMS[a] as f64 - 1.0) / 2.0 * SPACING[a]);
-        Grid {
-            dims: DIMS,
-            spacing: SPACING,
-            origin,
-        }
+        Grid { dims: DIMS, spacing: SPACING, origin }
     }
     pub fn len(&self) -> usize {
         self.dims[0] * self.dims[1] * self.dims[2]
@@ -332,14 +314,7 @@ impl Grid {
         Some((a, b))
     }
     pub fn affine(&self) -> Affine {
-        Affine::from_columns(
-            [
-                [self.spacing[0], 0.0, 0.0],
-                [0.0, self.spacing[1], 0.0],
-                [0.0, 0.0, self.spacing[2]],
-            ],
-            self.origin,
-        )
+        Affine::from_columns([[self.spacing[0], 0.0, 0.0], [0.0, self.spacing[1], 0.0], [0.0, 0.0, self.spacing[2]]], self.origin)
     }
 }
 
@@ -414,13 +389,7 @@ pub struct Canvas {
 impl Canvas {
     pub fn new(grid: Grid) -> Self {
         let n = grid.len();
-        Canvas {
-            grid,
-            hu: vec![-1000.0; n],
-            tissue: vec![tissue::OUT; n],
-            owner: vec![0; n],
-            instances: Vec::new(),
-        }
+        Canvas { grid, hu: vec![-1000.0; n], tissue: vec![tissue::OUT; n], owner: vec![0; n], instances: Vec::new() }
     }
     /// Register a new lesion instance of `label`; returns its id (≥ 1).
     pub fn instance(&mut self, label: usize) -> u16 {
@@ -452,13 +421,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(
-        label: usize,
-        instance: u16,
-        side: Side,
-        location: impl Into<String>,
-        kind: impl Into<String>,
-    ) -> Self {
+    pub fn new(label: usize, instance: u16, side: Side, location: impl Into<String>, kind: impl Into<String>) -> Self {
         Finding {
             label,
             instance,
@@ -525,24 +488,13 @@ pub struct CorpusSummary {
 }
 
 /// Generate one case in memory (deterministic in (seed, index)).
-pub fn make_case(
-    seed: u64,
-    index: usize,
-    base: Option<&chest::BaseCt>,
-    chest_fraction: f64,
-) -> Case {
+pub fn make_case(seed: u64, index: usize, base: Option<&chest::BaseCt>, chest_fraction: f64) -> Case {
     make_case_scaled(seed, index, base, chest_fraction, 1.0)
 }
 
 /// `make_case` with every label's prevalence multiplied by `prevalence_scale` (1.0 gives
 /// exactly `make_case`'s output).
-pub fn make_case_scaled(
-    seed: u64,
-    index: usize,
-    base: Option<&chest::BaseCt>,
-    chest_fraction: f64,
-    prevalence_scale: f64,
-) -> Case {
+pub fn make_case_scaled(seed: u64, index: usize, base: Option<&chest::BaseCt>, chest_fraction: f64, prevalence_scale: f64) -> Case {
     let mut rng = Rng::new(seed, index as u64, 0);
     let on_chest = base.is_some() && rng.chance(chest_fraction);
     let mut want = [false; N_LABELS];
@@ -609,11 +561,7 @@ pub fn make_case_scaled(
                 member[i + 1] = counts[i + 1] > 0;
             }
         }
-        let m: Vec<u8> = canvas
-            .owner
-            .iter()
-            .map(|&o| member[o as usize] as u8)
-            .collect();
+        let m: Vec<u8> = canvas.owner.iter().map(|&o| member[o as usize] as u8).collect();
         masks.push((l, m));
     }
     let hu = anatomy::finish(&canvas, ctx, &mut Rng::new(seed, index as u64, 1));
@@ -636,21 +584,14 @@ pub fn case_id(index: usize) -> String {
 }
 
 fn volume_of(grid: &Grid, voxels: Voxels) -> Volume {
-    Volume {
-        dims: grid.dims,
-        voxels,
-        affine: grid.affine(),
-        meta: Default::default(),
-        warnings: Vec::new(),
-    }
+    Volume { dims: grid.dims, voxels, affine: grid.affine(), meta: Default::default(), warnings: Vec::new() }
 }
 
 /// Write a uint8 mask as NIfTI-1 (.nii.gz) on the case grid (sform and qform, RAS).
 pub fn write_mask(grid: &Grid, mask: &[u8], path: &Path) -> Result<()> {
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut Vec<u8>, o: usize, v: i16| h[o..o + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 =
-        |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    let put_f32 = |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     put_i16(&mut h, 40, 3);
     for a in 0..3 {
@@ -693,13 +634,10 @@ pub fn write_mask(grid: &Grid, mask: &[u8], path: &Path) -> Result<()> {
     }
     h[344..348].copy_from_slice(b"n+1\0");
     let file = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut enc =
-        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
+    let mut enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
     enc.write_all(&h).map_err(io_err(path))?;
     enc.write_all(mask).map_err(io_err(path))?;
-    enc.finish()
-        .and_then(|mut w| w.flush())
-        .map_err(io_err(path))?;
+    enc.finish().and_then(|mut w| w.flush()).map_err(io_err(path))?;
     Ok(())
 }
 
@@ -749,11 +687,7 @@ fn dir_size(p: &Path) -> u64 {
 
 /// Generate a whole corpus into `opts.output` (which must be absent or empty). Cases are
 /// made in parallel; `progress(done, total)` is called after each; `cancel` stops early.
-pub fn generate(
-    opts: &SynthOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-    cancel: &CancelToken,
-) -> Result<CorpusSummary> {
+pub fn generate(opts: &SynthOptions, progress: &(dyn Fn(usize, usize) + Sync), cancel: &CancelToken) -> Result<CorpusSummary> {
     if opts.count == 0 {
         return Err(SynthError::ZeroCount(0));
     }
@@ -771,11 +705,7 @@ pub fn generate(
         if !out.is_dir() {
             return Err(SynthError::OutputNotDir { path: out.clone() });
         }
-        if std::fs::read_dir(out)
-            .map_err(io_err(out))?
-            .next()
-            .is_some()
-        {
+        if std::fs::read_dir(out).map_err(io_err(out))?.next().is_some() {
             return Err(SynthError::OutputNotEmpty { path: out.clone() });
         }
     }
@@ -843,19 +773,11 @@ pub fn generate(
         corpus["prevalence_scale"] = opts.prevalence_scale.into();
     }
     let p = out.join("corpus.json");
-    std::fs::write(
-        &p,
-        serde_json::to_string_pretty(&corpus).expect("json") + "\n",
-    )
-    .map_err(io_err(&p))?;
+    std::fs::write(&p, serde_json::to_string_pretty(&corpus).expect("json") + "\n").map_err(io_err(&p))?;
     Ok(CorpusSummary {
         count: records.len(),
         chest_ct_cases: records.iter().filter(|r| r.base == "chest_ct").count(),
-        positives: labels_all
-            .iter()
-            .zip(positives)
-            .map(|(l, n)| (l.to_string(), n))
-            .collect(),
+        positives: labels_all.iter().zip(positives).map(|(l, n)| (l.to_string(), n)).collect(),
         bytes: dir_size(out),
     })
 }
