@@ -3,6 +3,30 @@
 import { invoke, convertFileSrc } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
+/** What a failed command answers: a stable `code` to branch on, and a message for people. */
+export type ErrorCode =
+  | "cancelled" // the user cancelled the work
+  | "no_study" // no study is open
+  | "no_model" // no usable model directory
+  | "bad_input" // the file, folder or argument is not usable (the message names it)
+  | "io" // reading or writing a file failed
+  | "model" // the model failed to load or run
+  | "store" // the feedback store refused or failed
+  | "report" // the report could not be built or written
+  | "internal"; // a bug: a worker stopped unexpectedly
+export interface AppError { code: ErrorCode; message: string }
+
+/** The `code` of a command's error (undefined for anything that is not an AppError). */
+export function errorCode(e: unknown): ErrorCode | undefined {
+  return typeof e === "object" && e !== null && typeof (e as AppError).code === "string" ? (e as AppError).code : undefined;
+}
+
+/** A command's error as text for the user. */
+export function errorMessage(e: unknown): string {
+  if (typeof e === "object" && e !== null && typeof (e as AppError).message === "string") return (e as AppError).message;
+  return String(e);
+}
+
 export interface Warning { code: string; message: string }
 export interface SeriesInfo {
   index: number; uid: string; grouped_by: string; modality: string; description: string;
