@@ -148,3 +148,6 @@ export const reviewFinding = (runId: number, label: string, action: unknown) =>
 export interface ExportResult { path: string; format: string }
 export const exportReport = (format: string, deidentify: boolean, runId: number | null, exportAnyway: boolean) =>
   invoke<ExportResult | null>("export_report", { format, deidentify, runId, exportAnyway, output: null });
+
+/** The current verdicts of a run in the feedback store (the same list `review_finding` answers). */
+export const runVerdicts = (runId: number) => invoke<ReviewResult["verdicts"]>("run_verdicts", { runId });

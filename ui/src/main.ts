@@ -1,27 +1,27 @@
-// Wiring of the panels: study (left), viewer (centre), analysis / findings / review /
-// knowledge / report (right). api.ts is the only door to Rust.
+// Wiring: the state (state.ts) is the one source of what the panels show; panels.ts subscribes
+// each panel to its slices; the actions below call Rust (api.ts is the only door) and set the
+// state. Panels: study (left), viewer (centre), analysis / findings / review / knowledge /
+// report (right).
 import * as api from "./api";
 import { $, el } from "./dom";
 import { PRESETS } from "./presets";
-import { mark, resetMarks } from "./perf";
+import { mark, resetMarks } from "./perf/marks";
+import { installTestHooks } from "./perf/hooks";
 import { Viewer } from "./viewer/viewer";
 import { parseHeatmap } from "./viewer/heatmap";
-import { renderFindings } from "./findings/findings";
-import { STAGES, renderProgress } from "./findings/progress";
-import { renderKnowledge } from "./knowledge/knowledge";
-import { FeedbackLog, REASONS, type Reason, type ReviewAction } from "./feedback/log";
+import { STAGES } from "./findings/progress";
+import { REASONS, falsePositive } from "./feedback/log";
+import { undoTarget } from "./feedback/verdicts";
+import { loadVerdicts, review } from "./feedback/review";
 import { bindReport } from "./report/report";
-import { bindSettings, describeModel } from "./settings/settings";
+import { bindSettings } from "./settings/settings";
+import { clearedAnalysis, createStore, initialState } from "./state";
+import { mountAnalysis, mountFindings, mountKnowledge, mountOverlay, mountReview, mountStudy } from "./panels";
 
+const store = createStore(initialState());
 const viewer = new Viewer($("viewer"));
-let current: api.VolumeSummary | null = null;
-let result: api.AnalysisResult | null = null;
-let typed: api.ScoredFinding[] = [];
-let selected: api.ScoredFinding | null = null;
-let feedback = new FeedbackLog();
+/** Bumped by every heat-map request (and by clearing the analysis): a late answer is dropped. */
 let selectToken = 0;
-let busy = false;
-const heatmapIds = new Map<string, number>();
 
 viewer.onStatus = (s) => ($("status").textContent = s);
 viewer.onWindow = (w) => {
@@ -39,83 +39,17 @@ for (const [name, p] of Object.entries(PRESETS)) {
 }
 for (const [value, text] of REASONS) $("fp-reason").append(el("option", { value, text }));
 
-function showError(msg: string | null) {
-  const box = $("error-box");
-  box.hidden = !msg;
-  box.textContent = msg ?? "";
-}
-function analysisError(msg: string | null) {
-  const box = $("analysis-error");
-  box.hidden = !msg;
-  box.textContent = msg ?? "";
-}
-
-function row(label: string, value: string) {
-  return el("div", {}, el("span", { text: label }), el("span", { text: value }));
-}
-
-function renderStudy(s: api.VolumeSummary) {
-  $("study-info").replaceChildren(
-    row("Source", s.path.split("/").filter(Boolean).pop() ?? s.path),
-    row("Format", s.format_detail),
-    row("Modality", s.modality ?? "unknown"),
-    row("Description", s.description ?? ""),
-    row("Grid", s.dims.join(" × ")),
-    row("Spacing (mm)", s.spacing.map((x) => x.toFixed(3)).join(" × ")),
-    row("Stored orientation", s.source_orientation),
-    row("HU range", `${Math.round(s.hu_min)} .. ${Math.round(s.hu_max)}`),
-  );
-  $("series-list").replaceChildren(
-    ...s.series.map((se) => {
-      const li = el("li", {
-        "data-testid": "series",
-        class: se.index === s.chosen ? "chosen" : "",
-        text: `${se.index}: ${se.modality} ${se.description || "(no description)"} — ${se.slice_count} slices, ${se.dimensions[0]}×${se.dimensions[1]}`,
-      });
-      li.onclick = () => se.index !== s.chosen && open(s.path, String(se.index));
-      return li;
-    }),
-  );
-  const warnings = s.warnings.map((w) => el("li", { "data-testid": "load-warning", "data-code": w.code, text: w.message }));
-  $("warnings").replaceChildren(...(warnings.length ? warnings : [el("li", { class: "muted", style: "background:transparent;border:none", text: "none" })]));
-}
-
-function allFindings(): api.ScoredFinding[] {
-  return [...(result?.diagnosis.findings ?? []), ...typed];
-}
-
-function renderAll() {
-  renderFindings($("findings"), allFindings(), selected?.label ?? null, (l) => {
-    const v = feedback.verdict(l);
-    return v === "confirmed" || v === "false_positive" ? v : null;
-  }, select);
-  renderKnowledge($("knowledge"), result?.diagnosis ?? null, selected);
-  const has = !!selected;
-  for (const id of ["confirm-finding", "mark-false-positive"]) $<HTMLButtonElement>(id).disabled = !has;
-  $<HTMLButtonElement>("undo-feedback").disabled = !feedback.events.some((e) => e.action.action !== "undo");
-  $("feedback-target").textContent = selected ? `${selected.label} — score ${selected.score.toFixed(3)}` : "Select a finding.";
-  $("feedback-events").replaceChildren(
-    ...feedback.events.map((e) =>
-      el("li", { "data-testid": "feedback-event", "data-action": e.action.action, "data-label": e.label, text: `#${e.id} ${e.action.action.replace("_", " ")} — ${e.label}${"reason" in e.action && e.action.reason ? ` (${e.action.reason})` : ""}` }),
-    ),
-  );
-  const analysed = !!result;
-  for (const id of ["finding-input", "finding-score", "missed-input", "add-missed", "export-report"]) $<HTMLButtonElement>(id).disabled = !analysed || busy;
-  $<HTMLButtonElement>("run-analysis").disabled = !current || busy;
-}
+mountStudy(store, (path, series) => void open(path, series));
+mountAnalysis(store);
+mountFindings(store, (f) => void select(f));
+mountKnowledge(store);
+mountReview(store);
+mountOverlay(store);
 
 function clearAnalysis() {
-  result = null;
-  typed = [];
-  selected = null;
-  feedback = new FeedbackLog();
-  heatmapIds.clear();
+  selectToken++;
   viewer.clearOverlay();
-  setOverlayControls(false);
-  $("overlay-info").textContent = "";
-  $("progress").hidden = true;
-  analysisError(null);
-  renderAll();
+  store.set(clearedAnalysis());
 }
 
 async function open(path: string, series?: string) {
@@ -125,11 +59,8 @@ async function open(path: string, series?: string) {
   try {
     const s = await api.openPath(path, series);
     mark("summary");
-    current = s;
-    showError(null);
-    renderStudy(s);
     clearAnalysis();
-    document.title = `Radbridge — ${s.path}`;
+    store.set({ study: s, loadError: null });
     const k = s.dims[2] >> 1;
     const slice = await api.fetchSlice(k);
     viewer.showPreview(slice, s.dims, s.spacing);
@@ -140,10 +71,9 @@ async function open(path: string, series?: string) {
     $("status").textContent = "";
   } catch (e) {
     // The previous volume stays on screen; the error names the file and the problem.
-    showError(String(e));
+    store.set({ loadError: api.errorMessage(e) });
     $("status").textContent = "";
   }
-  renderAll();
 }
 
 async function pick(folder: boolean) {
@@ -151,88 +81,67 @@ async function pick(folder: boolean) {
   if (p) await open(p);
 }
 
-function setBusy(b: boolean) {
-  busy = b;
-  $("cancel-analysis").hidden = !b;
-  renderAll();
-}
-
-let progressTask = "analysis";
 api.onProgress((p) => {
-  if (p.task !== progressTask) return;
-  renderProgress($("progress"), STAGES, p.stage);
+  const s = store.get();
+  if (p.task !== s.progressTask || !s.progress) return;
+  store.set({ progress: { stages: STAGES, current: p.stage } });
 }).catch(() => {});
 
 async function runAnalysis() {
-  if (!current || busy) return;
+  if (!store.get().study || store.get().busy) return;
   clearAnalysis();
-  progressTask = "analysis";
-  $("progress").hidden = false;
-  renderProgress($("progress"), STAGES.slice(0, 5), null);
-  setBusy(true);
+  const stages = STAGES.slice(0, 5);
+  store.set({ progressTask: "analysis", progress: { stages, current: null }, busy: true });
   mark("analysis_start");
   try {
-    result = await api.runAnalysis();
+    const result = await api.runAnalysis();
     mark("analysis_done");
-    renderProgress($("progress"), STAGES.slice(0, 5), "done");
-    const d = result.diagnosis;
-    $("model-line").textContent = `${d.model.name} (${d.model.architecture}${d.model.synthetic ? ", synthetic-data demo" : ""}), ${result.label_set}: ${d.findings.length} findings`;
-    if (result.store_error) analysisError(`feedback store: ${result.store_error}`);
+    store.set({ result, progress: { stages, current: "done" }, analysisError: result.store_error ? `feedback store: ${result.store_error}` : null });
+    if (result.run_id != null) void loadVerdicts(store, result.run_id);
   } catch (e) {
-    analysisError(String(e) === "cancelled" ? "Analysis cancelled." : String(e));
+    store.set({ analysisError: api.errorCode(e) === "cancelled" ? "Analysis cancelled." : api.errorMessage(e) });
   }
-  setBusy(false);
-}
-
-function setOverlayControls(on: boolean) {
-  $<HTMLInputElement>("overlay-toggle").disabled = !on;
-  $<HTMLInputElement>("overlay-opacity").disabled = !on;
+  store.set({ busy: false });
 }
 
 async function select(f: api.ScoredFinding) {
-  selected = f;
-  renderAll();
   const token = ++selectToken;
-  $("overlay-info").textContent = `heat map for “${f.label}”…`;
-  $("overlay-info").dataset.state = "loading";
+  store.set({ selected: f, overlay: { state: "loading", label: f.label, text: `heat map for “${f.label}”…` } });
   try {
-    let id = heatmapIds.get(f.label);
+    let id = store.get().heatmaps[f.label];
     if (id === undefined) {
-      progressTask = "heatmap";
-      id = (await api.findingHeatmap(f.label, f.custom)).id;
-      heatmapIds.set(f.label, id);
+      const result = store.get().result;
+      store.set({ progressTask: "heatmap" });
+      const ref = await api.findingHeatmap(f.label, f.custom);
+      id = ref.id;
+      if (store.get().result === result) store.update((s) => ({ heatmaps: { ...s.heatmaps, [f.label]: ref.id } }));
     }
     const h = parseHeatmap(await api.fetchHeatmap(id));
     if (token !== selectToken) return;
-    const peak = await viewer.setOverlay(h);
     // The maximum of the map on screen (the CT grid), rather than the diagnosis' patch-grid peak.
-    const lps = peak;
+    const lps = await viewer.setOverlay(h);
     viewer.jumpTo(lps);
-    setOverlayControls(true);
-    const info = $("overlay-info");
-    info.textContent = `heat map: ${f.label} — peak at LPS (${lps.map((x) => x.toFixed(0)).join(", ")}) mm`;
-    info.dataset.state = "shown";
-    info.dataset.label = f.label;
+    const text = `heat map: ${f.label} — peak at LPS (${lps.map((x) => x.toFixed(0)).join(", ")}) mm`;
+    store.set({ overlayControls: true, overlay: { state: "shown", label: f.label, text } });
     mark("overlay_shown");
   } catch (e) {
     if (token !== selectToken) return;
-    $("overlay-info").textContent = `no heat map: ${e}`;
-    $("overlay-info").dataset.state = "error";
+    store.set({ overlay: { state: "error", label: f.label, text: `no heat map: ${api.errorMessage(e)}` } });
   }
 }
 
-async function review(label: string, action: ReviewAction) {
-  let id: number | undefined;
-  if (result?.run_id != null) {
-    try {
-      id = (await api.reviewFinding(result.run_id, label, action)).event_id;
-    } catch (e) {
-      analysisError(`feedback not saved: ${e}`);
-      return;
-    }
+async function scoreTyped(text: string) {
+  store.set({ progressTask: "finding", busy: true });
+  try {
+    const r = await api.scoreFinding(text);
+    const f = r.diagnosis.findings[0];
+    if (!f) throw new Error(`no score for “${text}”`);
+    store.update((s) => ({ typed: [...s.typed.filter((t) => t.label !== f.label), f], busy: false }));
+    $<HTMLInputElement>("finding-input").value = "";
+    void select(f);
+  } catch (err) {
+    store.set({ analysisError: api.errorMessage(err), busy: false });
   }
-  feedback.add(label, action, id);
-  renderAll();
 }
 
 api.onMenu((id) => {
@@ -243,42 +152,29 @@ api.onMenu((id) => {
 
 $("run-analysis").onclick = runAnalysis;
 $("cancel-analysis").onclick = () => api.cancelAnalysis();
-$("confirm-finding").onclick = () => selected && review(selected.label, { action: "confirm" });
+$("confirm-finding").onclick = () => {
+  const f = store.get().selected;
+  if (f) void review(store, f.label, { action: "confirm" });
+};
 $("mark-false-positive").onclick = () => {
-  if (!selected) return;
-  const reason = ($<HTMLSelectElement>("fp-reason").value || null) as Reason | null;
-  const note = $<HTMLInputElement>("fp-note").value.trim() || null;
-  review(selected.label, { action: "false_positive", reason, note });
+  const f = store.get().selected;
+  if (f) void review(store, f.label, falsePositive($<HTMLSelectElement>("fp-reason").value, $<HTMLInputElement>("fp-note").value));
 };
 $("undo-feedback").onclick = () => {
-  const undone = new Set(feedback.events.filter((e) => e.action.action === "undo").map((e) => (e.action as { event: number }).event));
-  const last = [...feedback.events].reverse().find((e) => e.action.action !== "undo" && !undone.has(e.id));
-  if (last) review(last.label, { action: "undo", event: last.id });
+  const last = undoTarget(store.get().verdicts);
+  if (last) void review(store, last.label, { action: "undo", event: last.event });
 };
 $("missed-form").onsubmit = (e) => {
   e.preventDefault();
   const text = $<HTMLInputElement>("missed-input").value.trim();
   if (!text) return;
   $<HTMLInputElement>("missed-input").value = "";
-  review(text, { action: "missed", text });
+  void review(store, text, { action: "missed", text });
 };
-$("finding-form").onsubmit = async (e) => {
+$("finding-form").onsubmit = (e) => {
   e.preventDefault();
   const text = $<HTMLInputElement>("finding-input").value.trim();
-  if (!text || busy) return;
-  progressTask = "finding";
-  setBusy(true);
-  try {
-    const r = await api.scoreFinding(text);
-    const f = r.diagnosis.findings[0];
-    typed = [...typed.filter((t) => t.label !== f.label), f];
-    $<HTMLInputElement>("finding-input").value = "";
-    setBusy(false);
-    select(f);
-  } catch (err) {
-    analysisError(String(err));
-    setBusy(false);
-  }
+  if (text && !store.get().busy) void scoreTyped(text);
 };
 $("overlay-toggle").onchange = () => viewer.setOverlayVisible($<HTMLInputElement>("overlay-toggle").checked);
 $("overlay-opacity").oninput = () => viewer.setOverlayOpacity(Number($<HTMLInputElement>("overlay-opacity").value));
@@ -286,10 +182,8 @@ $("open-file").onclick = () => pick(false);
 $("open-folder").onclick = () => pick(true);
 $("help-button").onclick = () => ($("help").hidden = false);
 $("help-close").onclick = () => ($("help").hidden = true);
-bindReport(() => result?.run_id ?? null, () => {});
-bindSettings((s) => {
-  if (!result) $("model-line").textContent = describeModel(s);
-});
+bindReport(() => store.get().result?.run_id ?? null, () => {});
+bindSettings((settings) => store.set({ settings }));
 
 document.addEventListener("keydown", (e) => {
   const t = e.target as HTMLElement;
@@ -321,16 +215,14 @@ import("@tauri-apps/api/webview")
   )
   .catch(() => {});
 
-// For the end-to-end tests: the viewer (scroll benchmark) and the perf marks.
-(globalThis as unknown as { __radbridge: object }).__radbridge = { viewer, open, benchScroll: (n: number, o?: { scale?: number; perFrame?: number; sync?: boolean; statusMs?: number }) => viewer.benchScroll(n, o), benchDraw: (n: number) => viewer.benchDraw(n), runId: () => result?.run_id ?? null };
+installTestHooks(viewer, open, () => store.get().result?.run_id ?? null);
 
 async function start() {
   viewer.setWindow(PRESETS.soft_tissue);
-  renderAll();
   if (!(await api.noticeStatus())) {
     $("notice").hidden = false;
     $("acknowledge").onclick = async () => {
-      await api.acknowledgeNotice().catch((e) => showError(String(e)));
+      await api.acknowledgeNotice().catch((e) => store.set({ loadError: api.errorMessage(e) }));
       $("notice").hidden = true;
     };
   }

@@ -1,6 +1,6 @@
-// The reader's feedback on one run, as the feedback store keeps it: append-only events
-// (confirm, false positive with reason/note, missed finding, undo), the current verdict per
-// label derived from them. Kept in memory and mirrored to the store when the backend has one.
+// What the reader sends to the feedback store (confirm, false positive with reason / note,
+// missed finding, undo) and this session's list of the events the store recorded. The verdict
+// per label is the store's (see verdicts.ts): the UI does not derive it.
 
 export type Reason = "anatomy_mimic" | "artefact" | "device" | "post_operative" | "other";
 export const REASONS: [Reason, string][] = [
@@ -17,38 +17,21 @@ export type ReviewAction =
   | { action: "missed"; text: string }
   | { action: "undo"; event: number };
 
+/** One recorded event: `id` is the store's event id. */
 export interface ReviewEvent { id: number; label: string; action: ReviewAction; at: string }
-export type VerdictKind = "confirmed" | "false_positive" | "missed";
 
-export class FeedbackLog {
-  events: ReviewEvent[] = [];
-  private next = 1;
+/** The events with one more (a new array; the old one is left as it was). */
+export function appendEvent(events: readonly ReviewEvent[], id: number, label: string, action: ReviewAction, at = new Date().toISOString()): ReviewEvent[] {
+  return [...events, { id, label, action, at }];
+}
 
-  add(label: string, action: ReviewAction, id?: number): ReviewEvent {
-    const ev = { id: id ?? this.next, label, action, at: new Date().toISOString() };
-    this.next = Math.max(this.next, ev.id) + 1;
-    this.events.push(ev);
-    return ev;
-  }
+/** The event as the review list shows it: "#12 false positive — Emphysema (artefact)". */
+export function describeEvent(e: ReviewEvent): string {
+  const reason = e.action.action === "false_positive" && e.action.reason ? ` (${e.action.reason})` : "";
+  return `#${e.id} ${e.action.action.replace("_", " ")} — ${e.label}${reason}`;
+}
 
-  /** Latest event of the label that is not an undo and has not been undone. */
-  current(label: string): ReviewEvent | null {
-    const undone = new Set(this.events.filter((e) => e.action.action === "undo").map((e) => (e.action as { event: number }).event));
-    for (let i = this.events.length - 1; i >= 0; i--) {
-      const e = this.events[i];
-      if (e.label === label && e.action.action !== "undo" && !undone.has(e.id)) return e;
-    }
-    return null;
-  }
-
-  verdict(label: string): VerdictKind | null {
-    const e = this.current(label);
-    if (!e) return null;
-    return e.action.action === "confirm" ? "confirmed" : e.action.action === "false_positive" ? "false_positive" : "missed";
-  }
-
-  missed(): ReviewEvent[] {
-    const labels = [...new Set(this.events.map((e) => e.label))];
-    return labels.map((l) => this.current(l)).filter((e): e is ReviewEvent => e?.action.action === "missed");
-  }
+/** The false-positive payload from the form's values (empty reason / note: none). */
+export function falsePositive(reason: string, note: string): ReviewAction {
+  return { action: "false_positive", reason: (reason || null) as Reason | null, note: note.trim() || null };
 }

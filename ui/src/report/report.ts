@@ -14,7 +14,7 @@ export function bindReport(getRun: () => number | null, audit: (msg: string) => 
       status.textContent = r ? `saved ${r.path}` : "export cancelled";
       if (r) audit(`exported ${r.format} to ${r.path}`);
     } catch (e) {
-      status.textContent = `export failed: ${e}`;
+      status.textContent = `export failed: ${api.errorMessage(e)}`;
     }
   };
 }

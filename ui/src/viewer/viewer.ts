@@ -6,15 +6,18 @@ import { Niivue, NVImage, SHOW_RENDER, DRAG_MODE, MULTIPLANAR_TYPE, SLICE_TYPE }
 import { gray, type Window } from "../presets";
 import { lpsToVoxel, makeRasNifti } from "./nifti";
 import { heatmapAffine, topFractionThreshold, voxelToLps, type Heatmap } from "./heatmap";
-import { mark } from "../perf";
+import { mark } from "../perf/marks";
 
 export type Plane = "axial" | "coronal" | "sagittal";
+/** One draw: when it started (performance.now()), how long it took (gl.finish included), at which scale. */
+export interface DrawSample { t: number; ms: number; low: boolean }
 const PLANE_AXIS: Record<Plane, number> = { sagittal: 0, coronal: 1, axial: 2 };
 const SLICE_PLANE: Record<number, Plane> = { [SLICE_TYPE.AXIAL]: "axial", [SLICE_TYPE.CORONAL]: "coronal", [SLICE_TYPE.SAGITTAL]: "sagittal" };
 
 export class Viewer {
   readonly nv: Niivue;
-  private canvas: HTMLCanvasElement;
+  /** NiiVue's WebGL canvas. */
+  readonly canvas: HTMLCanvasElement;
   private preview: HTMLCanvasElement;
   private ready: Promise<unknown>;
   private ct: NVImage | null = null;
@@ -51,9 +54,10 @@ export class Viewer {
   private lastInput = -Infinity;
   private lowRes = false;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
-  /** The axial slice (canonical k) in the last image drawn, and the time of each draw (ms). */
+  /** The axial slice (canonical k) in the last image drawn. */
   drawnSlice = -1;
-  private drawLog: { t: number; ms: number; low: boolean }[] | null = null;
+  /** Called after each draw with its start time and duration (ms): the perf harness listens. */
+  onDraw: ((d: DrawSample) => void) | null = null;
 
   constructor(root: HTMLElement) {
     this.canvas = document.createElement("canvas");
@@ -150,8 +154,8 @@ export class Viewer {
       const t0 = performance.now();
       this.drawCore(); // ends in gl.finish(): the image is complete when this returns
       const ms = performance.now() - t0;
-      this.drawLog?.push({ t: t0, ms, low: this.lowRes });
       if (this.ct) this.drawnSlice = this.crosshairVoxel()[2];
+      this.onDraw?.({ t: t0, ms, low: this.lowRes });
     } finally {
       this.inDraw = false;
     }
@@ -172,6 +176,16 @@ export class Viewer {
     this.nv.resizeListener(); // its drawScene() is ours: no draw here, the caller draws
   }
 
+  /** Drawing at the interactive (reduced) scale right now. */
+  get lowResolution(): boolean {
+    return this.lowRes;
+  }
+
+  /** Back to the full-resolution backing store at once (the next draw is full size). */
+  fullResolution() {
+    if (this.lowRes) this.setLowRes(false);
+  }
+
   /** Draw now, synchronously (at the current scale). */
   drawNow() {
     this.drawPending = false;
@@ -183,11 +197,12 @@ export class Viewer {
     }
   }
 
-  private syncDraw() {
+  /** Draw now, synchronously, as a frame does (the drawn slice and onDraw updated). */
+  drawSync() {
     const t0 = performance.now();
     this.drawNow();
-    this.drawLog?.push({ t: t0, ms: performance.now() - t0, low: this.lowRes });
     if (this.ct) this.drawnSlice = this.crosshairVoxel()[2];
+    this.onDraw?.({ t: t0, ms: performance.now() - t0, low: this.lowRes });
   }
 
   get loaded(): boolean {
@@ -405,80 +420,5 @@ export class Viewer {
     this.onStatus(
       `${where} voxel (${vox.join(", ")})  LPS (${mm.map((x) => x.toFixed(1)).join(", ")}) mm  ${hu === null ? "" : `HU ${Math.round(hu)}`}`,
     );
-  }
-
-  /** Milliseconds per synchronous full-resolution redraw after a one-slice step (gl.finish: GPU work included). */
-  benchDraw(n: number): number {
-    const gl = this.nv.gl as WebGL2RenderingContext;
-    if (this.lowRes) this.setLowRes(false);
-    gl.finish();
-    const t0 = performance.now();
-    for (let s = 0; s < n; s++) {
-      this.nv.moveCrosshairInVox(0, 0, s < n / 2 ? 1 : -1);
-      this.drawNow();
-    }
-    return (performance.now() - t0) / n;
-  }
-
-  /**
-   * Scroll the axial view as a user does: `n` frames, each with `perFrame` wheel events sent to
-   * the axial tile (through NiiVue's own wheel handler), and record per animation frame which
-   * slice the last finished image shows. `fps` = distinct slices that reached the screen per
-   * second (frames whose image differs from the previous frame's), `frames_per_s` = animation
-   * frames per second, `draw_ms_*` = the synchronous draw time (gl.finish included) during the
-   * scroll, `settle_ms` = the full-resolution redraw after the scroll stopped.
-   */
-  async benchScroll(n: number, opts: { scale?: number; perFrame?: number; sync?: boolean; statusMs?: number } = {}): Promise<Record<string, unknown>> {
-    const keep = [this.interactiveScale, this.statusIntervalMs];
-    if (opts.scale !== undefined) this.interactiveScale = opts.scale;
-    if (opts.statusMs !== undefined) this.statusIntervalMs = opts.statusMs;
-    const perFrame = opts.perFrame ?? 1;
-    const nextFrame = () => new Promise<number>((r) => requestAnimationFrame(r));
-    try {
-      await nextFrame();
-      const dpr = this.nv.uiData.dpr ?? 1;
-      const axial = this.nv.screenSlices.find((s) => SLICE_PLANE[s.axCorSag] === "axial");
-      if (!axial) throw new Error("no axial tile on screen");
-      const [l, t, w, h] = axial.leftTopWidthHeight;
-      const rect = this.canvas.getBoundingClientRect();
-      const clientX = rect.left + (l + w / 2) / dpr, clientY = rect.top + (t + h / 2) / dpr;
-      this.drawLog = [];
-      const shown: number[] = [];
-      const times: number[] = [];
-      let px: [number, number] = [this.canvas.width, this.canvas.height];
-      for (let s = 0; s < n; s++) {
-        for (let k = 0; k < perFrame; k++) {
-          const deltaY = s < n / 2 ? -100 : 100;
-          this.canvas.dispatchEvent(new WheelEvent("wheel", { deltaY, clientX, clientY, bubbles: true, cancelable: true }));
-          if (opts.sync) this.syncDraw(); // the old behaviour, for comparison: one full draw per event
-        }
-        times.push(await nextFrame());
-        shown.push(this.drawnSlice);
-        if (s === 0) px = [this.canvas.width, this.canvas.height];
-      }
-      const draws = this.drawLog.map((d) => d.ms).sort((a, b) => a - b);
-      const t1 = performance.now();
-      while (this.lowRes && performance.now() - t1 < 2000) await nextFrame();
-      const settle = this.drawLog.filter((d) => !d.low && d.t >= t1).map((d) => d.ms);
-      this.drawLog = null;
-      let distinct = 0;
-      for (let i = 1; i < shown.length; i++) if (shown[i] !== shown[i - 1]) distinct++;
-      const elapsed = times[times.length - 1] - times[0];
-      const q = (p: number) => (draws.length ? draws[Math.min(draws.length - 1, Math.floor(p * draws.length))] : NaN);
-      return {
-        fps: (distinct * 1000) / elapsed,
-        frames_per_s: ((times.length - 1) * 1000) / elapsed,
-        wheel_events: n * perFrame,
-        draws: draws.length,
-        draw_ms_median: q(0.5),
-        draw_ms_p90: q(0.9),
-        scale: this.interactiveScale,
-        status_interval_ms: this.statusIntervalMs,
-        scroll_canvas_px: px,
-        settle_ms: settle.length ? settle[settle.length - 1] : null,
-      };
-    } finally {
-      [this.interactiveScale, this.statusIntervalMs] = keep;
-    }
   }
 }

@@ -5,8 +5,31 @@
 import { mockConvertFileSrc, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 
 type Args = Record<string, unknown> | undefined;
-const w = window as unknown as { __calls: [string, Args][]; __TAURI_INTERNALS__: { invoke: (c: string, a: unknown) => Promise<unknown> }; __cancel?: () => void; __slowAnalysis?: boolean };
+const w = window as unknown as {
+  __calls: [string, Args][];
+  __TAURI_INTERNALS__: { invoke: (c: string, a: unknown) => Promise<unknown> };
+  __cancel?: () => void;
+  __slowAnalysis?: boolean;
+  /** When set, review_finding answers this store error. */
+  __storeError?: string;
+};
 w.__calls = [];
+
+// A feedback store in memory: append-only events per run, the current verdict per label (the
+// latest event that is not an undo and was not undone), as radbridge_store answers them.
+type Ev = { id: number; run: number; label: string; action: { action: string; event?: number; reason?: string | null; note?: string | null; text?: string } };
+const events: Ev[] = [];
+const verdicts = (run: number) => {
+  const mine = events.filter((e) => e.run === run);
+  const undone = new Set(mine.filter((e) => e.action.action === "undo").map((e) => e.action.event));
+  const latest = new Map<string, Ev>();
+  for (const e of mine) if (e.action.action !== "undo" && !undone.has(e.id)) latest.set(e.label, e);
+  const kind: Record<string, string> = { confirm: "confirmed", false_positive: "false_positive", missed: "missed" };
+  return [...latest.values()].map((e) => ({
+    label: e.label, verdict: kind[e.action.action], reason: e.action.reason ?? null, note: e.action.note ?? null, text: e.action.text ?? null,
+    event: e.id, reviewer: null, at: "2026-12-07T00:00:00.000Z", score: null, threshold: null, flagged: null,
+  }));
+};
 
 const dims = [64, 48, 20];
 const affine = [[-0.8, 0, 0, 25], [0, -0.8, 0, 19], [0, 0, 2.5, -20], [0, 0, 0, 1]];
@@ -22,6 +45,7 @@ const diagnosis = (findings: unknown[]) => ({
 });
 const emit = (stage: string, fraction: number, task = "analysis") =>
   w.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "analysis-progress", payload: { stage, fraction, task } });
+let nextRun = 7;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 mockWindows("main");
@@ -48,12 +72,12 @@ mockIPC(
         for (const [s, f] of [["load model", 0], ["preprocess", 0], ["encode image", 0.2]] as [string, number][]) { await emit(s, f); await sleep(30); }
         if (w.__slowAnalysis) {
           await new Promise<void>((resolve) => (w.__cancel = resolve));
-          throw "cancelled";
+          throw { code: "cancelled", message: "cancelled" };
         }
         for (const [s, f] of [["encode text", 0.7], ["score", 0.9], ["done", 1]] as [string, number][]) { await emit(s, f); await sleep(30); }
         return {
           diagnosis: diagnosis([finding("Atelectasis", 0.31, 0.25), finding("Emphysema", 0.12, 0.2), finding("Pleural effusion", 0.44, 0.3), finding("Lung nodule", 0.05, null)]),
-          model_dir: "/repo/models/demo", label_set: "all", study_generation: 1, run_id: 7,
+          model_dir: "/repo/models/demo", label_set: "all", study_generation: 1, run_id: nextRun++,
         };
       }
       case "pick_path": return (args as { folder: boolean }).folder ? "/data/dicom_folder" : "/data/other.nii.gz";
@@ -61,7 +85,14 @@ mockIPC(
       case "cancel_analysis": w.__cancel?.(); return null;
       case "score_finding": return { diagnosis: diagnosis([finding((args as { text: string }).text, 0.22, null, true)]), model_dir: "/m", label_set: "all", study_generation: 1 };
       case "finding_heatmap": return { id: 0, label: (args as { label: string }).label };
-      case "review_finding": return { event_id: 100 + w.__calls.filter((c) => c[0] === "review_finding").length, verdicts: [] };
+      case "review_finding": {
+        if (w.__storeError) throw { code: "store", message: w.__storeError };
+        const a = args as { runId: number; label: string; action: Ev["action"] };
+        const id = 100 + w.__calls.filter((c) => c[0] === "review_finding").length;
+        events.push({ id, run: a.runId, label: a.label, action: a.action });
+        return { event_id: id, verdicts: verdicts(a.runId) };
+      }
+      case "run_verdicts": return verdicts((args as { runId: number }).runId);
       case "export_report": return { path: "/tmp/report.pdf", format: (args as { format: string }).format };
       default: throw `unknown command ${cmd}`;
     }

@@ -102,6 +102,9 @@ test("run analysis: progress per stage, sorted findings", async () => {
   assert.equal(rows[0][2], "true");
   const stages = await page.getByTestId("progress-stage").evaluateAll((els) => els.map((e) => e.dataset.state));
   assert.ok(stages.every((s) => s === "done"), stages.join());
+  // The run's verdicts come from the store as soon as the run is there.
+  await page.waitForFunction(() => window.__calls.some((c) => c[0] === "run_verdicts"));
+  assert.deepEqual((await calls("run_verdicts"))[0], { runId: 7 });
 });
 
 test("click a finding: heat map overlay, jump to peak, knowledge panel", async () => {
@@ -132,6 +135,21 @@ test("feedback: false positive with reason, confirm, undo, missed", async () => 
   await page.getByTestId("add-missed").click();
   await page.waitForSelector('[data-testid="feedback-event"][data-action="missed"]');
   assert.equal(await page.getByTestId("feedback-event").count(), 4);
+  // Undo withdraws the verdict decided last: the missed finding's event (104).
+  await page.getByTestId("undo-feedback").click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="feedback-event"]').length === 5);
+  assert.deepEqual((await calls("review_finding"))[4], { runId: 7, label: "rib fracture", action: { action: "undo", event: 104 } });
+  assert.equal(await page.locator('[data-testid="finding"][data-label="Pleural effusion"]').getAttribute("data-verdict"), "confirmed");
+});
+
+test("feedback the store refuses: the error is shown, no verdict is invented", async () => {
+  await page.evaluate(() => (window.__storeError = "database is locked"));
+  await page.getByTestId("mark-false-positive").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="analysis-error"]').textContent === "feedback not saved: database is locked");
+  assert.ok(await page.getByTestId("analysis-error").isVisible());
+  assert.equal(await page.locator('[data-testid="finding"][data-label="Pleural effusion"]').getAttribute("data-verdict"), "confirmed");
+  assert.equal(await page.getByTestId("feedback-event").count(), 5);
+  await page.evaluate(() => delete window.__storeError);
 });
 
 test("typed finding is scored on the spot", async () => {
@@ -180,6 +198,19 @@ test("File menu → Open file… picks and opens a path", async () => {
   await page.keyboard.press("?");
   assert.ok(await page.getByTestId("help").isVisible());
   await page.keyboard.press("Escape");
+});
+
+test("the end-to-end test's hooks: viewer, open, benchDraw, benchScroll, runId", async () => {
+  const hooks = await page.evaluate(() => Object.keys(window.__radbridge).sort());
+  assert.deepEqual(hooks, ["benchDraw", "benchScroll", "open", "runId", "viewer"]);
+  const ms = await page.evaluate(() => window.__radbridge.benchDraw(4));
+  assert.ok(Number.isFinite(ms) && ms > 0, String(ms));
+  const scroll = await page.evaluate(() => window.__radbridge.benchScroll(6, { perFrame: 2 }));
+  assert.deepEqual(Object.keys(scroll).sort(), ["draw_ms_median", "draw_ms_p90", "draws", "fps", "frames_per_s", "scale", "scroll_canvas_px", "settle_ms", "status_interval_ms", "wheel_events"]);
+  assert.equal(scroll.wheel_events, 12);
+  assert.ok(scroll.draws > 0 && scroll.frames_per_s > 0, JSON.stringify(scroll));
+  assert.equal(scroll.scale, await page.evaluate(() => window.__radbridge.viewer.interactiveScale));
+  assert.equal(typeof (await page.evaluate(() => window.__radbridge.viewer.crosshairVoxel()))[0], "number");
 });
 
 test("no page errors", () => {

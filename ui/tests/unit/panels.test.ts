@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ScoredFinding } from "../../src/api";
 import { flagText, sortFindings } from "../../src/findings/findings";
 import { stageStates, STAGES } from "../../src/findings/progress";
-import { FeedbackLog } from "../../src/feedback/log";
+import { appendEvent, describeEvent, falsePositive } from "../../src/feedback/log";
 import { entryWeight } from "../../src/knowledge/knowledge";
 import { describeModel } from "../../src/settings/settings";
 
@@ -30,25 +30,18 @@ describe("progress per stage", () => {
   });
 });
 
-describe("feedback log", () => {
-  it("derives the verdict from the latest event that is not undone", () => {
-    const log = new FeedbackLog();
-    const a = log.add("Emphysema", { action: "confirm" });
-    expect(log.verdict("Emphysema")).toBe("confirmed");
-    const b = log.add("Emphysema", { action: "false_positive", reason: "artefact", note: null });
-    expect(log.verdict("Emphysema")).toBe("false_positive");
-    log.add("Emphysema", { action: "undo", event: b.id });
-    expect(log.verdict("Emphysema")).toBe("confirmed");
-    log.add("Emphysema", { action: "undo", event: a.id });
-    expect(log.verdict("Emphysema")).toBeNull();
-    expect(log.verdict("Atelectasis")).toBeNull();
+describe("review events", () => {
+  it("appends without changing the old list, and describes an event", () => {
+    const a = appendEvent([], 41, "Emphysema", { action: "false_positive", reason: "artefact", note: null }, "t0");
+    const b = appendEvent(a, 42, "rib fracture", { action: "missed", text: "rib fracture" }, "t1");
+    expect(a).toHaveLength(1);
+    expect(b.map((e) => e.id)).toEqual([41, 42]);
+    expect(describeEvent(a[0])).toBe("#41 false positive — Emphysema (artefact)");
+    expect(describeEvent(b[1])).toBe("#42 missed — rib fracture");
   });
-  it("keeps store event ids and lists missed findings", () => {
-    const log = new FeedbackLog();
-    const e = log.add("rib fracture", { action: "missed", text: "rib fracture" }, 41);
-    expect(e.id).toBe(41);
-    expect(log.add("x", { action: "confirm" }).id).toBe(42);
-    expect(log.missed().map((m) => m.label)).toEqual(["rib fracture"]);
+  it("builds the false-positive payload from the form", () => {
+    expect(falsePositive("device", "  ECG lead ")).toEqual({ action: "false_positive", reason: "device", note: "ECG lead" });
+    expect(falsePositive("", "   ")).toEqual({ action: "false_positive", reason: null, note: null });
   });
 });
 
