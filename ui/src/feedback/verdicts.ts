@@ -21,7 +21,7 @@ function isVerdict(v: unknown): v is StoreVerdict {
 
 /** The verdicts of a command's answer; an entry of another shape is left out (never guessed). */
 export function storeVerdicts(list: readonly unknown[] | null | undefined): StoreVerdict[] {
-  return (list ?? []).filter(isVerdict).map((v) => ({ label: v.label, verdict: v.verdict, event: v.event }));
+  return (Array.isArray(list) ? list : []).filter(isVerdict).map((v) => ({ label: v.label, verdict: v.verdict, event: v.event }));
 }
 
 /** The verdict a findings row shows: confirmed / false positive (a missed one has no row). */
