@@ -77,7 +77,13 @@ async function open(path: string, series?: string) {
 }
 
 async function pick(folder: boolean) {
-  const p = await api.pickPath(folder);
+  let p: string | null;
+  try {
+    p = await api.pickPath(folder);
+  } catch (e) {
+    store.set({ loadError: api.errorMessage(e) });
+    return;
+  }
   if (p) await open(p);
 }
 

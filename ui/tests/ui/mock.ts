@@ -69,9 +69,11 @@ mockIPC(
           generation: 1,
         };
       case "run_analysis": {
+        // Cancel works from the moment the run starts (a click right after a stage showed must not be lost).
+        const cancelled = new Promise<void>((resolve) => (w.__cancel = resolve));
         for (const [s, f] of [["load model", 0], ["preprocess", 0], ["encode image", 0.2]] as [string, number][]) { await emit(s, f); await sleep(30); }
         if (w.__slowAnalysis) {
-          await new Promise<void>((resolve) => (w.__cancel = resolve));
+          await cancelled;
           throw { code: "cancelled", message: "cancelled" };
         }
         for (const [s, f] of [["encode text", 0.7], ["score", 0.9], ["done", 1]] as [string, number][]) { await emit(s, f); await sleep(30); }
