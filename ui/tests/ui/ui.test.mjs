@@ -94,7 +94,12 @@ test("window presets set W/L", async () => {
   assert.equal(await page.getByTestId("wl-readout").textContent(), "W 400  L 40");
 });
 
+// Tag a panel's first element; a panel that was redrawn has lost the tag.
+const tag = (testid) => page.evaluate((t) => (document.querySelector(`[data-testid="${t}"]`).firstElementChild.__kept = true), testid);
+const kept = (testid) => page.evaluate((t) => document.querySelector(`[data-testid="${t}"]`).firstElementChild?.__kept === true, testid);
+
 test("run analysis: progress per stage, sorted findings", async () => {
+  await tag("study-info");
   await page.getByTestId("run-analysis").click();
   await page.waitForSelector('[data-testid="finding"]');
   const rows = await page.getByTestId("finding").evaluateAll((els) => els.map((e) => [e.dataset.label, Number(e.dataset.score), e.dataset.flagged]));
@@ -105,6 +110,7 @@ test("run analysis: progress per stage, sorted findings", async () => {
   // The run's verdicts come from the store as soon as the run is there.
   await page.waitForFunction(() => window.__calls.some((c) => c[0] === "run_verdicts"));
   assert.deepEqual((await calls("run_verdicts"))[0], { runId: 7 });
+  assert.ok(await kept("study-info"), "the study panel does not redraw for an analysis");
 });
 
 test("click a finding: heat map overlay, jump to peak, knowledge panel", async () => {
@@ -121,10 +127,14 @@ test("click a finding: heat map overlay, jump to peak, knowledge panel", async (
 });
 
 test("feedback: false positive with reason, confirm, undo, missed", async () => {
+  await tag("knowledge");
+  await tag("findings");
   await page.getByTestId("fp-reason").selectOption("device");
   await page.getByTestId("fp-note").fill("ECG lead");
   await page.getByTestId("mark-false-positive").click();
   await page.waitForSelector('[data-testid="finding"][data-label="Pleural effusion"][data-verdict="false_positive"]');
+  assert.ok(!(await kept("findings")), "the findings list redraws with the new verdict");
+  assert.ok(await kept("knowledge"), "the knowledge panel does not redraw for a review");
   assert.deepEqual((await calls("review_finding"))[0], { runId: 7, label: "Pleural effusion", action: { action: "false_positive", reason: "device", note: "ECG lead" } });
   await page.getByTestId("undo-feedback").click();
   await page.waitForSelector('[data-testid="finding"][data-label="Pleural effusion"][data-verdict=""]');
