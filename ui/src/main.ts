@@ -23,6 +23,8 @@ const viewer = new Viewer($("viewer"));
 /** Bumped by every heat-map request (and by clearing the analysis): a late answer is dropped. */
 let selectToken = 0;
 
+// The viewer's readouts (cursor position and HU, window / level) change many times a second
+// while the reader scrolls or drags: they write their two lines directly, not through the state.
 viewer.onStatus = (s) => ($("status").textContent = s);
 viewer.onWindow = (w) => {
   $("wl-readout").textContent = `W ${Math.round(w.width)}  L ${Math.round(w.level)}`;
