@@ -298,7 +298,7 @@ sys.exit(1 if errors else 0)
 "#;
 
 fn schema_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../src-tauri/src/report/report.schema.json")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/radbridge-report/src/report.schema.json")
 }
 
 #[test]

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-# The 18 CT-RATE and 15 CT-RATE-LT labels (src-tauri/src/zeroshot.rs, spec section 5), official order.
+# The 18 CT-RATE and 15 CT-RATE-LT labels (crates/radbridge-model/src/zeroshot.rs, spec section 5), official order.
 CT_RATE = ["Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
            "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema", "Atelectasis",
            "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela", "Pleural effusion",
