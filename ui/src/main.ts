@@ -140,7 +140,7 @@ async function open(path: string, series?: string) {
     $("status").textContent = "";
   } catch (e) {
     // The previous volume stays on screen; the error names the file and the problem.
-    showError(String(e));
+    showError(api.errorMessage(e));
     $("status").textContent = "";
   }
   renderAll();
@@ -179,7 +179,7 @@ async function runAnalysis() {
     $("model-line").textContent = `${d.model.name} (${d.model.architecture}${d.model.synthetic ? ", synthetic-data demo" : ""}), ${result.label_set}: ${d.findings.length} findings`;
     if (result.store_error) analysisError(`feedback store: ${result.store_error}`);
   } catch (e) {
-    analysisError(String(e) === "cancelled" ? "Analysis cancelled." : String(e));
+    analysisError(api.errorCode(e) === "cancelled" ? "Analysis cancelled." : api.errorMessage(e));
   }
   setBusy(false);
 }
@@ -216,7 +216,7 @@ async function select(f: api.ScoredFinding) {
     mark("overlay_shown");
   } catch (e) {
     if (token !== selectToken) return;
-    $("overlay-info").textContent = `no heat map: ${e}`;
+    $("overlay-info").textContent = `no heat map: ${api.errorMessage(e)}`;
     $("overlay-info").dataset.state = "error";
   }
 }
@@ -227,7 +227,7 @@ async function review(label: string, action: ReviewAction) {
     try {
       id = (await api.reviewFinding(result.run_id, label, action)).event_id;
     } catch (e) {
-      analysisError(`feedback not saved: ${e}`);
+      analysisError(`feedback not saved: ${api.errorMessage(e)}`);
       return;
     }
   }
@@ -276,7 +276,7 @@ $("finding-form").onsubmit = async (e) => {
     setBusy(false);
     select(f);
   } catch (err) {
-    analysisError(String(err));
+    analysisError(api.errorMessage(err));
     setBusy(false);
   }
 };
@@ -330,7 +330,7 @@ async function start() {
   if (!(await api.noticeStatus())) {
     $("notice").hidden = false;
     $("acknowledge").onclick = async () => {
-      await api.acknowledgeNotice().catch((e) => showError(String(e)));
+      await api.acknowledgeNotice().catch((e) => showError(api.errorMessage(e)));
       $("notice").hidden = true;
     };
   }

@@ -4,7 +4,7 @@ import { $ } from "../dom";
 
 export function bindReport(getRun: () => number | null, audit: (msg: string) => void) {
   $("export-report").onclick = async () => {
-    const format = $<HTMLSelectElement>("report-format").value;
+    const format = $<HTMLSelectElement>("report-format").value as api.Format; // the options are pdf, json, sr
     const deid = $<HTMLInputElement>("report-deid").checked;
     const anyway = $<HTMLInputElement>("report-anyway").checked;
     const status = $("report-status");
@@ -14,7 +14,7 @@ export function bindReport(getRun: () => number | null, audit: (msg: string) => 
       status.textContent = r ? `saved ${r.path}` : "export cancelled";
       if (r) audit(`exported ${r.format} to ${r.path}`);
     } catch (e) {
-      status.textContent = `export failed: ${e}`;
+      status.textContent = `export failed: ${api.errorMessage(e)}`;
     }
   };
 }

@@ -27,7 +27,7 @@ export function bindSettings(onChange: (s: api.SettingsView) => void) {
     try {
       show(await api.setSettings($<HTMLInputElement>("model-dir").value.trim(), $<HTMLSelectElement>("label-set").value));
     } catch (e) {
-      $("settings-resolved").textContent = String(e);
+      $("settings-resolved").textContent = api.errorMessage(e);
     }
   };
   const recalibrate = async (action: "propose" | "apply" | "revert") => {
@@ -35,7 +35,7 @@ export function bindSettings(onChange: (s: api.SettingsView) => void) {
     try {
       out.textContent = describeRecalibration(await api.recalibrateThresholds(action));
     } catch (e) {
-      out.textContent = String(e);
+      out.textContent = api.errorMessage(e);
     }
   };
   $("recalibrate-propose").onclick = () => recalibrate("propose");

@@ -48,7 +48,7 @@ mockIPC(
         for (const [s, f] of [["load model", 0], ["preprocess", 0], ["encode image", 0.2]] as [string, number][]) { await emit(s, f); await sleep(30); }
         if (w.__slowAnalysis) {
           await new Promise<void>((resolve) => (w.__cancel = resolve));
-          throw "cancelled";
+          throw { code: "cancelled", message: "cancelled" };
         }
         for (const [s, f] of [["encode text", 0.7], ["score", 0.9], ["done", 1]] as [string, number][]) { await emit(s, f); await sleep(30); }
         return {
@@ -63,7 +63,7 @@ mockIPC(
       case "finding_heatmap": return { id: 0, label: (args as { label: string }).label };
       case "review_finding": return { event_id: 100 + w.__calls.filter((c) => c[0] === "review_finding").length, verdicts: [] };
       case "export_report": return { path: "/tmp/report.pdf", format: (args as { format: string }).format };
-      default: throw `unknown command ${cmd}`;
+      default: throw { code: "internal", message: `unknown command ${cmd}` };
     }
   },
   { shouldMockEvents: true },
