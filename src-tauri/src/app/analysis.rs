@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, Manager, State};
 use ts_rs::TS;
 
-use super::error::{AppError, AppResult, ErrorCode};
+use super::error::{chain_message, AppError, AppResult, ErrorCode};
 use super::state::{self, lock, AppState, Run};
 use radbridge_model::analysis::{DiagnoseOptions, Diagnosis, Engine};
 use radbridge_volume::{CancelToken, Volume};
@@ -170,7 +170,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
     };
     let settings = lock(&state.settings).clone();
     let (dir, why) = state::resolve_model(settings.model_dir.as_deref());
-    let dir = dir.filter(|d| d.join("model.json").is_file()).ok_or_else(|| {
+    let dir = dir.ok_or_else(|| {
         AppError::new(ErrorCode::NoModel, format!("no model: {why}; choose a model folder in Settings or set RADBRIDGE_MODEL"))
     })?;
     let mut guard = state.engine();
@@ -179,8 +179,10 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
         _ => {
             emit(Stage::LoadModel, 0.0);
             let engine = Engine::load(&dir).map_err(|e| {
+                // A folder without model.json is no model at all; one that has it failed to load.
+                let code = if dir.join("model.json").is_file() { ErrorCode::Model } else { ErrorCode::NoModel };
                 let e = e.context(format!("{}: cannot load the model (from {why})", dir.display()));
-                AppError::from_chain(&e, ErrorCode::Model)
+                AppError::new(code, chain_message(&e))
             })?;
             guard.insert((dir.clone(), engine))
         }

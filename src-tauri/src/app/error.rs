@@ -74,8 +74,13 @@ impl AppError {
                 }
             })
             .unwrap_or(fallback);
-        AppError::new(code, e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "))
+        AppError::new(code, chain_message(e))
     }
+}
+
+/// An `anyhow` error and its causes as one line: `context: cause: root cause`.
+pub fn chain_message(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 
 /// Cancelled → cancelled; failed reads and writes → io; everything else about the input
