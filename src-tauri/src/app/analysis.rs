@@ -233,7 +233,11 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
     let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
         // Cancellation is the `VolumeError::Cancelled` in the chain, or the token itself.
         let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
-        AppError::from_chain(&e, fallback)
+        match AppError::from_chain(&e, fallback) {
+            // The message a cancelled analysis has always answered.
+            e if e.code == ErrorCode::Cancelled => AppError::new(ErrorCode::Cancelled, "cancelled"),
+            e => e,
+        }
     })?;
     Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study })
 }
@@ -242,7 +246,7 @@ async fn spawn(app: AppHandle, job: Job) -> AppResult<Done> {
     let cancel = CancelToken::default();
     lock(&app.state::<AppState>().run).cancel = cancel.clone();
     let a = app.clone();
-    tauri::async_runtime::spawn_blocking(move || execute(&a, job, cancel)).await.map_err(|e| AppError::internal("the analysis", e))?
+    tauri::async_runtime::spawn_blocking(move || execute(&a, job, cancel)).await.map_err(|e| AppError::internal("analysis", e))?
 }
 
 fn result(d: Done, record: Option<&AppState>) -> AnalysisResult {
