@@ -280,7 +280,7 @@ fn review_events_and_audit_log_are_append_only() {
     let db = tmp.path().join("db.sqlite3");
     let mut store = Store::open(&db).unwrap();
     let doc = json!({"model": {"name": "m", "weights_sha256": "abc"}, "findings": [{"label": "Emphysema", "score": 0.7, "threshold": 0.5, "flagged": true}]});
-    let run = store.record_run(&radbridge_store::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
+    let run = store.record_run(&radbridge_store::RunRecord::from_diagnosis_json(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
     let e = store.review(run, "Emphysema", &ReviewAction::Confirm, Some("a")).unwrap();
     for sql in [
         "UPDATE review_events SET action = 'false_positive' WHERE id = 1",
@@ -363,7 +363,7 @@ fn files_that_are_not_ours_are_refused_and_left_untouched() {
 fn record_minimal(db: &Path) -> i64 {
     let mut s = Store::open(db).unwrap();
     let doc = json!({"model": {"name": "m", "weights_sha256": "abc"}, "findings": [{"label": "Emphysema", "score": 0.7, "threshold": 0.5, "flagged": true}]});
-    let r = s.record_run(&radbridge_store::RunRecord::from_diagnosis(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
+    let r = s.record_run(&radbridge_store::RunRecord::from_diagnosis_json(doc, Some(Path::new("/x/ct")), None).unwrap()).unwrap();
     // Checkpoint so the main file holds everything (the truncation case reads it alone).
     s.connection().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
     r

@@ -3,18 +3,39 @@
 import { invoke, convertFileSrc } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-/** What a failed command answers: a stable `code` to branch on, and a message for people. */
-export type ErrorCode =
-  | "cancelled" // the user cancelled the work
-  | "no_study" // no study is open
-  | "no_model" // no usable model directory
-  | "bad_input" // the file, folder or argument is not usable (the message names it)
-  | "io" // reading or writing a file failed
-  | "model" // the model failed to load or run
-  | "store" // the feedback store refused or failed
-  | "report" // the report could not be built or written
-  | "internal"; // a bug: a worker stopped unexpectedly
-export interface AppError { code: ErrorCode; message: string }
+// The types that cross IPC are generated from the Rust types (ts-rs) into ./bindings:
+// `make bindings` rewrites them; a Rust test fails while they are out of date.
+import type { AppError } from "./bindings/AppError";
+import type { ErrorCode } from "./bindings/ErrorCode";
+import type { AnalysisResult } from "./bindings/AnalysisResult";
+import type { Described } from "./bindings/Described";
+import type { EntryWeight } from "./bindings/EntryWeight";
+import type { ExportResult } from "./bindings/ExportResult";
+import type { Format } from "./bindings/Format";
+import type { HeatmapRef } from "./bindings/HeatmapRef";
+import type { Progress } from "./bindings/Progress";
+import type { Recalibration } from "./bindings/Recalibration";
+import type { RecalibrationAction } from "./bindings/RecalibrationAction";
+import type { ReviewAction } from "./bindings/ReviewAction";
+import type { ReviewResult } from "./bindings/ReviewResult";
+import type { SettingsView } from "./bindings/SettingsView";
+import type { SharedEntry } from "./bindings/SharedEntry";
+import type { Verdict } from "./bindings/Verdict";
+import type { VolumeSummary } from "./bindings/VolumeSummary";
+
+export type { AppError, ErrorCode, AnalysisResult, ExportResult, Format, HeatmapRef, Progress, Recalibration, RecalibrationAction };
+export type { ReviewAction, ReviewResult, SettingsView, Verdict, VolumeSummary };
+export type { Diagnosis } from "./bindings/Diagnosis";
+export type { ScoredFinding } from "./bindings/ScoredFinding";
+export type { SeriesInfo } from "./bindings/SeriesInfo";
+export type { Warning } from "./bindings/Warning";
+export type { Stage } from "./bindings/Stage";
+export type { Task } from "./bindings/Task";
+/** A proposed threshold for one label (`recalibrate::Proposal`). */
+export type { Proposal as ThresholdProposal } from "./bindings/Proposal";
+
+/** A knowledge-bank entry of any of the lists (`Described<EntryWeight>` or `Described<SharedEntry>`). */
+export type BankEntry = Described<Partial<EntryWeight & SharedEntry> & { index: number }>;
 
 /** The `code` of a command's error (undefined for anything that is not an AppError). */
 export function errorCode(e: unknown): ErrorCode | undefined {
@@ -25,55 +46,6 @@ export function errorCode(e: unknown): ErrorCode | undefined {
 export function errorMessage(e: unknown): string {
   if (typeof e === "object" && e !== null && typeof (e as AppError).message === "string") return (e as AppError).message;
   return String(e);
-}
-
-export interface Warning { code: string; message: string }
-export interface SeriesInfo {
-  index: number; uid: string; grouped_by: string; modality: string; description: string;
-  slice_count: number; dimensions: [number, number, number]; spacing: [number, number, number];
-  transfer_syntaxes: string[]; warnings: Warning[];
-}
-export interface VolumeSummary {
-  path: string; format: string; format_detail: string; modality: string | null; description: string | null;
-  dims: [number, number, number]; spacing: [number, number, number]; orientation: string; source_orientation: string;
-  affine_lps: number[][]; hu_min: number; hu_max: number; series: SeriesInfo[]; chosen: number;
-  files_scanned: number; non_dicom_skipped: number; warnings: Warning[]; generation: number;
-}
-
-/** A knowledge-bank entry as `diagnose --json` writes it (fields flattened). */
-export interface BankEntry {
-  index: number;
-  weight?: number;
-  image_weight?: number;
-  text_weight?: number;
-  bridge?: number;
-  description?: string;
-}
-export interface ScoredFinding {
-  label: string; prompt: string; score: number; threshold: number | null; flagged: boolean | null; custom: boolean;
-  bank?: { text_top: BankEntry[]; shared: BankEntry[] };
-  heatmap?: string;
-  /** Heat-map maximum (added by the report task; optional until then). */
-  peak?: { voxel?: number[]; lps_mm?: number[] } | null;
-}
-export interface Diagnosis {
-  disclaimer: string;
-  model: { name: string; architecture: string; weights_sha256: string; synthetic: boolean; scoring: string };
-  findings: ScoredFinding[];
-  image_bank_top?: BankEntry[];
-  timings: [string, number][];
-  [key: string]: unknown;
-}
-export interface AnalysisResult {
-  diagnosis: Diagnosis; model_dir: string; label_set: string; study_generation: number;
-  /** Run id in the feedback store (absent until the store is wired, or when it could not record). */
-  run_id?: number | null;
-  store_error?: string | null;
-}
-export interface HeatmapRef { id: number; label: string }
-export interface Progress { stage: string; fraction: number; task: string }
-export interface SettingsView {
-  model_dir: string | null; label_set: string | null; resolved_model: string | null; resolved_from: string; model_ok: boolean;
 }
 
 export const startupPath = () => invoke<string | null>("startup_path");
@@ -91,25 +63,8 @@ export const scoreFinding = (text: string) => invoke<AnalysisResult>("score_find
 export const findingHeatmap = (label: string, custom: boolean) => invoke<HeatmapRef>("finding_heatmap", { label, custom });
 export const cancelAnalysis = () => invoke<void>("cancel_analysis");
 
-export interface ThresholdProposal {
-  label: string;
-  current: number | null;
-  proposed: number | null;
-  changed: boolean;
-  positives: number;
-  negatives: number;
-  false_positives_flagged_before: number;
-  false_positives_flagged_after: number;
-  note?: string;
-}
-export interface Recalibration {
-  model_dir: string;
-  proposals: ThresholdProposal[];
-  applied: { id: number; kind: string } | null;
-  reverted: { id: number; kind: string } | null;
-}
 /** Threshold recalibration from the recorded verdicts: "propose" | "apply" | "revert". */
-export const recalibrateThresholds = (action: "propose" | "apply" | "revert") =>
+export const recalibrateThresholds = (action: RecalibrationAction) =>
   invoke<Recalibration>("recalibrate_thresholds", { action });
 /** File / Help menu items chosen in the native menu bar ("open-file", "open-folder", "help"). */
 export const onMenu = (f: (id: string) => void): Promise<UnlistenFn> => listen<string>("menu", (e) => f(e.payload));
@@ -141,12 +96,10 @@ export async function fetchSlice(k: number): Promise<Int16Array> {
 /** A heat map from `findingHeatmap`, still encoded (see viewer/heatmap.ts). */
 export const fetchHeatmap = (id: number) => fetchBinary(`heatmap/${id}`);
 
-// Feedback store and report export (commands answer an error until the backend has them).
-export interface ReviewResult { event_id: number; verdicts: unknown[] }
-export const reviewFinding = (runId: number, label: string, action: unknown) =>
+// Feedback store and report export.
+export const reviewFinding = (runId: number, label: string, action: ReviewAction) =>
   invoke<ReviewResult>("review_finding", { runId, label, action });
-export interface ExportResult { path: string; format: string }
-export const exportReport = (format: string, deidentify: boolean, runId: number | null, exportAnyway: boolean) =>
+export const exportReport = (format: Format, deidentify: boolean, runId: number | null, exportAnyway: boolean) =>
   invoke<ExportResult | null>("export_report", { format, deidentify, runId, exportAnyway, output: null });
 
 /** The current verdicts of a run in the feedback store (the same list `review_finding` answers). */

@@ -275,12 +275,13 @@ impl Engine {
 }
 
 /// One finding of a diagnosis with its explanation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ScoredFinding {
     #[serde(flatten)]
     pub finding: Finding,
     /// BrgSA: the finding's strongest bank entries and those it shares with the image.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub bank: Option<FindingBank>,
     /// Path of the heat map written for this finding, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,7 +295,7 @@ pub struct ScoredFinding {
 /// Where the analysed study came from: enough to find it again (path, series) and the DICOM
 /// study/patient fields a report and its de-identification need. Identifying fields stay in
 /// the local JSON; exports de-identify them unless told not to.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct StudySource {
     /// The path that was opened (DICOM folder or file, or NIfTI file).
     pub path: String,
@@ -325,7 +326,7 @@ pub struct StudySource {
     pub instances: Vec<InstanceUids>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct PatientFields {
     #[serde(default)]
     pub name: Option<String>,
@@ -339,7 +340,7 @@ pub struct PatientFields {
     pub age: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct StudyFields {
     #[serde(default)]
     pub date: Option<String>,
@@ -359,7 +360,7 @@ pub struct StudyFields {
     pub manufacturer: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct InstanceUids {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
@@ -407,14 +408,14 @@ impl StudySource {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct FindingBank {
     pub text_top: Vec<Described<EntryWeight>>,
     pub shared: Vec<Described<SharedEntry>>,
 }
 
 /// A bank entry with its words (when `bank.json` has them).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct Described<T> {
     #[serde(flatten)]
     pub entry: T,
@@ -423,7 +424,7 @@ pub struct Described<T> {
 }
 
 /// What `diagnose` returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct Diagnosis {
     pub disclaimer: String,
     pub model: ModelInfo,
@@ -437,7 +438,7 @@ pub struct Diagnosis {
     pub source: Option<StudySource>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ModelInfo {
     pub name: String,
     pub architecture: Arch,

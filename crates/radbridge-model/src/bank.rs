@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// One bank entry's weight in a z vector.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct EntryWeight {
     pub index: usize,
     pub weight: f32,
@@ -36,7 +36,7 @@ pub fn shared(z_image: &[f32], z_text: &[f32], k: usize) -> Vec<SharedEntry> {
     v
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SharedEntry {
     pub index: usize,
     pub image_weight: f32,

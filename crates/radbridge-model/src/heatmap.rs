@@ -16,7 +16,7 @@ use radbridge_volume::{SourceMeta, Volume, Voxels};
 use serde::{Deserialize, Serialize};
 
 /// The maximum of a finding's heat map on the canonical (LPS-ordered) CT grid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Peak {
     /// Canonical voxel index [i, j, k] (i → patient left, j → posterior, k → superior).
     pub voxel: [usize; 3],
@@ -29,7 +29,7 @@ pub struct Peak {
 }
 
 /// Which map a [`Peak`] was taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum PeakSource {
     /// The maximum of the written heat map on the CT grid.

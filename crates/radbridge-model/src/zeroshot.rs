@@ -183,7 +183,7 @@ impl PromptTemplates {
 }
 
 /// How a model turns embeddings into a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoringRule {
     /// ½·[cos(v, t) + cos(v̂, t)] (raw cosine, range −1..1).
@@ -218,7 +218,7 @@ pub fn ctclip_p_present(logit_present: f32, logit_absent: f32) -> f32 {
 }
 
 /// One scored finding.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct Finding {
     pub label: String,
     pub prompt: String,

@@ -71,7 +71,7 @@ pub enum ReportError {
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Pdf,

@@ -28,7 +28,7 @@
 //! # fn main() -> Result<(), crate::FeedbackError> {
 //! let mut store = Store::open_default()?;
 //! let diagnosis: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("d.json").unwrap()).unwrap();
-//! let run = RunRecord::from_diagnosis(diagnosis, Some("/data/ct1".as_ref()), Some("models/demo".as_ref()))?;
+//! let run = RunRecord::from_diagnosis_json(diagnosis, Some("/data/ct1".as_ref()), Some("models/demo".as_ref()))?;
 //! let run_id = store.record_run(&run)?;
 //! let ev = store.review(run_id, "Pleural effusion", &ReviewAction::Confirm, Some("dr_a"))?;
 //! store.review(run_id, "Emphysema", &ReviewAction::FalsePositive { reason: Some(Reason::Artefact), note: None }, Some("dr_a"))?;
@@ -51,6 +51,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+use radbridge_model::analysis::Diagnosis;
 
 pub use audit::{AuditAction, AuditEntry};
 pub use recalibrate::{Proposal, ThresholdsVersion};
@@ -99,7 +101,7 @@ pub enum FeedbackError {
 pub type Result<T, E = FeedbackError> = std::result::Result<T, E>;
 
 /// Why a flagged finding was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     AnatomyMimic,
@@ -136,7 +138,7 @@ impl std::str::FromStr for Reason {
 /// What a reviewer did to one label of one run. Serialised with a tag:
 /// `{"action":"confirm"}`, `{"action":"false_positive","reason":"artefact","note":"…"}`,
 /// `{"action":"missed","text":"…"}`, `{"action":"undo","event":12}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ReviewAction {
     /// The finding is present (a true positive when flagged).
@@ -180,7 +182,7 @@ pub struct ReviewEvent {
 }
 
 /// The current verdict on a label, derived from the run's events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictKind {
     Confirmed,
@@ -190,7 +192,7 @@ pub enum VerdictKind {
 
 /// Current verdict for one reviewed label of a run: the latest event that is not an undo and
 /// has not been undone. Labels without such an event have no verdict (they are unreviewed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct Verdict {
     pub label: String,
     pub verdict: VerdictKind,
@@ -220,8 +222,8 @@ pub struct RunFinding {
 }
 
 /// One analysis run. For [`Store::record_run`] fill everything but `id`, `study_key` and
-/// `created_at` (the store sets them); [`RunRecord::from_diagnosis`] does that from the
-/// `diagnose --json` document.
+/// `created_at` (the store sets them); [`RunRecord::from_diagnosis`] does that from a
+/// [`Diagnosis`], [`RunRecord::from_diagnosis_json`] from a `diagnose --json` document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: Option<RunId>,
@@ -252,12 +254,102 @@ fn f32_of(v: &Value) -> Option<f32> {
     v.as_f64().map(|x| x as f32)
 }
 
+/// Absolute when it exists here, so the app can reopen it from anywhere.
+fn canonical_study_path(path: String) -> String {
+    std::fs::canonicalize(&path).map(|p| p.to_string_lossy().into_owned()).unwrap_or(path)
+}
+
+/// The StudyInstanceUID of a `diagnose --json` document's `source`, under any of the names
+/// older documents used.
+fn study_uid_of(src: &Value) -> Option<String> {
+    ["study_instance_uid", "study_uid", "StudyInstanceUID"]
+        .iter()
+        .find_map(|k| src[k].as_str().or_else(|| src["study"][k].as_str()))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The model in `model_dir`: its name, weights checksum and the SHA-256 of its bank file.
+fn model_facts(model_dir: &Path) -> Result<(String, String, Option<String>)> {
+    let pkg = radbridge_model::package::ModelPackage::open(model_dir)
+        .map_err(|e| FeedbackError::Model { path: model_dir.to_path_buf(), msg: e.to_string() })?;
+    let mut bank_checksum = None;
+    if let Some(b) = &pkg.manifest.bank {
+        let bp = pkg.path(b);
+        if bp.exists() {
+            bank_checksum = Some(
+                radbridge_model::package::sha256_file(&bp).map_err(|e| FeedbackError::Model { path: bp.clone(), msg: e.to_string() })?,
+            );
+        }
+    }
+    Ok((pkg.manifest.name.clone(), pkg.manifest.weights_sha256.clone(), bank_checksum))
+}
+
 impl RunRecord {
-    /// Read what the store needs from a `diagnose --json` document (tolerantly: unknown fields
-    /// are kept in `diagnosis` and ignored). `study_path` overrides `source.path` of the
-    /// document; `model_dir` (the model directory) supplies the bank checksum and, if the
-    /// document lacks them, the model name and weights checksum.
-    pub fn from_diagnosis(diagnosis: Value, study_path: Option<&Path>, model_dir: Option<&Path>) -> Result<RunRecord> {
+    /// What the store needs from a diagnosis. `study_path` overrides `source.path`;
+    /// `model_dir` (the model directory) supplies the bank checksum. The record keeps the
+    /// diagnosis as `diagnose --json` writes it.
+    pub fn from_diagnosis(diagnosis: &Diagnosis, study_path: Option<&Path>, model_dir: Option<&Path>) -> Result<RunRecord> {
+        let doc = serde_json::to_value(diagnosis).map_err(|e| FeedbackError::InvalidDiagnosis(e.to_string()))?;
+        Self::from_typed(diagnosis, doc, study_path, model_dir)
+    }
+
+    /// `diagnosis` is the document `doc` read as a [`Diagnosis`]; `doc` is kept whole.
+    fn from_typed(diagnosis: &Diagnosis, doc: Value, study_path: Option<&Path>, model_dir: Option<&Path>) -> Result<RunRecord> {
+        let src = diagnosis.source.as_ref();
+        let path = match study_path {
+            Some(p) => Some(p.to_string_lossy().into_owned()),
+            None => src.map(|s| s.path.clone()).filter(|p| !p.is_empty()),
+        };
+        let study_path = path
+            .ok_or_else(|| FeedbackError::InvalidDiagnosis("no study path (no source.path in the document; give it explicitly)".into()))?;
+        let study_uid = src.and_then(|s| s.study_instance_uid.clone()).filter(|s| !s.is_empty()).or_else(|| study_uid_of(&doc["source"]));
+        let bank_checksum = match model_dir {
+            Some(dir) => model_facts(dir)?.2,
+            None => None,
+        };
+        let findings = diagnosis
+            .findings
+            .iter()
+            .map(|f| RunFinding {
+                label: f.finding.label.clone(),
+                score: f.finding.score,
+                threshold: f.finding.threshold,
+                flagged: f.finding.flagged,
+                custom: f.finding.custom,
+            })
+            .collect();
+        Ok(RunRecord {
+            id: None,
+            study_key: None,
+            study_path: canonical_study_path(study_path),
+            study_uid,
+            created_at: None,
+            model_name: diagnosis.model.name.clone(),
+            model_checksum: diagnosis.model.weights_sha256.clone(),
+            bank_checksum,
+            app_version: env!("CARGO_PKG_VERSION").to_string(),
+            label_set: doc["label_set"].as_str().map(str::to_string),
+            findings,
+            diagnosis: doc,
+        })
+    }
+
+    /// Read what the store needs from a `diagnose --json` document (`feedback record
+    /// --diagnosis FILE`). A document that fits [`Diagnosis`] is read as one; older documents
+    /// are read tolerantly by key. Unknown fields are kept in `diagnosis` and ignored.
+    /// `study_path` overrides `source.path` of the document; `model_dir` (the model directory)
+    /// supplies the bank checksum and, if an old document lacks them, the model name and
+    /// weights checksum.
+    pub fn from_diagnosis_json(diagnosis: Value, study_path: Option<&Path>, model_dir: Option<&Path>) -> Result<RunRecord> {
+        match serde_json::from_value::<Diagnosis>(diagnosis.clone()) {
+            Ok(typed) => Self::from_typed(&typed, diagnosis, study_path, model_dir),
+            Err(_) => Self::from_old_json(diagnosis, study_path, model_dir),
+        }
+    }
+
+    /// The tolerant reading of documents that do not fit [`Diagnosis`] (older versions).
+    fn from_old_json(diagnosis: Value, study_path: Option<&Path>, model_dir: Option<&Path>) -> Result<RunRecord> {
         if !diagnosis.is_object() {
             return Err(FeedbackError::InvalidDiagnosis("not a JSON object".into()));
         }
@@ -268,31 +360,17 @@ impl RunRecord {
         };
         let study_path = path
             .ok_or_else(|| FeedbackError::InvalidDiagnosis("no study path (no source.path in the document; give it explicitly)".into()))?;
-        // Absolute when it exists here, so the app can reopen it from anywhere.
-        let study_path = std::fs::canonicalize(&study_path).map(|p| p.to_string_lossy().into_owned()).unwrap_or(study_path);
-        let study_uid = ["study_instance_uid", "study_uid", "StudyInstanceUID"]
-            .iter()
-            .find_map(|k| src[k].as_str().or_else(|| src["study"][k].as_str()))
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        let study_path = canonical_study_path(study_path);
+        let study_uid = study_uid_of(src);
 
         let mut model_name = diagnosis["model"]["name"].as_str().map(str::to_string);
         let mut model_checksum = diagnosis["model"]["weights_sha256"].as_str().map(str::to_string);
         let mut bank_checksum = None;
         if let Some(dir) = model_dir {
-            let pkg = radbridge_model::package::ModelPackage::open(dir)
-                .map_err(|e| FeedbackError::Model { path: dir.to_path_buf(), msg: e.to_string() })?;
-            model_name.get_or_insert_with(|| pkg.manifest.name.clone());
-            model_checksum.get_or_insert_with(|| pkg.manifest.weights_sha256.clone());
-            if let Some(b) = &pkg.manifest.bank {
-                let bp = pkg.path(b);
-                if bp.exists() {
-                    bank_checksum = Some(
-                        radbridge_model::package::sha256_file(&bp)
-                            .map_err(|e| FeedbackError::Model { path: bp.clone(), msg: e.to_string() })?,
-                    );
-                }
-            }
+            let (name, checksum, bank) = model_facts(dir)?;
+            model_name.get_or_insert(name);
+            model_checksum.get_or_insert(checksum);
+            bank_checksum = bank;
         }
         let findings = diagnosis["findings"]
             .as_array()
@@ -765,8 +843,76 @@ mod tests {
         })
     }
 
+    fn typed_diagnosis() -> Diagnosis {
+        use radbridge_model::analysis::{ModelInfo, ScoredFinding, StudySource};
+        use radbridge_model::zeroshot::{Finding, ScoringRule};
+        let finding = |label: &str, score: f32, flagged: Option<bool>, custom: bool| ScoredFinding {
+            finding: Finding {
+                label: label.into(),
+                prompt: format!("There is {label}"),
+                score,
+                threshold: flagged.map(|_| 0.5),
+                flagged,
+                custom,
+            },
+            bank: None,
+            heatmap: None,
+            peak: None,
+        };
+        Diagnosis {
+            disclaimer: "x".into(),
+            model: ModelInfo {
+                name: "tiny".into(),
+                architecture: radbridge_model::checkpoint::Arch::Brgsa,
+                weights_sha256: "abc123".into(),
+                synthetic: true,
+                scoring: ScoringRule::BrgsaMeanCosine,
+            },
+            findings: vec![finding("Emphysema", 0.7, Some(true), false), finding("a typed one", 0.25, None, true)],
+            image_bank_top: vec![],
+            timings: vec![("score".into(), 0.5)],
+            source: Some(StudySource {
+                path: "/data/ct9".into(),
+                format: "nifti".into(),
+                study_instance_uid: Some("1.2.3".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_typed_diagnosis_and_its_json_make_the_same_record() {
+        let d = typed_diagnosis();
+        let r = RunRecord::from_diagnosis(&d, None, None).unwrap();
+        assert_eq!(r.study_path, "/data/ct9");
+        assert_eq!(r.study_uid.as_deref(), Some("1.2.3"));
+        assert_eq!((r.model_name.as_str(), r.model_checksum.as_str()), ("tiny", "abc123"));
+        assert_eq!(
+            r.findings,
+            vec![
+                RunFinding { label: "Emphysema".into(), score: 0.7, threshold: Some(0.5), flagged: Some(true), custom: false },
+                RunFinding { label: "a typed one".into(), score: 0.25, threshold: None, flagged: None, custom: true },
+            ]
+        );
+        assert_eq!(r.diagnosis, serde_json::to_value(&d).unwrap(), "the record keeps the diagnose --json document");
+        // The same document read from a file (it fits Diagnosis), with a label set the CLI added.
+        let mut doc = serde_json::to_value(&d).unwrap();
+        doc["label_set"] = json!("ct-rate");
+        let j = RunRecord::from_diagnosis_json(doc.clone(), Some(Path::new("/elsewhere")), None).unwrap();
+        assert_eq!(j.findings, r.findings);
+        assert_eq!(j.study_uid, r.study_uid);
+        assert_eq!(j.study_path, "/elsewhere");
+        assert_eq!(j.label_set.as_deref(), Some("ct-rate"));
+        assert_eq!(j.diagnosis, doc, "unknown fields are kept");
+        // No path anywhere: refused, naming what is missing.
+        let mut nosrc = d.clone();
+        nosrc.source = None;
+        let e = RunRecord::from_diagnosis(&nosrc, None, None).unwrap_err();
+        assert!(e.to_string().contains("no study path"), "{e}");
+    }
+
     fn record(store: &mut Store, path: &str) -> RunId {
-        let r = RunRecord::from_diagnosis(diagnosis(), Some(Path::new(path)), None).unwrap();
+        let r = RunRecord::from_diagnosis_json(diagnosis(), Some(Path::new(path)), None).unwrap();
         store.record_run(&r).unwrap()
     }
 

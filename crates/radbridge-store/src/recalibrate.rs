@@ -28,7 +28,7 @@ use super::{audit, derive_verdicts, FeedbackError, Result, Store, VerdictKind, N
 use radbridge_model::package::ModelPackage;
 
 /// A proposed threshold for one label.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Proposal {
     pub label: String,
     /// The threshold in the model's thresholds file now.
@@ -212,7 +212,7 @@ fn proposals_for(store: &Store, m: &ModelThresholds) -> Result<Vec<Proposal>> {
 }
 
 /// One row of `thresholds_versions`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ThresholdsVersion {
     pub id: i64,
     pub at: String,

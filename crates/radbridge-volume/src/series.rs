@@ -38,7 +38,7 @@ pub struct ScanSummary {
 }
 
 /// One series as the user picks it from a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct SeriesInfo {
     pub index: usize,
     /// SeriesInstanceUID, or empty when the files had none.

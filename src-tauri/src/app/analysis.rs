@@ -6,29 +6,70 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, Manager, State};
+use ts_rs::TS;
 
-use super::state::{self, AppState, Run};
-use radbridge_model::analysis::{DiagnoseOptions, Engine};
+use super::error::{chain_message, AppError, AppResult, ErrorCode};
+use super::state::{self, lock, AppState, Run};
+use radbridge_model::analysis::{DiagnoseOptions, Diagnosis, Engine};
 use radbridge_volume::{CancelToken, Volume};
 
+/// A stage of an analysis as the progress bars show it: "load model" (the app), then what
+/// `Engine::diagnose` reports ("preprocess" … "done"). The serde names are the event's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub enum Stage {
+    #[serde(rename = "load model")]
+    LoadModel,
+    #[serde(rename = "preprocess")]
+    Preprocess,
+    #[serde(rename = "encode image")]
+    EncodeImage,
+    #[serde(rename = "encode text")]
+    EncodeText,
+    #[serde(rename = "score")]
+    Score,
+    #[serde(rename = "heat maps")]
+    HeatMaps,
+    #[serde(rename = "done")]
+    Done,
+}
+
+impl Stage {
+    /// The stage `Engine::diagnose` names in its progress callback (None for a name this app
+    /// does not know: it is logged and not shown).
+    pub fn of_engine(name: &str) -> Option<Stage> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+}
+
+/// Which command an `analysis-progress` event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// `run_analysis`
+    Analysis,
+    /// `score_finding`
+    Finding,
+    /// `finding_heatmap`
+    Heatmap,
+}
+
 /// Payload of the `analysis-progress` event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct Progress {
-    /// "load model", "preprocess", "encode image", "encode text", "score", "heat maps", "done".
-    pub stage: String,
+    pub stage: Stage,
     pub fraction: f32,
-    /// "analysis", "finding" or "heatmap".
-    pub task: String,
+    pub task: Task,
 }
 
 /// What the UI gets back from `run_analysis` / `score_finding`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct AnalysisResult {
-    /// `analysis::Diagnosis` as `radbridge diagnose --json` writes it.
-    pub diagnosis: Value,
+    /// The diagnosis. It goes over IPC as the JSON value the store keeps (`serde_json::Value`
+    /// of it: f32 numbers widened to f64), exactly as before it was typed here.
+    #[serde(serialize_with = "as_json_value")]
+    pub diagnosis: Diagnosis,
     pub model_dir: String,
     pub label_set: String,
     pub study_generation: u64,
@@ -37,8 +78,12 @@ pub struct AnalysisResult {
     pub store_error: Option<String>,
 }
 
+fn as_json_value<S: serde::Serializer>(d: &Diagnosis, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(d).map_err(serde::ser::Error::custom)?.serialize(s)
+}
+
 /// A heat map ready to fetch from `volume://localhost/heatmap/<id>`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct HeatmapRef {
     pub id: usize,
     pub label: String,
@@ -48,7 +93,7 @@ const TOP_K: usize = 5;
 
 /// Forget the previous study's run (its heat maps no longer fit) and stop what is running.
 pub fn reset_run(state: &AppState) {
-    let mut run = state.run.lock().unwrap();
+    let mut run = lock(&state.run);
     run.cancel.cancel();
     if let Some(d) = run.dir.take() {
         let _ = std::fs::remove_dir_all(d);
@@ -77,17 +122,21 @@ pub fn remove_stale_session_dirs() {
 }
 
 fn run_dir(state: &AppState, generation: u64) -> PathBuf {
-    let mut run = state.run.lock().unwrap();
-    if run.dir.is_none() || run.generation != generation {
-        if let Some(d) = run.dir.take() {
-            let _ = std::fs::remove_dir_all(d);
+    let mut run = lock(&state.run);
+    match &run.dir {
+        Some(d) if run.generation == generation => d.clone(),
+        _ => {
+            if let Some(d) = run.dir.take() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            run.generation = generation;
+            run.heatmaps.clear();
+            run.served.clear();
+            let d = session_dir().join(format!("study{generation}"));
+            run.dir = Some(d.clone());
+            d
         }
-        run.generation = generation;
-        run.heatmaps.clear();
-        run.served.clear();
-        run.dir = Some(session_dir().join(format!("study{generation}")));
     }
-    run.dir.clone().unwrap()
 }
 
 enum Job {
@@ -97,48 +146,56 @@ enum Job {
 }
 
 struct Done {
-    diagnosis: radbridge_model::analysis::Diagnosis,
+    diagnosis: Diagnosis,
     model_dir: PathBuf,
     label_set: String,
     generation: u64,
     study: String,
 }
 
-fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Done> {
-    use anyhow::Context;
+fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
     let state = app.state::<AppState>();
     let task = match job {
-        Job::Full { .. } => "analysis",
-        Job::Typed { .. } => "finding",
-        Job::Heatmap { .. } => "heatmap",
+        Job::Full { .. } => Task::Analysis,
+        Job::Typed { .. } => Task::Finding,
+        Job::Heatmap { .. } => Task::Heatmap,
     };
-    let emit = |stage: &str, fraction: f32| {
-        let _ = app.emit("analysis-progress", Progress { stage: stage.to_string(), fraction, task: task.to_string() });
+    let emit = |stage: Stage, fraction: f32| {
+        let _ = app.emit("analysis-progress", Progress { stage, fraction, task });
     };
     let (volume, generation, study): (Arc<Volume>, u64, String) = {
-        let d = state.displayed.lock().unwrap();
-        let d = d.as_ref().context("open a CT first")?;
+        let d = lock(&state.displayed);
+        let d = d.as_ref().ok_or_else(|| AppError::new(ErrorCode::NoStudy, "open a CT first"))?;
         (d.volume.clone(), d.summary.generation, d.summary.path.clone())
     };
-    let settings = state.settings.lock().unwrap().clone();
+    let settings = lock(&state.settings).clone();
     let (dir, why) = state::resolve_model(settings.model_dir.as_deref());
-    let dir = dir.with_context(|| format!("no model: {why}; choose a model folder in Settings or set RADBRIDGE_MODEL"))?;
-    let mut guard = state.engine.lock().unwrap();
-    if guard.as_ref().map(|(d, _)| d != &dir).unwrap_or(true) {
-        emit("load model", 0.0);
-        *guard = None;
-        let engine = Engine::load(&dir).with_context(|| format!("{}: cannot load the model (from {why})", dir.display()))?;
-        *guard = Some((dir.clone(), engine));
-    }
-    let (_, engine) = guard.as_mut().unwrap();
+    let dir = dir.ok_or_else(|| {
+        AppError::new(ErrorCode::NoModel, format!("no model: {why}; choose a model folder in Settings or set RADBRIDGE_MODEL"))
+    })?;
+    let mut guard = state.engine();
+    let engine = match guard.take() {
+        Some((d, engine)) if d == dir => guard.insert((d, engine)),
+        _ => {
+            emit(Stage::LoadModel, 0.0);
+            let engine = Engine::load(&dir).map_err(|e| {
+                // A folder without model.json is no model at all; one that has it failed to load.
+                let code = if dir.join("model.json").is_file() { ErrorCode::Model } else { ErrorCode::NoModel };
+                let e = e.context(format!("{}: cannot load the model (from {why})", dir.display()));
+                AppError::new(code, chain_message(&e))
+            })?;
+            guard.insert((dir.clone(), engine))
+        }
+    };
+    let engine = &mut engine.1;
     if cancel.is_cancelled() {
-        anyhow::bail!("cancelled");
+        return Err(AppError::new(ErrorCode::Cancelled, "cancelled"));
     }
     let m = &engine.package.manifest;
     let set = settings.label_set.clone().unwrap_or_else(|| m.default_label_set.clone());
     let mut opts = DiagnoseOptions {
         top_k: TOP_K,
-        cancel,
+        cancel: cancel.clone(),
         // A heat map or typed finding on the study that is open reuses the image encoding of
         // the analysis; opening a study bumps the generation.
         image_key: Some(format!("{generation}:{study}")),
@@ -147,8 +204,14 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
     match job {
         Job::Full { label_set } => {
             let set = label_set.unwrap_or(set.clone());
-            opts.labels = m.labels(&set).with_context(|| {
-                format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
+            opts.labels = m.labels(&set).ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::BadInput,
+                    format!(
+                        "unknown label set '{set}' (this model has: all, {})",
+                        m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
             })?;
         }
         Job::Typed { text } => opts.findings = vec![text],
@@ -159,76 +222,82 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> anyhow::Result<Don
                 opts.labels = vec![label];
             }
             let dir = run_dir(&state, generation);
-            let n = state.run.lock().unwrap().heatmaps.len();
+            let n = lock(&state.run).heatmaps.len();
             opts.heatmap_dir = Some(dir.join(format!("h{n}")));
         }
     }
-    let diagnosis = engine.diagnose(&volume, &opts, &|stage, f| emit(stage, f))?;
+    let progress = |name: &str, f: f32| match Stage::of_engine(name) {
+        Some(stage) => emit(stage, f),
+        None => tracing::debug!("progress stage '{name}' is not shown"),
+    };
+    let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
+        // Cancellation is the `VolumeError::Cancelled` in the chain, or the token itself.
+        let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
+        match AppError::from_chain(&e, fallback) {
+            // The message a cancelled analysis has always answered.
+            e if e.code == ErrorCode::Cancelled => AppError::new(ErrorCode::Cancelled, "cancelled"),
+            e => e,
+        }
+    })?;
     Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study })
 }
 
-async fn spawn(app: AppHandle, job: Job) -> Result<Done, String> {
+async fn spawn(app: AppHandle, job: Job) -> AppResult<Done> {
     let cancel = CancelToken::default();
-    app.state::<AppState>().run.lock().unwrap().cancel = cancel.clone();
+    lock(&app.state::<AppState>().run).cancel = cancel.clone();
     let a = app.clone();
-    let token = cancel.clone();
-    tauri::async_runtime::spawn_blocking(move || execute(&a, job, cancel))
-        .await
-        .map_err(|e| format!("analysis stopped unexpectedly: {e}"))?
-        .map_err(|e| {
-            if token.is_cancelled() {
-                "cancelled".to_string()
-            } else {
-                e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
-            }
-        })
+    tauri::async_runtime::spawn_blocking(move || execute(&a, job, cancel)).await.map_err(|e| AppError::internal("analysis", e))?
 }
 
-fn result(d: Done, record: Option<&AppState>) -> Result<AnalysisResult, String> {
-    let diagnosis = serde_json::to_value(&d.diagnosis).map_err(|e| e.to_string())?;
-    let (run_id, store_error) = match record.map(|st| super::feedback::record_run(st, &diagnosis, &d.study, &d.model_dir)) {
+fn result(d: Done, record: Option<&AppState>) -> AnalysisResult {
+    let (run_id, store_error) = match record.map(|st| super::feedback::record_run(st, &d.diagnosis, &d.study, &d.model_dir)) {
         Some(Ok(id)) => (Some(id), None),
-        Some(Err(e)) => (None, Some(e)),
+        Some(Err(e)) => (None, Some(e.message)),
         None => (None, None),
     };
-    Ok(AnalysisResult {
-        diagnosis,
+    AnalysisResult {
+        diagnosis: d.diagnosis,
         model_dir: d.model_dir.display().to_string(),
         label_set: d.label_set,
         study_generation: d.generation,
         run_id,
         store_error,
-    })
+    }
 }
 
 /// Score every label of the chosen set (default: the settings' set, else the model's).
 #[tauri::command]
-pub async fn run_analysis(app: AppHandle, label_set: Option<String>) -> Result<AnalysisResult, String> {
+pub async fn run_analysis(app: AppHandle, label_set: Option<String>) -> AppResult<AnalysisResult> {
     let d = spawn(app.clone(), Job::Full { label_set }).await?;
     let state = app.state::<AppState>();
-    state.run.lock().unwrap().last = Some(d.diagnosis.clone());
-    result(d, Some(&state))
+    lock(&state.run).last = Some(d.diagnosis.clone());
+    Ok(result(d, Some(&state)))
 }
 
 /// Score one typed finding on the loaded study.
 #[tauri::command]
-pub async fn score_finding(app: AppHandle, text: String) -> Result<AnalysisResult, String> {
+pub async fn score_finding(app: AppHandle, text: String) -> AppResult<AnalysisResult> {
     let text = text.trim().to_string();
     if text.is_empty() {
-        return Err("type a finding first".into());
+        return Err(AppError::new(ErrorCode::BadInput, "type a finding first"));
     }
-    result(spawn(app, Job::Typed { text }).await?, None)
+    Ok(result(spawn(app, Job::Typed { text }).await?, None))
 }
 
 /// Make the heat map of one finding (a label of the set, or a typed finding when `custom`).
 #[tauri::command]
-pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> Result<HeatmapRef, String> {
+pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> AppResult<HeatmapRef> {
     let d = spawn(app.clone(), Job::Heatmap { label: label.clone(), custom }).await?;
-    let path = d.diagnosis.findings.first().and_then(|f| f.heatmap.clone()).ok_or("this model makes no heat maps (CT-CLIP has none)")?;
+    let path = d
+        .diagnosis
+        .findings
+        .first()
+        .and_then(|f| f.heatmap.clone())
+        .ok_or_else(|| AppError::new(ErrorCode::Model, "this model makes no heat maps (CT-CLIP has none)"))?;
     let state = app.state::<AppState>();
-    let mut run = state.run.lock().unwrap();
+    let mut run = lock(&state.run);
     if run.generation != d.generation {
-        return Err("the study changed while the heat map was made".into());
+        return Err(AppError::new(ErrorCode::NoStudy, "the study changed while the heat map was made"));
     }
     run.heatmaps.push(PathBuf::from(path));
     let id = run.heatmaps.len() - 1;
@@ -237,8 +306,95 @@ pub async fn finding_heatmap(app: AppHandle, label: String, custom: bool) -> Res
     Ok(HeatmapRef { id, label })
 }
 
-/// Stop the analysis in progress (it ends with the error "cancelled").
+/// Stop the analysis in progress (it ends with an error whose code is `cancelled`).
 #[tauri::command]
 pub fn cancel_analysis(state: State<'_, AppState>) {
-    state.run.lock().unwrap().cancel.cancel();
+    lock(&state.run).cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radbridge_model::analysis::{ModelInfo, ScoredFinding, StudySource};
+    use radbridge_model::heatmap::{Peak, PeakSource};
+    use radbridge_model::zeroshot::{Finding, ScoringRule};
+
+    fn diagnosis() -> Diagnosis {
+        Diagnosis {
+            disclaimer: radbridge_model::analysis::DISCLAIMER.into(),
+            model: ModelInfo {
+                name: "tiny".into(),
+                architecture: radbridge_model::checkpoint::Arch::Brgsa,
+                weights_sha256: "abc".into(),
+                synthetic: true,
+                scoring: ScoringRule::BrgsaMeanCosine,
+            },
+            findings: vec![ScoredFinding {
+                finding: Finding {
+                    label: "Emphysema".into(),
+                    prompt: "There is emphysema".into(),
+                    score: 0.7,
+                    threshold: Some(0.1),
+                    flagged: Some(true),
+                    custom: false,
+                },
+                bank: None,
+                heatmap: Some("/tmp/h0/emphysema.nii.gz".into()),
+                peak: Some(Peak { voxel: [1, 2, 3], lps_mm: [-10.5, 20.25, 3.0], value: 0.3, from: PeakSource::Heatmap }),
+            }],
+            image_bank_top: vec![],
+            timings: vec![("score".into(), 0.12)],
+            source: Some(StudySource { path: "/data/ct.nii.gz".into(), format: "nifti".into(), ..Default::default() }),
+        }
+    }
+
+    /// What `run_analysis` answered before the diagnosis was typed (`diagnosis: Value`).
+    #[derive(Serialize)]
+    struct Before {
+        diagnosis: serde_json::Value,
+        model_dir: String,
+        label_set: String,
+        study_generation: u64,
+        run_id: Option<i64>,
+        store_error: Option<String>,
+    }
+
+    #[test]
+    fn the_ui_receives_the_same_json_as_before() {
+        let d = diagnosis();
+        let now = AnalysisResult {
+            diagnosis: d.clone(),
+            model_dir: "/m".into(),
+            label_set: "all".into(),
+            study_generation: 3,
+            run_id: Some(9),
+            store_error: None,
+        };
+        let before = Before {
+            diagnosis: serde_json::to_value(&d).unwrap(),
+            model_dir: "/m".into(),
+            label_set: "all".into(),
+            study_generation: 3,
+            run_id: Some(9),
+            store_error: None,
+        };
+        assert_eq!(serde_json::to_string(&now).unwrap(), serde_json::to_string(&before).unwrap());
+    }
+
+    #[test]
+    fn progress_keeps_the_stage_strings() {
+        let p = Progress { stage: Stage::HeatMaps, fraction: 0.5, task: Task::Heatmap };
+        assert_eq!(serde_json::to_value(&p).unwrap(), serde_json::json!({"stage": "heat maps", "fraction": 0.5, "task": "heatmap"}));
+        for (name, stage) in [
+            ("preprocess", Stage::Preprocess),
+            ("encode image", Stage::EncodeImage),
+            ("encode text", Stage::EncodeText),
+            ("score", Stage::Score),
+            ("heat maps", Stage::HeatMaps),
+            ("done", Stage::Done),
+        ] {
+            assert_eq!(Stage::of_engine(name), Some(stage), "{name}");
+        }
+        assert_eq!(Stage::of_engine("peaks"), None);
+    }
 }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tauri::State;
+use ts_rs::TS;
 
-use super::state::{self, AppState, Displayed, Settings, VolumeSummary};
+use super::error::{AppError, AppResult, ErrorCode};
+use super::state::{self, lock, AppState, Displayed, Settings, VolumeSummary};
 use radbridge_volume::{self as volume, OpenOptions};
 
 #[tauri::command]
@@ -17,17 +19,16 @@ pub fn startup_path(state: State<'_, AppState>) -> Option<String> {
 
 /// Open a DICOM folder/file or NIfTI file. On error the previously loaded volume stays.
 #[tauri::command]
-pub async fn open_path(path: String, series: Option<String>, state: State<'_, AppState>) -> Result<VolumeSummary, String> {
+pub async fn open_path(path: String, series: Option<String>, state: State<'_, AppState>) -> AppResult<VolumeSummary> {
     let p = PathBuf::from(&path);
     let loaded = tauri::async_runtime::spawn_blocking(move || volume::open(&p, &OpenOptions { series, ..Default::default() }))
         .await
-        .map_err(|e| format!("loading stopped unexpectedly: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| AppError::internal("loading", e))??;
     let source_orientation = loaded.volume.orientation();
     let vol = loaded.volume.into_canonical();
     let (lo, hi) = vol.voxels.range().unwrap_or((0.0, 0.0));
     let generation = {
-        let mut g = state.generation.lock().unwrap();
+        let mut g = lock(&state.generation);
         *g += 1;
         *g
     };
@@ -51,7 +52,7 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
         warnings: vol.warnings.clone(),
         generation,
     };
-    *state.displayed.lock().unwrap() = Some(Displayed { summary: summary.clone(), volume: Arc::new(vol) });
+    *lock(&state.displayed) = Some(Displayed { summary: summary.clone(), volume: Arc::new(vol) });
     super::analysis::reset_run(&state);
     super::feedback::audit_event(
         &state,
@@ -95,16 +96,18 @@ pub fn notice_status() -> bool {
 
 /// Record the acknowledgement (time, app version).
 #[tauri::command]
-pub fn acknowledge_notice() -> Result<(), String> {
-    let f = notice_file().ok_or("no data folder on this system")?;
-    std::fs::create_dir_all(f.parent().unwrap()).map_err(|e| format!("{}: {e}", f.display()))?;
+pub fn acknowledge_notice() -> AppResult<()> {
+    let f = notice_file().ok_or_else(|| AppError::new(ErrorCode::Io, "no data folder on this system"))?;
+    let io = |e: std::io::Error| AppError::new(ErrorCode::Io, format!("{}: {e}", f.display()));
+    if let Some(dir) = f.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    std::fs::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION")))
-        .map_err(|e| format!("{}: {e}", f.display()))
+    radbridge_volume::atomic::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION"))).map_err(io)
 }
 
 /// The settings and the model they resolve to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct SettingsView {
     pub model_dir: Option<String>,
     pub label_set: Option<String>,
@@ -127,20 +130,20 @@ fn view(s: &Settings) -> SettingsView {
 
 #[tauri::command]
 pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
-    view(&state.settings.lock().unwrap())
+    view(&lock(&state.settings))
 }
 
 /// Change the model folder and/or the label set (empty string: back to the default).
 #[tauri::command]
-pub fn set_settings(model_dir: Option<String>, label_set: Option<String>, state: State<'_, AppState>) -> Result<SettingsView, String> {
-    let mut s = state.settings.lock().unwrap();
+pub fn set_settings(model_dir: Option<String>, label_set: Option<String>, state: State<'_, AppState>) -> AppResult<SettingsView> {
+    let mut s = lock(&state.settings);
     if let Some(m) = model_dir {
         s.model_dir = Some(m).filter(|m| !m.is_empty());
     }
     if let Some(l) = label_set {
         s.label_set = Some(l).filter(|l| !l.is_empty());
     }
-    state::save_settings(&s).map_err(|e| format!("{e:#}"))?;
+    state::save_settings(&s)?;
     let v = view(&s);
     drop(s);
     super::feedback::audit_event(

@@ -3,7 +3,10 @@
 //! the `volume://` URI scheme, never as JSON arrays.
 
 mod analysis;
+#[cfg(test)]
+mod bindings;
 mod commands;
+mod error;
 mod feedback;
 mod report;
 mod scheme;

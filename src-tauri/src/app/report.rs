@@ -3,15 +3,18 @@
 
 use serde::Serialize;
 use tauri::State;
+use ts_rs::TS;
 
+use super::error::{AppError, AppResult, ErrorCode};
 use super::feedback::{audit_event, with_store};
-use super::state::AppState;
+use super::state::{lock, AppState};
 use radbridge_report::{self as report, Format, ReportOptions};
 use radbridge_store::{audit, AuditAction};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct ExportResult {
     pub path: String,
+    /// The file's extension: "pdf", "json" or "dcm".
     pub format: String,
 }
 
@@ -19,15 +22,15 @@ pub struct ExportResult {
 /// `output` the dialog is skipped (tests, scripted use).
 #[tauri::command]
 pub async fn export_report(
-    format: String,
+    format: Format,
     deidentify: bool,
     run_id: Option<i64>,
     export_anyway: Option<bool>,
     output: Option<String>,
     state: State<'_, AppState>,
-) -> Result<Option<ExportResult>, String> {
-    let fmt: Format = format.parse().map_err(|e: report::ReportError| e.to_string())?;
-    let diagnosis = state.run.lock().unwrap().last.clone().ok_or("run an analysis first")?;
+) -> AppResult<Option<ExportResult>> {
+    let fmt = format;
+    let diagnosis = lock(&state.run).last.clone().ok_or_else(|| AppError::new(ErrorCode::NoStudy, "run an analysis first"))?;
     let verdicts = match run_id {
         Some(id) => Some(with_store(&state, |s| s.verdicts(id))?),
         None => None,
@@ -62,8 +65,7 @@ pub async fn export_report(
     let out = path.clone();
     tauri::async_runtime::spawn_blocking(move || report::export(&diagnosis, verdicts.as_deref(), fmt, &out, &opts))
         .await
-        .map_err(|e| format!("export stopped unexpectedly: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| AppError::internal("export", e))??;
     audit_event(
         &state,
         AuditAction::Export,

@@ -12,7 +12,7 @@ use serde_json::json;
 use tauri::http::{Request, Response, StatusCode};
 use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
 
-use super::state::AppState;
+use super::state::{lock, AppState};
 use radbridge_volume::{self as volume, OpenOptions, Voxels};
 
 fn i16_of(v: f32) -> i16 {
@@ -94,7 +94,7 @@ pub fn handle<R: Runtime>(ctx: UriSchemeContext<'_, R>, request: Request<Vec<u8>
         let parts: Vec<&str> = path.split('/').collect();
         let resp = match parts.as_slice() {
             ["voxels"] => {
-                let vol = state.displayed.lock().unwrap().as_ref().map(|d| d.volume.clone());
+                let vol = lock(&state.displayed).as_ref().map(|d| d.volume.clone());
                 match vol {
                     Some(v) => {
                         let mut body = Vec::with_capacity(v.voxel_count() * 2);
@@ -108,7 +108,7 @@ pub fn handle<R: Runtime>(ctx: UriSchemeContext<'_, R>, request: Request<Vec<u8>
                 }
             }
             ["slice", k] => {
-                let vol = state.displayed.lock().unwrap().as_ref().map(|d| d.volume.clone());
+                let vol = lock(&state.displayed).as_ref().map(|d| d.volume.clone());
                 match (vol, k.parse::<usize>()) {
                     (Some(v), Ok(k)) if k < v.dims[2] => {
                         let n = v.dims[0] * v.dims[1];
@@ -126,15 +126,15 @@ pub fn handle<R: Runtime>(ctx: UriSchemeContext<'_, R>, request: Request<Vec<u8>
             ["heatmap", id] => {
                 let id: Option<usize> = id.parse().ok();
                 let (cached, file) = {
-                    let run = state.run.lock().unwrap();
+                    let run = lock(&state.run);
                     (id.and_then(|i| run.served.get(&i).cloned()), id.and_then(|i| run.heatmaps.get(i).cloned()))
                 };
-                match (cached, file) {
-                    (Some(body), _) => binary(body.as_ref().clone()),
-                    (None, Some(f)) => match encode_heatmap(&f) {
+                match (id, cached, file) {
+                    (_, Some(body), _) => binary(body.as_ref().clone()),
+                    (Some(id), None, Some(f)) => match encode_heatmap(&f) {
                         Ok(body) => {
                             let body = Arc::new(body);
-                            state.run.lock().unwrap().served.insert(id.unwrap(), body.clone());
+                            lock(&state.run).served.insert(id, body.clone());
                             binary(body.as_ref().clone())
                         }
                         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),

@@ -2,10 +2,12 @@
 //! model settings, the loaded model, and the current analysis run.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
+use super::error::{AppError, AppResult, ErrorCode};
 use radbridge_model::analysis::Engine;
 use radbridge_volume::{CancelToken, SeriesInfo, Volume, Warning};
 
@@ -16,7 +18,7 @@ pub struct Displayed {
 }
 
 /// What the UI needs to draw and label a volume (the voxels come separately, as binary).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct VolumeSummary {
     pub path: String,
     pub format: String,
@@ -42,7 +44,7 @@ pub struct VolumeSummary {
 }
 
 /// Settings the user can change (kept in `<data dir>/settings.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
 pub struct Settings {
     /// Model directory chosen in the settings panel (None: the default model).
     #[serde(default)]
@@ -66,13 +68,43 @@ pub struct Run {
     pub served: std::collections::HashMap<usize, Arc<Vec<u8>>>,
 }
 
+/// The loaded model and the directory it came from (kept between runs).
+pub type EngineSlot = Option<(PathBuf, Engine)>;
+
+/// Lock `m`; when a thread panicked while holding it, take the lock anyway (the values these
+/// mutexes guard stay consistent between statements) and clear the poison, so one panic does
+/// not fail every later command until the app restarts.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::warn!("recovering a lock poisoned by a panic");
+        m.clear_poison();
+        poisoned.into_inner()
+    })
+}
+
+/// Lock `m`; when a thread panicked while holding it (mid-analysis), reset the value to its
+/// default (for the engine: none cached, so the next analysis loads the model afresh) and
+/// clear the poison.
+pub fn lock_or_reset<T: Default>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => {
+            tracing::warn!("a panic interrupted the work holding this lock; starting afresh");
+            m.clear_poison();
+            let mut g = poisoned.into_inner();
+            *g = T::default();
+            g
+        }
+    }
+}
+
 pub struct AppState {
     pub initial: Option<PathBuf>,
     pub displayed: Mutex<Option<Displayed>>,
     pub generation: Mutex<u64>,
     pub settings: Mutex<Settings>,
-    /// The loaded model and the directory it came from (kept between runs).
-    pub engine: Mutex<Option<(PathBuf, Engine)>>,
+    /// The loaded model (lock it with [`AppState::engine`]).
+    engine: Mutex<EngineSlot>,
     pub run: Mutex<Run>,
     /// The feedback store, opened on first use.
     pub store: Mutex<Option<radbridge_store::Store>>,
@@ -89,6 +121,12 @@ impl AppState {
             run: Mutex::new(Run::default()),
             store: Mutex::new(None),
         }
+    }
+
+    /// The cached engine, held for a whole analysis. A panic during an analysis drops the
+    /// engine it was using: the next analysis reloads the model.
+    pub fn engine(&self) -> MutexGuard<'_, EngineSlot> {
+        lock_or_reset(&self.engine)
     }
 }
 
@@ -115,11 +153,13 @@ fn load_settings() -> Settings {
     }
 }
 
-pub fn save_settings(s: &Settings) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let f = settings_file().context("no data folder on this system")?;
-    std::fs::create_dir_all(f.parent().unwrap()).with_context(|| format!("{}: cannot create", f.display()))?;
-    std::fs::write(&f, serde_json::to_string_pretty(s)? + "\n").with_context(|| format!("{}: cannot write", f.display()))
+pub fn save_settings(s: &Settings) -> AppResult<()> {
+    let f = settings_file().ok_or_else(|| AppError::new(ErrorCode::Io, "no data folder on this system"))?;
+    if let Some(dir) = f.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot create: {e}", f.display())))?;
+    }
+    let text = serde_json::to_string_pretty(s).map_err(|e| AppError::internal("writing the settings", e))? + "\n";
+    radbridge_volume::atomic::write(&f, text).map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot write: {e}", f.display())))
 }
 
 /// Which model directory to use and why: $RADBRIDGE_MODEL, else the settings' choice, else
@@ -145,4 +185,61 @@ pub fn resolve_model(setting: Option<&str>) -> (Option<PathBuf>, &'static str) {
         }
     }
     (None, "none found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panic in another thread while holding `m` (as a panicking analysis would).
+    fn poison<T: Send>(m: &Mutex<T>, change: impl FnOnce(&mut T) + Send) {
+        std::thread::scope(|s| {
+            let joined = s
+                .spawn(|| {
+                    let mut g = m.lock().unwrap();
+                    change(&mut g);
+                    panic!("a bug in the middle of an analysis");
+                })
+                .join();
+            assert!(joined.is_err(), "the thread panicked");
+        });
+        assert!(m.is_poisoned());
+    }
+
+    #[test]
+    fn a_panic_mid_analysis_resets_the_cached_engine() {
+        let m: Mutex<Option<(PathBuf, u32)>> = Mutex::new(Some((PathBuf::from("models/a"), 1)));
+        poison(&m, |slot| *slot = Some((PathBuf::from("models/half-loaded"), 2)));
+        // The next analysis finds no engine (it reloads the model) instead of failing.
+        assert_eq!(*lock_or_reset(&m), None);
+        assert!(!m.is_poisoned(), "the poison is cleared");
+        *lock_or_reset(&m) = Some((PathBuf::from("models/b"), 3));
+        assert_eq!(*lock_or_reset(&m), Some((PathBuf::from("models/b"), 3)), "a healthy lock keeps its value");
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_recovered_with_its_value() {
+        let m = Mutex::new(5u64);
+        poison(&m, |g| *g += 1);
+        assert_eq!(*lock(&m), 6);
+        assert!(!m.is_poisoned());
+    }
+
+    #[test]
+    fn the_app_state_survives_a_panic_holding_the_engine_or_the_run() {
+        let state = AppState::new(None);
+        std::thread::scope(|s| {
+            let r = s
+                .spawn(|| {
+                    let _engine = state.engine();
+                    let _run = lock(&state.run);
+                    panic!("a bug while analysing");
+                })
+                .join();
+            assert!(r.is_err());
+        });
+        assert!(state.engine().is_none(), "the next analysis starts without a cached engine");
+        lock(&state.run).generation = 4;
+        assert_eq!(lock(&state.run).generation, 4, "the run state is usable again");
+    }
 }

@@ -1,7 +1,8 @@
 // Progress of an analysis, one bar per stage, driven by `analysis-progress` events.
+import type { Stage } from "../api";
 import { el } from "../dom";
 
-export const STAGES = ["load model", "preprocess", "encode image", "encode text", "score", "heat maps"] as const;
+export const STAGES = ["load model", "preprocess", "encode image", "encode text", "score", "heat maps"] as const satisfies readonly Stage[];
 export type StageState = "pending" | "active" | "done";
 
 /** Stage states after `stage` has begun (every earlier stage is done; "done" ends all). */

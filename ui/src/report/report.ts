@@ -4,7 +4,7 @@ import { $ } from "../dom";
 
 export function bindReport(getRun: () => number | null, audit: (msg: string) => void) {
   $("export-report").onclick = async () => {
-    const format = $<HTMLSelectElement>("report-format").value;
+    const format = $<HTMLSelectElement>("report-format").value as api.Format; // the options are pdf, json, sr
     const deid = $<HTMLInputElement>("report-deid").checked;
     const anyway = $<HTMLInputElement>("report-anyway").checked;
     const status = $("report-status");

@@ -96,7 +96,7 @@ mockIPC(
       }
       case "run_verdicts": return verdicts((args as { runId: number }).runId);
       case "export_report": return { path: "/tmp/report.pdf", format: (args as { format: string }).format };
-      default: throw `unknown command ${cmd}`;
+      default: throw { code: "internal", message: `unknown command ${cmd}` };
     }
   },
   { shouldMockEvents: true },

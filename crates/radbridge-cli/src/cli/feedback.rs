@@ -137,8 +137,8 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
         FeedbackCommand::Record { from_json, study, model, label_set, study_uid } => {
             let text = std::fs::read_to_string(from_json).with_context(|| format!("{}: cannot read", from_json.display()))?;
             let diag: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", from_json.display()))?;
-            let mut rec =
-                RunRecord::from_diagnosis(diag, study.as_deref(), model.as_deref()).with_context(|| from_json.display().to_string())?;
+            let mut rec = RunRecord::from_diagnosis_json(diag, study.as_deref(), model.as_deref())
+                .with_context(|| from_json.display().to_string())?;
             if label_set.is_some() {
                 rec.label_set = label_set.clone();
             }
