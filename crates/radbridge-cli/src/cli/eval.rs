@@ -19,7 +19,8 @@
 //! Scores come from `analysis::Engine` (image encoded once per case, prompts embedded once),
 //! so they are the numbers the app shows. The heat-map check: for each present label with a
 //! mask, the peak of the patch-text similarity (the heat map's maximum cell, mapped to the CT
-//! grid) lies inside the mask.
+//! grid) lies inside the mask. The run, the metrics and the files are
+//! `radbridge_train::eval_run`; this module parses the flags, shows progress and prints.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -119,7 +120,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         a.output.display()
     );
     if let Some(ab) = &r.ablation {
-        // In the order of the summary's keys.
+        // By name, the order of the keys of summary.json's "ablation".
         let mut ab: Vec<_> = ab.iter().collect();
         ab.sort_by_key(|x| x.name);
         for x in ab {
