@@ -260,8 +260,8 @@ pub fn depth_map(c: &Canvas) -> Vec<f32> {
     let mut d = vec![0f32; g.len()];
     for k in 0..nz {
         let base = nx * ny * k;
-        for idx in base..base + nx * ny {
-            d[idx] = if tissue::is_lung(c.tissue[idx]) { 1e6 } else { 0.0 };
+        for (v, &t) in d[base..base + nx * ny].iter_mut().zip(&c.tissue[base..base + nx * ny]) {
+            *v = if tissue::is_lung(t) { 1e6 } else { 0.0 };
         }
         // forward
         for j in 0..ny {
@@ -616,10 +616,10 @@ fn bone(body: &Body, s: &Slice, x: f64, y: f64, t: u8, h: f64) -> (u8, f64) {
         } else if dc < 15.0 && y > spine_y + 12.0 {
             t = tissue::BONE;
             h = 520.0;
-        } else if x.abs() < 5.0 && y > cy && y < cy + 38.0 {
-            t = tissue::BONE;
-            h = 480.0;
-        } else if (y - (cy - 4.0)).abs() < 4.0 && x.abs() < 32.0 && x.abs() > 8.0 && s.vpos < 8.0 {
+        } else if (x.abs() < 5.0 && y > cy && y < cy + 38.0)
+            || ((y - (cy - 4.0)).abs() < 4.0 && x.abs() < 32.0 && x.abs() > 8.0 && s.vpos < 8.0)
+        {
+            // spinous process, transverse processes
             t = tissue::BONE;
             h = 480.0;
         }
