@@ -299,8 +299,8 @@ pub struct ScoredFinding {
 pub struct StudySource {
     /// The path that was opened (DICOM folder or file, or NIfTI file).
     pub path: String,
-    /// "dicom" or "nifti".
-    pub format: String,
+    /// "dicom" or "nifti" (never "heatmap": a diagnosis is of a CT).
+    pub format: SourceFormat,
     /// Index of the series in the folder's series list (for `--series`), when known.
     #[serde(default)]
     pub series_index: Option<usize>,
@@ -326,45 +326,9 @@ pub struct StudySource {
     pub instances: Vec<InstanceUids>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct PatientFields {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub birth_date: Option<String>,
-    #[serde(default)]
-    pub sex: Option<String>,
-    #[serde(default)]
-    pub age: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct StudyFields {
-    #[serde(default)]
-    pub date: Option<String>,
-    #[serde(default)]
-    pub time: Option<String>,
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub accession_number: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub referring_physician: Option<String>,
-    #[serde(default)]
-    pub institution: Option<String>,
-    #[serde(default)]
-    pub manufacturer: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct InstanceUids {
-    pub sop_class_uid: String,
-    pub sop_instance_uid: String,
-}
+/// The patient, study and instance records are the volume crate's (one definition, the
+/// JSON field names unchanged); re-exported where they have always been named.
+pub use radbridge_volume::{InstanceUids, PatientFields, SourceFormat, StudyFields};
 
 impl StudySource {
     /// The source of a loaded volume.
@@ -374,7 +338,7 @@ impl StudySource {
         let dims = volume.affine.canonical_plan(volume.dims).map(|pl| pl.new_dims).unwrap_or(volume.dims);
         StudySource {
             path: m.path.display().to_string(),
-            format: m.format.clone(),
+            format: m.format,
             series_index: None,
             series_instance_uid: m.series_uid.clone(),
             study_instance_uid: p.study_uid.clone(),
@@ -382,28 +346,9 @@ impl StudySource {
             modality: m.modality.clone(),
             series_description: m.series_description.clone(),
             dims,
-            patient: PatientFields {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                birth_date: p.birth_date.clone(),
-                sex: p.sex.clone(),
-                age: p.age.clone(),
-            },
-            study: StudyFields {
-                date: p.study_date.clone(),
-                time: p.study_time.clone(),
-                id: p.study_id.clone(),
-                accession_number: p.accession_number.clone(),
-                description: p.study_description.clone(),
-                referring_physician: p.referring_physician.clone(),
-                institution: p.institution.clone(),
-                manufacturer: p.manufacturer.clone(),
-            },
-            instances: m
-                .instances
-                .iter()
-                .map(|i| InstanceUids { sop_class_uid: i.sop_class_uid.clone(), sop_instance_uid: i.sop_instance_uid.clone() })
-                .collect(),
+            patient: p.patient.clone(),
+            study: p.study.clone(),
+            instances: m.instances.clone(),
         }
     }
 }

@@ -127,7 +127,7 @@ pub fn to_volume(
         affine: source.affine,
         meta: SourceMeta {
             path: source.meta.path.clone(),
-            format: "heatmap".into(),
+            format: radbridge_volume::SourceFormat::Heatmap,
             format_detail: match method {
                 Method::Gradient => format!("score gradient × activation for '{name}'"),
                 Method::PatchCosine => format!("patch-text cosine for '{name}'"),

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use radbridge_model::analysis::{Diagnosis, ModelInfo, Peak, StudySource};
+use radbridge_model::analysis::{Diagnosis, InstanceUids, ModelInfo, Peak, SourceFormat, StudySource};
 use radbridge_store::{Verdict, VerdictKind};
 
 pub use deidentify::Deidentifier;
@@ -153,6 +153,62 @@ pub struct KnowledgeEntry {
     pub description: Option<String>,
 }
 
+/// A finding's review state in a report: the reviewer's verdict (the store's `VerdictKind`),
+/// or none yet. Serialized as one string: "confirmed", "false_positive", "missed" (the
+/// verdict's own names) or "unreviewed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingStatus {
+    Reviewed(VerdictKind),
+    Unreviewed,
+}
+
+impl FindingStatus {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Reviewed(VerdictKind::Confirmed) => "confirmed",
+            FindingStatus::Reviewed(VerdictKind::FalsePositive) => "false_positive",
+            FindingStatus::Reviewed(VerdictKind::Missed) => "missed",
+            FindingStatus::Unreviewed => "unreviewed",
+        }
+    }
+
+    const ALL: [FindingStatus; 4] = [
+        FindingStatus::Reviewed(VerdictKind::Confirmed),
+        FindingStatus::Reviewed(VerdictKind::FalsePositive),
+        FindingStatus::Reviewed(VerdictKind::Missed),
+        FindingStatus::Unreviewed,
+    ];
+}
+
+impl From<Option<VerdictKind>> for FindingStatus {
+    fn from(v: Option<VerdictKind>) -> Self {
+        v.map_or(FindingStatus::Unreviewed, FindingStatus::Reviewed)
+    }
+}
+
+impl std::fmt::Display for FindingStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FindingStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FindingStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FindingStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, &["confirmed", "false_positive", "missed", "unreviewed"]))
+    }
+}
+
 /// One finding of the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportFinding {
@@ -164,7 +220,7 @@ pub struct ReportFinding {
     pub flagged: Option<bool>,
     /// "confirmed", "false_positive", "missed", or "unreviewed" (flagged findings exported
     /// without a verdict are "unreviewed" and shown as UNCONFIRMED).
-    pub status: String,
+    pub status: FindingStatus,
     pub review: Option<FindingReview>,
     pub peak: Option<Peak>,
     /// Index into `key_images`.
@@ -203,13 +259,13 @@ pub struct ReportStudy {
     pub modality: Option<String>,
     pub series_description: Option<String>,
     /// "dicom" or "nifti".
-    pub source_format: String,
+    pub source_format: SourceFormat,
     /// Local path of the study: only in identified exports.
     pub source_path: Option<String>,
     /// Canonical grid size of the CT.
     pub dims: [usize; 3],
     /// SOP class / instance UIDs of the source series (remapped when de-identified).
-    pub instances: Vec<radbridge_model::analysis::InstanceUids>,
+    pub instances: Vec<InstanceUids>,
 }
 
 /// What de-identification did.
@@ -294,12 +350,6 @@ impl Report {
             .iter()
             .map(|f| {
                 let v = verdicts.iter().find(|v| v.label == f.finding.label);
-                let status = match v.map(|v| v.verdict) {
-                    Some(VerdictKind::Confirmed) => "confirmed",
-                    Some(VerdictKind::FalsePositive) => "false_positive",
-                    Some(VerdictKind::Missed) => "missed",
-                    None => "unreviewed",
-                };
                 ReportFinding {
                     label: f.finding.label.clone(),
                     prompt: f.finding.prompt.clone(),
@@ -307,7 +357,7 @@ impl Report {
                     score: f.finding.score,
                     threshold: f.finding.threshold,
                     flagged: f.finding.flagged,
-                    status: status.into(),
+                    status: v.map(|v| v.verdict).into(),
                     review: v.map(FindingReview::from),
                     peak: f.peak.clone(),
                     key_image: None,
@@ -421,7 +471,7 @@ fn study_of(s: &StudySource) -> ReportStudy {
         frame_of_reference_uid: s.frame_of_reference_uid.clone(),
         modality: s.modality.clone(),
         series_description: s.series_description.clone(),
-        source_format: s.format.clone(),
+        source_format: s.format,
         source_path: Some(s.path.clone()),
         dims: s.dims,
         instances: s.instances.clone(),
@@ -505,4 +555,29 @@ pub(crate) fn ascii(s: &str) -> String {
             _ => "?".into(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod finding_status_tests {
+    use super::*;
+
+    #[test]
+    fn finding_status_keeps_the_verdict_strings() {
+        let cases = [
+            (Some(VerdictKind::Confirmed), "confirmed"),
+            (Some(VerdictKind::FalsePositive), "false_positive"),
+            (Some(VerdictKind::Missed), "missed"),
+            (None, "unreviewed"),
+        ];
+        for (v, name) in cases {
+            let st = FindingStatus::from(v);
+            assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<FindingStatus>(serde_json::json!(name)).unwrap(), st);
+            // A reviewed status serialises as the store's own VerdictKind does.
+            if let Some(v) = v {
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(name));
+            }
+        }
+        assert!(serde_json::from_value::<FindingStatus>(serde_json::json!("pending")).is_err());
+    }
 }

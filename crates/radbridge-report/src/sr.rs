@@ -35,6 +35,8 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use sha2::{Digest, Sha256};
 
+use radbridge_volume::SourceFormat;
+
 use super::{now_utc, pdf::verdict_text, Report, ReportError, Result};
 
 /// Comprehensive SR Storage.
@@ -198,7 +200,7 @@ pub fn build(r: &Report) -> Obj {
     o.put(el(tags::CONTENT_DATE, VR::DA, &da));
     o.put(el(tags::CONTENT_TIME, VR::TM, &tm));
     o.put(seq(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
-    let referenced = s.source_format == "dicom"
+    let referenced = s.source_format == SourceFormat::Dicom
         && !s.instances.is_empty()
         && s.series_instance_uid.as_deref().is_some_and(|u| !u.is_empty())
         && s.study_instance_uid.as_deref().is_some_and(|u| !u.is_empty());

@@ -873,7 +873,7 @@ mod tests {
             timings: vec![("score".into(), 0.5)],
             source: Some(StudySource {
                 path: "/data/ct9".into(),
-                format: "nifti".into(),
+                format: radbridge_volume::SourceFormat::Nifti,
                 study_instance_uid: Some("1.2.3".into()),
                 ..Default::default()
             }),

@@ -23,6 +23,39 @@ pub enum ConfigError {
     Invalid { path: std::path::PathBuf, reason: String },
 }
 
+/// Which summary sentences a case's training text is sampled from (`text_sentences`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSentences {
+    /// All of them ("summary").
+    #[default]
+    Summary,
+    /// Only those stating a finding present or possible ("findings").
+    Findings,
+}
+
+/// Initialisation of weight matrices (`init`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightInit {
+    /// Normal, std 0.02 (BERT / timm): "normal_0.02".
+    #[default]
+    #[serde(rename = "normal_0.02")]
+    Normal,
+    /// Normal, std 1/√fan_in: "fan_in".
+    #[serde(rename = "fan_in")]
+    FanIn,
+}
+
+impl WeightInit {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightInit::Normal => "normal_0.02",
+            WeightInit::FanIn => "fan_in",
+        }
+    }
+}
+
 /// The masked-image pre-training stage (`pretrain` in the training config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -186,7 +219,7 @@ pub struct TrainConfig {
     /// abnormality."). A model trained from scratch cannot learn negation from a few thousand
     /// reports, so "There is no effusion" would teach it that "effusion" goes with a normal
     /// pleura; "findings" removes that contradiction.
-    pub text_sentences: String,
+    pub text_sentences: TextSentences,
     pub batch_size: usize,
     pub epochs: usize,
     pub seed: u64,
@@ -198,7 +231,7 @@ pub struct TrainConfig {
     /// Initialisation of weight matrices: "normal_0.02" (BERT / timm: normal, std 0.02) or
     /// "fan_in" (normal, std 1/√fan_in, which keeps activations of a model trained from
     /// scratch at unit scale). Embedding tables and tokens always use std 0.02.
-    pub init: String,
+    pub init: WeightInit,
     pub loss: LossConfig,
     pub optim: OptimConfig,
     pub vocab: VocabConfig,
@@ -238,13 +271,13 @@ impl Default for TrainConfig {
             preprocess,
             crop: [56, 56, 28],
             merge_num: 5,
-            text_sentences: "summary".into(),
+            text_sentences: TextSentences::Summary,
             batch_size: 16,
             epochs: 10,
             seed: 1,
             freeze_pos_embed: true,
             max_cases: 0,
-            init: "normal_0.02".into(),
+            init: WeightInit::Normal,
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             vocab: VocabConfig::default(),
@@ -297,12 +330,6 @@ impl TrainConfig {
         if self.text_pool_layers == 0 || self.text_pool_layers > self.text.num_hidden_layers + 1 {
             return Err("text_pool_layers must be in 1..=text.num_hidden_layers + 1".into());
         }
-        if !matches!(self.text_sentences.as_str(), "summary" | "findings") {
-            return Err(format!("text_sentences {:?} must be \"summary\" or \"findings\"", self.text_sentences));
-        }
-        if !matches!(self.init.as_str(), "normal_0.02" | "fan_in") {
-            return Err(format!("init {:?} must be \"normal_0.02\" or \"fan_in\"", self.init));
-        }
         if self.embed_dim == 0 || self.bank_size == 0 {
             return Err("embed_dim and bank_size must be positive".into());
         }
@@ -346,5 +373,17 @@ mod tests {
         let mut bad = TrainConfig::default();
         bad.crop = [80, 56, 28];
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn text_sentences_and_init_keep_their_strings() {
+        let c: TrainConfig = serde_json::from_str(r#"{"text_sentences": "findings", "init": "fan_in"}"#).unwrap();
+        assert_eq!((c.text_sentences, c.init), (TextSentences::Findings, WeightInit::FanIn));
+        let v = serde_json::to_value(TrainConfig::default()).unwrap();
+        assert_eq!((v["text_sentences"].as_str(), v["init"].as_str()), (Some("summary"), Some("normal_0.02")));
+        assert_eq!(WeightInit::FanIn.as_str(), "fan_in");
+        for bad in [r#"{"text_sentences": "all"}"#, r#"{"init": "xavier"}"#] {
+            assert!(serde_json::from_str::<TrainConfig>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! Training and evaluation of the models: the synthetic corpus (`synth`), the report
 //! summariser (`summarize`), the BrgSA objective and trainer (`config`, `data`, `loss`, `optim`,
-//! `init`, `mae`, `trainer`, `vocab`) and the official evaluation protocol (`eval`).
+//! `init`, `mae`, `trainer`, `vocab`) and the official evaluation protocol
+//! (`eval` for the metrics, `eval_run` for a model over a corpus).
 
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod eval_run;
 pub mod init;
 pub mod loss;
 pub mod mae;

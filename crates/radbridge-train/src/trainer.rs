@@ -32,7 +32,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::config::{MaeConfig, TrainConfig};
+use super::config::{MaeConfig, TextSentences, TrainConfig, WeightInit};
 use super::data::{self, CaseEntry, Corpus, DataError, InputCache};
 use super::init::{init_vars, orthogonal, permutation, random_origin, rng_for, sample_without_replacement, sincos_pos_embed};
 use super::loss::brgsa_loss;
@@ -267,7 +267,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let mut sentences: Vec<Vec<String>> = Vec::with_capacity(cases.len());
     for c in &cases {
         let report = corpus.report(c)?;
-        let s = data::training_sentences(&summarizer, &report, cfg.text_sentences == "findings");
+        let s = data::training_sentences(&summarizer, &report, cfg.text_sentences == TextSentences::Findings);
         if s.is_empty() {
             return Err(TrainError::Invalid { path: corpus.path(&c.report), reason: "report has no sentences".into() });
         }
@@ -318,7 +318,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let model = Brgsa::load(vb, &bcfg)?;
-    init_params(&varmap, &model, cfg.seed, cfg.init == "fan_in")?;
+    init_params(&varmap, &model, cfg.seed, cfg.init == WeightInit::FanIn)?;
     let mut adam = Adam::new(trainable(&varmap, cfg.freeze_pos_embed), cfg.optim.clone())?;
     let mut pretrain_log: Option<(f64, Vec<f64>)> = None;
     if let Some(s) = &state {
@@ -476,7 +476,7 @@ fn pretrain_vision(
         vision: cfg.vision.clone(),
         crop: cfg.crop,
         seed: cfg.seed,
-        init: cfg.init.clone(),
+        init: cfg.init.as_str().into(),
         train_ids_sha256: ids_hash.to_string(),
     };
     let weights = ckpt.dir.join("pretrained-vision.safetensors");

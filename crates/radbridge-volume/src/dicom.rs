@@ -19,7 +19,7 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::error::{Result, VolumeError};
-use super::PatientInfo;
+use super::{PatientFields, PatientInfo, StudyFields};
 
 /// Header facts of one frame (one slice) of a DICOM image.
 #[derive(Debug, Clone)]
@@ -144,20 +144,24 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame: Option<&[InMemDicomObject]> = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
     let patient = PatientInfo {
-        name: get_str(obj, tags::PATIENT_NAME),
-        id: get_str(obj, tags::PATIENT_ID),
-        birth_date: get_str(obj, tags::PATIENT_BIRTH_DATE),
-        study_date: get_str(obj, tags::STUDY_DATE),
-        accession_number: get_str(obj, tags::ACCESSION_NUMBER),
+        patient: PatientFields {
+            name: get_str(obj, tags::PATIENT_NAME),
+            id: get_str(obj, tags::PATIENT_ID),
+            birth_date: get_str(obj, tags::PATIENT_BIRTH_DATE),
+            sex: get_str(obj, tags::PATIENT_SEX),
+            age: get_str(obj, tags::PATIENT_AGE),
+        },
+        study: StudyFields {
+            date: get_str(obj, tags::STUDY_DATE),
+            time: get_str(obj, tags::STUDY_TIME),
+            id: get_str(obj, tags::STUDY_ID),
+            accession_number: get_str(obj, tags::ACCESSION_NUMBER),
+            description: get_str(obj, tags::STUDY_DESCRIPTION),
+            referring_physician: get_str(obj, tags::REFERRING_PHYSICIAN_NAME),
+            institution: get_str(obj, tags::INSTITUTION_NAME),
+            manufacturer: get_str(obj, tags::MANUFACTURER),
+        },
         study_uid: get_str(obj, tags::STUDY_INSTANCE_UID),
-        sex: get_str(obj, tags::PATIENT_SEX),
-        age: get_str(obj, tags::PATIENT_AGE),
-        study_time: get_str(obj, tags::STUDY_TIME),
-        study_id: get_str(obj, tags::STUDY_ID),
-        study_description: get_str(obj, tags::STUDY_DESCRIPTION),
-        referring_physician: get_str(obj, tags::REFERRING_PHYSICIAN_NAME),
-        institution: get_str(obj, tags::INSTITUTION_NAME),
-        manufacturer: get_str(obj, tags::MANUFACTURER),
         frame_of_reference_uid: get_str(obj, tags::FRAME_OF_REFERENCE_UID),
     };
     let base_iop = get_f64s(obj, tags::IMAGE_ORIENTATION_PATIENT).and_then(six);

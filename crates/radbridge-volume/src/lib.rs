@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use error::{Result, VolumeError};
 pub use geometry::Affine;
@@ -120,13 +120,51 @@ impl Warning {
     }
 }
 
+/// The file format a volume was read from. Serialized in lowercase ("dicom", "nifti",
+/// "heatmap"): the strings of `inspect --json`, `diagnose --json` and the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Dicom,
+    /// NIfTI-1 or NIfTI-2 (also the default: a volume built in memory has no DICOM headers).
+    #[default]
+    Nifti,
+    /// A heat map computed over a CT (its grid and affine, not a file).
+    Heatmap,
+}
+
+impl SourceFormat {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Dicom => "dicom",
+            SourceFormat::Nifti => "nifti",
+            SourceFormat::Heatmap => "heatmap",
+        }
+    }
+
+    /// DICOM for a path that is not a NIfTI file name (a folder or a DICOM file), else NIfTI.
+    pub fn of_path(path: &Path) -> SourceFormat {
+        if is_nifti_path(path) {
+            SourceFormat::Nifti
+        } else {
+            SourceFormat::Dicom
+        }
+    }
+}
+
+impl std::fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a volume came from.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceMeta {
     /// The path the user opened (folder or file).
     pub path: PathBuf,
-    /// "dicom" or "nifti".
-    pub format: String,
+    pub format: SourceFormat,
     /// e.g. "NIfTI-1", "NIfTI-2", or the DICOM transfer syntax names in the series.
     pub format_detail: String,
     pub modality: Option<String>,
@@ -143,31 +181,61 @@ pub struct SourceMeta {
     /// SOP class and instance UIDs of the files of a DICOM series, in slice order (empty for
     /// NIfTI and for anonymised files without UIDs).
     #[serde(skip)]
-    pub instances: Vec<InstanceRef>,
+    pub instances: Vec<InstanceUids>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// The identifying DICOM fields of a volume's source: patient, study and the study-level
+/// UIDs. Empty for NIfTI.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PatientInfo {
-    pub name: Option<String>,
-    pub id: Option<String>,
-    pub birth_date: Option<String>,
-    pub study_date: Option<String>,
-    pub accession_number: Option<String>,
+    pub patient: PatientFields,
+    pub study: StudyFields,
     pub study_uid: Option<String>,
-    pub sex: Option<String>,
-    pub age: Option<String>,
-    pub study_time: Option<String>,
-    pub study_id: Option<String>,
-    pub study_description: Option<String>,
-    pub referring_physician: Option<String>,
-    pub institution: Option<String>,
-    pub manufacturer: Option<String>,
     pub frame_of_reference_uid: Option<String>,
 }
 
+/// The patient of a study (DICOM PatientName, PatientID, PatientBirthDate, PatientSex,
+/// PatientAge), as read. The one patient record of the workspace: the diagnosis' source and
+/// the report use it too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct PatientFields {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub sex: Option<String>,
+    #[serde(default)]
+    pub age: Option<String>,
+}
+
+/// The study (DICOM StudyDate, StudyTime, StudyID, AccessionNumber, StudyDescription,
+/// ReferringPhysicianName, InstitutionName, Manufacturer), as read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StudyFields {
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub accession_number: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub referring_physician: Option<String>,
+    #[serde(default)]
+    pub institution: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+}
+
 /// One DICOM instance of a loaded series (for references to the source, e.g. in a DICOM SR).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InstanceRef {
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct InstanceUids {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
 }
@@ -355,5 +423,22 @@ pub(crate) fn display_list(items: impl IntoIterator<Item = String>) -> String {
         "none".into()
     } else {
         v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_format_strings() {
+        for (f, name) in [(SourceFormat::Dicom, "dicom"), (SourceFormat::Nifti, "nifti"), (SourceFormat::Heatmap, "heatmap")] {
+            assert_eq!(serde_json::to_value(f).unwrap(), serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<SourceFormat>(serde_json::json!(name)).unwrap(), f);
+            assert_eq!(f.to_string(), name);
+        }
+        assert!(serde_json::from_value::<SourceFormat>(serde_json::json!("DICOM")).is_err());
+        assert_eq!(SourceFormat::of_path(Path::new("/x/ct.nii.gz")), SourceFormat::Nifti);
+        assert_eq!(SourceFormat::of_path(Path::new("/x/series")), SourceFormat::Dicom);
     }
 }

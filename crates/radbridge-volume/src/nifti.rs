@@ -440,7 +440,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
         affine,
         meta: SourceMeta {
             path: path.into(),
-            format: "nifti".into(),
+            format: super::SourceFormat::Nifti,
             format_detail: format!("NIfTI-{}{}", h.version, if h.big_endian { " big-endian" } else { "" }),
             modality: None,
             series_uid: None,

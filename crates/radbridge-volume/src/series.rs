@@ -62,7 +62,7 @@ impl SeriesInfo {
         SeriesInfo {
             index: 0,
             uid: v.meta.series_uid.clone().unwrap_or_default(),
-            grouped_by: v.meta.format.clone(),
+            grouped_by: v.meta.format.to_string(),
             modality: v.meta.modality.clone().unwrap_or_else(|| "unknown".into()),
             description: v.meta.series_description.clone().unwrap_or_default(),
             slice_count: v.dims[2],
@@ -538,7 +538,7 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         affine: series.affine,
         meta: SourceMeta {
             path: root.to_path_buf(),
-            format: "dicom".into(),
+            format: super::SourceFormat::Dicom,
             format_detail: display_list(series.info.transfer_syntaxes.iter().map(|t| format!("{t} ({})", dicom::transfer_syntax_name(t)))),
             modality: Some(series.info.modality.clone()),
             series_uid: first.series_uid.clone(),
@@ -547,13 +547,13 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
             padding_voxels: pads,
             patient: first.patient.clone(),
             instances: {
-                let mut v: Vec<super::InstanceRef> = series
+                let mut v: Vec<super::InstanceUids> = series
                     .slices
                     .iter()
                     .filter_map(|s| {
                         s.sop_instance_uid
                             .as_ref()
-                            .map(|u| super::InstanceRef { sop_class_uid: s.sop_class.clone(), sop_instance_uid: u.clone() })
+                            .map(|u| super::InstanceUids { sop_class_uid: s.sop_class.clone(), sop_instance_uid: u.clone() })
                     })
                     .collect();
                 v.dedup();

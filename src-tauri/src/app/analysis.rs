@@ -344,7 +344,7 @@ mod tests {
             }],
             image_bank_top: vec![],
             timings: vec![("score".into(), 0.12)],
-            source: Some(StudySource { path: "/data/ct.nii.gz".into(), format: "nifti".into(), ..Default::default() }),
+            source: Some(StudySource { path: "/data/ct.nii.gz".into(), format: radbridge_volume::SourceFormat::Nifti, ..Default::default() }),
         }
     }
 

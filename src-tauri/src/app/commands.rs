@@ -34,7 +34,7 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
     };
     let summary = VolumeSummary {
         path,
-        format: vol.meta.format.clone(),
+        format: vol.meta.format,
         format_detail: vol.meta.format_detail.clone(),
         modality: vol.meta.modality.clone(),
         description: vol.meta.series_description.clone(),

@@ -21,7 +21,7 @@ pub struct Displayed {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct VolumeSummary {
     pub path: String,
-    pub format: String,
+    pub format: radbridge_volume::SourceFormat,
     pub format_detail: String,
     pub modality: Option<String>,
     pub description: Option<String>,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use radbridge_model::analysis::{Diagnosis, StudySource};
+use radbridge_model::analysis::{Diagnosis, SourceFormat, StudySource};
 use radbridge_report::{self as report, Format, ReportOptions};
 use radbridge_store::{self as feedback, AuditAction, Store};
 use serde_json::json;
@@ -66,7 +66,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             // A run recorded from an older diagnosis: the store still knows the study path.
             d.source = Some(StudySource {
                 path: rec.study_path.clone(),
-                format: if radbridge_volume::is_nifti_path(rec.study_path.as_ref()) { "nifti" } else { "dicom" }.into(),
+                format: SourceFormat::of_path(rec.study_path.as_ref()),
                 ..Default::default()
             });
         }

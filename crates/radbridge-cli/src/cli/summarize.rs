@@ -182,7 +182,7 @@ fn write_corpus(c: &std::path::Path, corpus: &[(String, usize)], input: &std::pa
         text.push_str(&serde_json::to_string(&serde_json::json!({"text": t, "count": n}))?);
         text.push('\n');
     }
-    std::fs::write(c, text).with_context(|| format!("{}: cannot write", c.display()))?;
+    radbridge_volume::atomic::write(c, text).with_context(|| format!("{}: cannot write", c.display()))?;
     let meta = serde_json::json!({
         "format": "radbridge-sentence-corpus-1",
         "sentences": corpus.len(),
@@ -194,7 +194,8 @@ fn write_corpus(c: &std::path::Path, corpus: &[(String, usize)], input: &std::pa
         "generator_version": env!("CARGO_PKG_VERSION"),
     });
     let mp = radbridge_model::bank::corpus_meta_path(c);
-    std::fs::write(&mp, serde_json::to_string_pretty(&meta)? + "\n").with_context(|| format!("{}: cannot write", mp.display()))?;
+    radbridge_volume::atomic::write(&mp, serde_json::to_string_pretty(&meta)? + "\n")
+        .with_context(|| format!("{}: cannot write", mp.display()))?;
     eprintln!("wrote {}: {} distinct sentences from {} reports", c.display(), corpus.len(), reports);
     Ok(())
 }

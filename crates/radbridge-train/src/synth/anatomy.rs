@@ -260,8 +260,8 @@ pub fn depth_map(c: &Canvas) -> Vec<f32> {
     let mut d = vec![0f32; g.len()];
     for k in 0..nz {
         let base = nx * ny * k;
-        for idx in base..base + nx * ny {
-            d[idx] = if tissue::is_lung(c.tissue[idx]) { 1e6 } else { 0.0 };
+        for (v, &t) in d[base..base + nx * ny].iter_mut().zip(&c.tissue[base..base + nx * ny]) {
+            *v = if tissue::is_lung(t) { 1e6 } else { 0.0 };
         }
         // forward
         for j in 0..ny {
@@ -330,14 +330,60 @@ pub fn wall_angle(x: f64, y: f64, ac: f64, bc: f64) -> f64 {
 
 /// Build the procedural anatomy. `want` tells which abnormalities will be drawn (the heart
 /// size depends on cardiomegaly).
+///
+/// The steps draw from `rng` in a fixed order (the corpus of a seed must not change): the
+/// noise level, the body measures, the heart's fat, the airway wall, the lymph nodes, the lung
+/// trees.
 pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
     let grid = Grid::centred([0.0, 0.0, 0.0]);
     let mut c = Canvas::new(grid);
     let mut an = Anatomy::empty(grid);
     an.procedural = true;
     an.noise_sigma = rng.range(10.0, 24.0);
+    let body = draw_body(rng, want, &mut an);
+    paint_torso(&mut c, &an, &body);
+    paint_heart(rng, &mut c, &body);
+    let hila = paint_great_vessels(&mut c, &mut an, &body);
+    let main_bronchi = paint_central_airways(rng, &mut c, &mut an, &body);
+    paint_lymph_nodes(rng, &mut c, &body);
+    paint_lung_trees(rng, &mut c, &mut an, &body, hila, main_bronchi);
+    an.coronaries = coronary_paths(body.heart_c, body.heart_r);
+    an.index_lungs(&c);
+    (c, an)
+}
 
-    // --- body and cavity ---
+/// The measures drawn for one body: outline, cavity, densities, heart, ribs and vertebrae.
+struct Body {
+    /// Semi-axes of the body outline (mm).
+    a: f64,
+    b: f64,
+    /// Subcutaneous fat thickness (mm).
+    fat: f64,
+    /// Semi-axes of the thoracic cavity (mm).
+    ac: f64,
+    bc: f64,
+    spine_y: f64,
+    /// Left diaphragm dome top and the mean of both domes (z mm).
+    zl_top: f64,
+    zd_mid: f64,
+    /// Lung apex height (z mm).
+    apex: f64,
+    lung_hu: f64,
+    fat_hu: f64,
+    muscle_hu: f64,
+    liver_hu: f64,
+    carina_z: f64,
+    heart_c: P3,
+    heart_r: P3,
+    ribs: Vec<Rib>,
+    /// Vertebral body + disc height and the lower ends of the bodies (z mm).
+    vh: f64,
+    vz: Vec<f64>,
+}
+
+/// Draw the body outline, cavity, densities, heart size and position, ribs and vertebrae;
+/// record them in `an`.
+fn draw_body(rng: &mut Rng, want: &[bool; N_LABELS], an: &mut Anatomy) -> Body {
     let a = rng.range(138.0, 165.0);
     let b = rng.range(98.0, 122.0);
     let fat = rng.range(5.0, 18.0);
@@ -384,169 +430,237 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
         z += vh;
     }
     an.vertebra_z = vz.clone();
-    let g = grid;
-    let [nx, ny, nz] = g.dims;
+    Body {
+        a,
+        b,
+        fat,
+        ac,
+        bc,
+        spine_y,
+        zl_top,
+        zd_mid,
+        apex,
+        lung_hu,
+        fat_hu,
+        muscle_hu,
+        liver_hu,
+        carina_z,
+        heart_c,
+        heart_r,
+        ribs,
+        vh,
+        vz,
+    }
+}
 
-    for k in 0..nz {
-        let z = g.origin[2] + k as f64 * g.spacing[2];
+/// What changes per axial slice: the outline (narrowing towards the neck), the lung taper
+/// towards the apex and the vertebral level.
+struct Slice {
+    z: f64,
+    /// Semi-axes of the body outline at this height.
+    ab: f64,
+    bb: f64,
+    lung_taper: f64,
+    /// Position within the vertebral body/disc cycle.
+    vpos: f64,
+    in_disc: bool,
+}
+
+impl Slice {
+    fn at(body: &Body, z: f64) -> Slice {
         let neck = smoothstep(105.0, 160.0, z);
-        let ab_ = a * (1.0 - 0.38 * neck);
-        let bb_ = b * (1.0 - 0.2 * neck);
+        let ab = body.a * (1.0 - 0.38 * neck);
+        let bb = body.b * (1.0 - 0.2 * neck);
+        let apex = body.apex;
         let lung_taper = if z > 40.0 { (1.0 - ((z - 40.0) / (apex - 40.0)).powi(2)).max(0.0).sqrt() } else { 1.0 };
         // vertebral level: position within the body/disc cycle
-        let vpos = vz.iter().map(|&v| z - v).filter(|d| *d >= 0.0).fold(f64::MAX, f64::min);
-        let in_disc = vpos > vh - 6.0;
+        let vpos = body.vz.iter().map(|&v| z - v).filter(|d| *d >= 0.0).fold(f64::MAX, f64::min);
+        let in_disc = vpos > body.vh - 6.0;
+        Slice { z, ab, bb, lung_taper, vpos, in_disc }
+    }
+}
+
+/// Body outline and the CT table, body wall, lungs, mediastinal fat, upper abdomen, ribs,
+/// sternum and spine, slice by slice.
+fn paint_torso(c: &mut Canvas, an: &Anatomy, body: &Body) {
+    let g = c.grid;
+    let [nx, ny, nz] = g.dims;
+    for k in 0..nz {
+        let s = Slice::at(body, g.origin[2] + k as f64 * g.spacing[2]);
         for j in 0..ny {
             let y = g.origin[1] + j as f64 * g.spacing[1];
             for i in 0..nx {
                 let x = g.origin[0] + i as f64 * g.spacing[0];
                 let idx = i + nx * (j + ny * k);
-                let eb = (x / ab_).powi(2) + (y / bb_).powi(2);
+                let eb = (x / s.ab).powi(2) + (y / s.bb).powi(2);
                 if eb > 1.0 {
                     // outside: air, and the CT table under the patient
-                    if y > bb_ + 12.0 && y < bb_ + 20.0 && x.abs() < 175.0 {
+                    if y > s.bb + 12.0 && y < s.bb + 20.0 && x.abs() < 175.0 {
                         c.hu[idx] = -300.0;
                         c.tissue[idx] = tissue::MUSCLE;
                     }
                     continue;
                 }
-                let am = ab_ - fat;
-                let bm = bb_ - fat * 0.8;
-                let em = (x / am).powi(2) + (y / bm).powi(2);
-                let (mut t, mut h) = if em > 1.0 { (tissue::FAT, fat_hu) } else { (tissue::MUSCLE, muscle_hu) };
-                // skin
-                if eb > (1.0 - 2.5 / ab_.min(bb_)).powi(2) {
-                    t = tissue::MUSCLE;
-                    h = 20.0;
-                }
-                let ec = (x / ac).powi(2) + (y / bc).powi(2);
-                let er = (x / (ac + 11.0)).powi(2) + (y / (bc + 11.0)).powi(2);
-                // spine and paraspinal muscles
-                let dy = y - spine_y;
-                let paraspinal = x.abs() < 58.0 && dy > 4.0;
-                let vert = (x / 19.0).powi(2) + (dy / 16.0).powi(2) <= 1.0;
-                let vert_wide = (x / 27.0).powi(2) + (dy / 23.0).powi(2) <= 1.0;
-                if ec <= 1.0 && !paraspinal && !vert_wide {
-                    let zd = an.diaphragm_z(x, y);
-                    if z < zd {
-                        t = tissue::ABDOMEN;
-                        h = liver_hu;
-                        if x > 12.0 {
-                            // stomach (anterior) and spleen (posterior) on the left
-                            if y > 0.25 * bc && x > 0.35 * ac {
-                                h = liver_hu - 8.0;
-                            } else {
-                                h = 32.0;
-                                let sc = [0.5 * ac, -0.15 * bc, zl_top - 22.0];
-                                let d = ((x - sc[0]).powi(2) + (y - sc[1]).powi(2) + (z - sc[2]).powi(2)).sqrt();
-                                if d < 24.0 && y < sc[1] + 4.0 {
-                                    h = -1000.0; // gas bubble (supine: anterior)
-                                }
-                            }
-                        }
-                    } else if ec <= lung_taper * lung_taper {
-                        let med_w = if y < -0.55 * bc { 12.0 } else { 24.0 };
-                        if (x - 3.0).abs() < med_w {
-                            t = tissue::MEDIASTINUM;
-                            h = fat_hu;
-                        } else {
-                            t = if x >= 0.0 { tissue::LUNG_L } else { tissue::LUNG_R };
-                            // dependent density gradient
-                            h = lung_hu + 45.0 * clamp01((y + bc) / (2.0 * bc)).powi(2);
-                        }
-                    } else {
-                        t = tissue::MUSCLE;
-                        h = muscle_hu - 5.0;
-                    }
-                } else if ec <= 1.0 && (paraspinal || vert_wide) {
-                    t = tissue::MUSCLE;
-                    h = muscle_hu;
-                }
-                // ribs in the ring just outside the cavity
-                if ec > 1.0 && er <= 1.0 {
-                    let phi = wall_angle(x, y, ac, bc);
-                    for r in &ribs {
-                        let zc = rib_centre(r, phi);
-                        if (z - zc).abs() < 5.5 {
-                            t = tissue::BONE;
-                            // costal cartilage anteriorly
-                            h = if phi > 2.6 { 140.0 } else { 520.0 };
-                            break;
-                        }
-                    }
-                }
-                // sternum
-                if x.abs() < 17.0 && y < -bc + 2.0 && y > -bc - 11.0 && z > -55.0 && z < 110.0 {
-                    t = tissue::BONE;
-                    h = if y < -bc - 8.5 || y > -bc - 0.5 { 650.0 } else { 260.0 };
-                }
-                // vertebra: body (cortex + cancellous), disc, canal, arch, processes
-                if vert {
-                    t = tissue::BONE;
-                    let inner = (x / 16.5).powi(2) + (dy / 13.5).powi(2) <= 1.0;
-                    h = if in_disc {
-                        85.0
-                    } else if inner {
-                        230.0
-                    } else {
-                        700.0
-                    };
-                }
-                let cy = spine_y + 26.0;
-                let dc = (x * x + (y - cy).powi(2)).sqrt();
-                if !in_disc || dc < 9.0 {
-                    if dc < 8.5 {
-                        t = tissue::CANAL;
-                        h = 18.0;
-                    } else if dc < 15.0 && y > spine_y + 12.0 {
-                        t = tissue::BONE;
-                        h = 520.0;
-                    } else if x.abs() < 5.0 && y > cy && y < cy + 38.0 {
-                        t = tissue::BONE;
-                        h = 480.0;
-                    } else if (y - (cy - 4.0)).abs() < 4.0 && x.abs() < 32.0 && x.abs() > 8.0 && vpos < 8.0 {
-                        t = tissue::BONE;
-                        h = 480.0;
-                    }
-                }
+                let (t, h) = soft_tissue(an, body, &s, x, y, eb);
+                let (t, h) = bone(body, &s, x, y, t, h);
                 c.tissue[idx] = t;
                 c.hu[idx] = h as f32;
             }
         }
     }
+}
 
-    // --- mediastinal tubes: paint (radius, hu, tissue) with a fat margin that carves lung ---
-    let tube = |c: &mut Canvas, pts: &[(P3, f64)], hu: f32, t: u8, fat_margin: f64| {
-        for w in pts.windows(2) {
-            let ((pa, ra), (pb, rb)) = (w[0], w[1]);
-            for_segment(c, pa, pb, ra, rb, fat_margin, |c, idx, sd, _| {
-                let cur = c.tissue[idx];
-                if cur == tissue::BONE || cur == tissue::CANAL || cur == tissue::OUT {
-                    return;
-                }
-                if sd < 0.0 {
-                    let cov = coverage(sd) as f32;
-                    if cur == t {
-                        c.hu[idx] = c.hu[idx].max(c.hu[idx] + (hu - c.hu[idx]) * cov);
-                    } else {
-                        c.hu[idx] += (hu - c.hu[idx]) * cov;
+/// Tissue and HU inside the body outline before the bones: fat, muscle and skin of the wall;
+/// in the cavity the abdomen under the diaphragm, the lungs and the mediastinal fat.
+fn soft_tissue(an: &Anatomy, body: &Body, s: &Slice, x: f64, y: f64, eb: f64) -> (u8, f64) {
+    let (ac, bc, fat) = (body.ac, body.bc, body.fat);
+    let am = s.ab - fat;
+    let bm = s.bb - fat * 0.8;
+    let em = (x / am).powi(2) + (y / bm).powi(2);
+    let (mut t, mut h) = if em > 1.0 { (tissue::FAT, body.fat_hu) } else { (tissue::MUSCLE, body.muscle_hu) };
+    // skin
+    if eb > (1.0 - 2.5 / s.ab.min(s.bb)).powi(2) {
+        t = tissue::MUSCLE;
+        h = 20.0;
+    }
+    let ec = (x / ac).powi(2) + (y / bc).powi(2);
+    // spine and paraspinal muscles
+    let dy = y - body.spine_y;
+    let paraspinal = x.abs() < 58.0 && dy > 4.0;
+    let vert_wide = (x / 27.0).powi(2) + (dy / 23.0).powi(2) <= 1.0;
+    let z = s.z;
+    if ec <= 1.0 && !paraspinal && !vert_wide {
+        let zd = an.diaphragm_z(x, y);
+        if z < zd {
+            t = tissue::ABDOMEN;
+            h = body.liver_hu;
+            if x > 12.0 {
+                // stomach (anterior) and spleen (posterior) on the left
+                if y > 0.25 * bc && x > 0.35 * ac {
+                    h = body.liver_hu - 8.0;
+                } else {
+                    h = 32.0;
+                    let sc = [0.5 * ac, -0.15 * bc, body.zl_top - 22.0];
+                    let d = ((x - sc[0]).powi(2) + (y - sc[1]).powi(2) + (z - sc[2]).powi(2)).sqrt();
+                    if d < 24.0 && y < sc[1] + 4.0 {
+                        h = -1000.0; // gas bubble (supine: anterior)
                     }
-                    if cov > 0.5 {
-                        c.tissue[idx] = t;
-                    }
-                } else if tissue::is_lung(cur) {
-                    c.tissue[idx] = tissue::MEDIASTINUM;
-                    c.hu[idx] = fat_hu as f32;
                 }
-            });
+            }
+        } else if ec <= s.lung_taper * s.lung_taper {
+            let med_w = if y < -0.55 * bc { 12.0 } else { 24.0 };
+            if (x - 3.0).abs() < med_w {
+                t = tissue::MEDIASTINUM;
+                h = body.fat_hu;
+            } else {
+                t = if x >= 0.0 { tissue::LUNG_L } else { tissue::LUNG_R };
+                // dependent density gradient
+                h = body.lung_hu + 45.0 * clamp01((y + bc) / (2.0 * bc)).powi(2);
+            }
+        } else {
+            t = tissue::MUSCLE;
+            h = body.muscle_hu - 5.0;
         }
-    };
-    let cz = carina_z;
-    let sy = spine_y;
-    // heart (with epicardial fat), painted first; tubes go over it
-    let (hc, hr) = (heart_c, heart_r);
+    } else if ec <= 1.0 && (paraspinal || vert_wide) {
+        t = tissue::MUSCLE;
+        h = body.muscle_hu;
+    }
+    (t, h)
+}
+
+/// Bones over the soft tissue `(t, h)`: ribs in the ring just outside the cavity, sternum,
+/// vertebral body and disc, canal, arch and processes.
+fn bone(body: &Body, s: &Slice, x: f64, y: f64, t: u8, h: f64) -> (u8, f64) {
+    let (mut t, mut h) = (t, h);
+    let (ac, bc, spine_y, z) = (body.ac, body.bc, body.spine_y, s.z);
+    let ec = (x / ac).powi(2) + (y / bc).powi(2);
+    let er = (x / (ac + 11.0)).powi(2) + (y / (bc + 11.0)).powi(2);
+    let dy = y - spine_y;
+    let vert = (x / 19.0).powi(2) + (dy / 16.0).powi(2) <= 1.0;
+    // ribs in the ring just outside the cavity
+    if ec > 1.0 && er <= 1.0 {
+        let phi = wall_angle(x, y, ac, bc);
+        for r in &body.ribs {
+            let zc = rib_centre(r, phi);
+            if (z - zc).abs() < 5.5 {
+                t = tissue::BONE;
+                // costal cartilage anteriorly
+                h = if phi > 2.6 { 140.0 } else { 520.0 };
+                break;
+            }
+        }
+    }
+    // sternum
+    if x.abs() < 17.0 && y < -bc + 2.0 && y > -bc - 11.0 && z > -55.0 && z < 110.0 {
+        t = tissue::BONE;
+        h = if y < -bc - 8.5 || y > -bc - 0.5 { 650.0 } else { 260.0 };
+    }
+    // vertebra: body (cortex + cancellous), disc, canal, arch, processes
+    if vert {
+        t = tissue::BONE;
+        let inner = (x / 16.5).powi(2) + (dy / 13.5).powi(2) <= 1.0;
+        h = if s.in_disc {
+            85.0
+        } else if inner {
+            230.0
+        } else {
+            700.0
+        };
+    }
+    let cy = spine_y + 26.0;
+    let dc = (x * x + (y - cy).powi(2)).sqrt();
+    if !s.in_disc || dc < 9.0 {
+        if dc < 8.5 {
+            t = tissue::CANAL;
+            h = 18.0;
+        } else if dc < 15.0 && y > spine_y + 12.0 {
+            t = tissue::BONE;
+            h = 520.0;
+        } else if (x.abs() < 5.0 && y > cy && y < cy + 38.0)
+            || ((y - (cy - 4.0)).abs() < 4.0 && x.abs() < 32.0 && x.abs() > 8.0 && s.vpos < 8.0)
+        {
+            // spinous process, transverse processes
+            t = tissue::BONE;
+            h = 480.0;
+        }
+    }
+    (t, h)
+}
+
+/// Paint a mediastinal tube through `pts` (centre, radius) with `hu` and tissue `t`; its fat
+/// margin carves lung into mediastinal fat of `fat_hu`.
+fn tube(c: &mut Canvas, pts: &[(P3, f64)], hu: f32, t: u8, fat_margin: f64, fat_hu: f64) {
+    for w in pts.windows(2) {
+        let ((pa, ra), (pb, rb)) = (w[0], w[1]);
+        for_segment(c, pa, pb, ra, rb, fat_margin, |c, idx, sd, _| {
+            let cur = c.tissue[idx];
+            if cur == tissue::BONE || cur == tissue::CANAL || cur == tissue::OUT {
+                return;
+            }
+            if sd < 0.0 {
+                let cov = coverage(sd) as f32;
+                if cur == t {
+                    c.hu[idx] = c.hu[idx].max(c.hu[idx] + (hu - c.hu[idx]) * cov);
+                } else {
+                    c.hu[idx] += (hu - c.hu[idx]) * cov;
+                }
+                if cov > 0.5 {
+                    c.tissue[idx] = t;
+                }
+            } else if tissue::is_lung(cur) {
+                c.tissue[idx] = tissue::MEDIASTINUM;
+                c.hu[idx] = fat_hu as f32;
+            }
+        });
+    }
+}
+
+/// The heart with epicardial fat, painted before the tubes that go over it.
+fn paint_heart(rng: &mut Rng, c: &mut Canvas, body: &Body) {
+    let (sy, fat_hu) = (body.spine_y, body.fat_hu);
+    let (hc, hr) = (body.heart_c, body.heart_r);
     let fatw = rng.range(3.0, 7.0);
-    for_box(&mut c, sub(hc, add(hr, [fatw + 3.0; 3])), add(hc, add(hr, [fatw + 3.0; 3])), |c, idx, p| {
+    for_box(c, sub(hc, add(hr, [fatw + 3.0; 3])), add(hc, add(hr, [fatw + 3.0; 3])), |c, idx, p| {
         let q = [(p[0] - hc[0]) / hr[0], (p[1] - hc[1]) / hr[1], (p[2] - hc[2]) / hr[2]];
         let r = norm(q);
         let cur = c.tissue[idx];
@@ -566,6 +680,13 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
             c.hu[idx] = fat_hu as f32;
         }
     });
+}
+
+/// Aorta, pulmonary trunk and arteries, SVC, arch branches and the oesophagus; records them
+/// in `an` and returns the hila [right, left].
+fn paint_great_vessels(c: &mut Canvas, an: &mut Anatomy, body: &Body) -> [P3; 2] {
+    let (bc, cz, sy, zd_mid, fat_hu) = (body.bc, body.carina_z, body.spine_y, body.zd_mid, body.fat_hu);
+    let (hc, hr) = (body.heart_c, body.heart_r);
     let root = [hc[0] - 0.35 * hr[0], hc[1] + 0.2 * hr[1], hc[2] + 0.55 * hr[2]];
     let aorta = vec![
         (root, 14.0),
@@ -577,32 +698,38 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
         ([15.0, sy - 12.0, zd_mid - 10.0], 11.0),
         ([6.0, sy - 18.0, -175.0], 10.5),
     ];
-    tube(&mut c, &aorta, 42.0, tissue::VESSEL, 4.0);
+    tube(c, &aorta, 42.0, tissue::VESSEL, 4.0, fat_hu);
     an.aorta = aorta;
     // pulmonary trunk and arteries
     let pt0 = [hc[0] - 0.05 * hr[0], hc[1] - 0.35 * hr[1], hc[2] + 0.6 * hr[2]];
     let pt1 = [10.0, -0.12 * bc, cz - 6.0];
-    tube(&mut c, &[(pt0, 13.0), (pt1, 12.5)], 40.0, tissue::VESSEL, 3.0);
+    tube(c, &[(pt0, 13.0), (pt1, 12.5)], 40.0, tissue::VESSEL, 3.0, fat_hu);
     let hil_r = [-40.0, sy - 38.0, cz - 18.0];
     let hil_l = [42.0, sy - 34.0, cz - 22.0];
     an.hila = [hil_r, hil_l];
-    tube(&mut c, &[(pt1, 11.0), ([-34.0, sy - 44.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0);
-    tube(&mut c, &[(pt1, 11.0), ([38.0, sy - 40.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0);
+    tube(c, &[(pt1, 11.0), ([-34.0, sy - 44.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0, fat_hu);
+    tube(c, &[(pt1, 11.0), ([38.0, sy - 40.0, cz - 14.0], 9.0)], 40.0, tissue::VESSEL, 2.0, fat_hu);
     // SVC and arch branches
-    tube(&mut c, &[([-24.0, -0.2 * bc, 160.0], 9.0), ([-22.0, -0.12 * bc, root[2]], 9.5)], 40.0, tissue::VESSEL, 3.0);
-    tube(&mut c, &[([-4.0, -0.18 * bc, cz + 38.0], 6.5), ([-14.0, -0.1 * bc, 165.0], 6.0)], 42.0, tissue::VESSEL, 3.0);
-    tube(&mut c, &[([7.0, -0.12 * bc, cz + 40.0], 4.5), ([9.0, -0.05 * bc, 165.0], 4.5)], 42.0, tissue::VESSEL, 3.0);
-    tube(&mut c, &[([17.0, -0.03 * bc, cz + 39.0], 5.0), ([32.0, 0.0, 165.0], 5.0)], 42.0, tissue::VESSEL, 3.0);
+    tube(c, &[([-24.0, -0.2 * bc, 160.0], 9.0), ([-22.0, -0.12 * bc, root[2]], 9.5)], 40.0, tissue::VESSEL, 3.0, fat_hu);
+    tube(c, &[([-4.0, -0.18 * bc, cz + 38.0], 6.5), ([-14.0, -0.1 * bc, 165.0], 6.0)], 42.0, tissue::VESSEL, 3.0, fat_hu);
+    tube(c, &[([7.0, -0.12 * bc, cz + 40.0], 4.5), ([9.0, -0.05 * bc, 165.0], 4.5)], 42.0, tissue::VESSEL, 3.0, fat_hu);
+    tube(c, &[([17.0, -0.03 * bc, cz + 39.0], 5.0), ([32.0, 0.0, 165.0], 5.0)], 42.0, tissue::VESSEL, 3.0, fat_hu);
     // oesophagus (collapsed, a little air)
     let eso = vec![
         ([5.0, sy - 24.0, 170.0], 7.0),
         ([7.0, sy - 22.0, cz], 7.0),
         ([12.0, sy - 26.0, zd_mid + 5.0], 7.5),
-        ([40.0, -0.1 * bc, zl_top - 25.0], 9.0),
+        ([40.0, -0.1 * bc, body.zl_top - 25.0], 9.0),
     ];
-    tube(&mut c, &eso, 38.0, tissue::MEDIASTINUM, 3.0);
+    tube(c, &eso, 38.0, tissue::MEDIASTINUM, 3.0, fat_hu);
     an.esophagus = eso;
-    // trachea and central bronchi (air lumen, thin wall)
+    [hil_r, hil_l]
+}
+
+/// Trachea and main bronchi (air lumen, thin wall); records the carina and the central
+/// bronchi in `an` and returns the main bronchi's ends [right, left].
+fn paint_central_airways(rng: &mut Rng, c: &mut Canvas, an: &mut Anatomy, body: &Body) -> [P3; 2] {
+    let (cz, sy, fat_hu) = (body.carina_z, body.spine_y, body.fat_hu);
     let carina = [0.0, sy - 38.0, cz];
     an.carina = carina;
     let wall = rng.range(1.5, 2.2);
@@ -625,26 +752,36 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
             }
         });
     };
-    airway(&mut c, [0.0, sy - 44.0, 175.0], carina, 8.0, 3.0);
+    airway(c, [0.0, sy - 44.0, 175.0], carina, 8.0, 3.0);
     let rmb = [-30.0, sy - 36.0, cz - 14.0];
     let lmb = [34.0, sy - 32.0, cz - 20.0];
-    airway(&mut c, carina, rmb, 6.0, 2.0);
-    airway(&mut c, carina, lmb, 5.5, 2.0);
+    airway(c, carina, rmb, 6.0, 2.0);
+    airway(c, carina, lmb, 5.5, 2.0);
     an.central_bronchi = vec![(carina, rmb, 6.0), (carina, lmb, 5.5)];
-    // mediastinal lymph nodes (normal size, < 8 mm)
+    [rmb, lmb]
+}
+
+/// Mediastinal lymph nodes of normal size (< 8 mm).
+fn paint_lymph_nodes(rng: &mut Rng, c: &mut Canvas, body: &Body) {
+    let (bc, cz, sy) = (body.bc, body.carina_z, body.spine_y);
     for _ in 0..rng.int(2, 5) {
         let p = [rng.range(-18.0, 10.0), rng.range(-0.3 * bc, sy - 30.0), rng.range(cz - 10.0, cz + 45.0)];
         let r = rng.range(2.5, 3.8);
-        for_box(&mut c, sub(p, [r + 3.0; 3]), add(p, [r + 3.0; 3]), |c, idx, q| {
+        for_box(c, sub(p, [r + 3.0; 3]), add(p, [r + 3.0; 3]), |c, idx, q| {
             if c.tissue[idx] == tissue::MEDIASTINUM && norm(sub(q, p)) < r {
                 c.hu[idx] = 38.0;
             }
         });
     }
+}
 
-    // --- lung vessels and airways (trees from the hila) ---
+/// Lung vessels and airways: branching trees grown from the hila, painted into the lungs;
+/// records the airway segments and the lobar bronchi in `an`.
+fn paint_lung_trees(rng: &mut Rng, c: &mut Canvas, an: &mut Anatomy, body: &Body, hila: [P3; 2], main_bronchi: [P3; 2]) {
+    let (ac, bc, cz, zd_mid, apex) = (body.ac, body.bc, body.carina_z, body.zd_mid, body.apex);
+    let [rmb, lmb] = main_bronchi;
     let mut segs: Vec<(P3, P3, f64, bool)> = Vec::new(); // (a, b, radius, is_airway)
-    for (s, hil) in [hil_r, hil_l].into_iter().enumerate() {
+    for (s, hil) in hila.into_iter().enumerate() {
         let sx = if s == 0 { -1.0 } else { 1.0 };
         let targets: [P3; 6] = [
             [sx * 0.5 * ac, -0.1 * bc, apex - 25.0],
@@ -676,7 +813,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
         if *is_air {
             an.airways.push((a0, b0, r));
             let w = (0.22 * r).max(0.8);
-            for_segment(&mut c, a0, b0, r + w, r + w, 0.0, |c, idx, sd, _| {
+            for_segment(c, a0, b0, r + w, r + w, 0.0, |c, idx, sd, _| {
                 if !tissue::is_lung(c.tissue[idx]) {
                     return;
                 }
@@ -689,7 +826,7 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
                 }
             });
         } else {
-            for_segment(&mut c, a0, b0, r, r, 0.0, |c, idx, sd, _| {
+            for_segment(c, a0, b0, r, r, 0.0, |c, idx, sd, _| {
                 if !tissue::is_lung(c.tissue[idx]) {
                     return;
                 }
@@ -699,9 +836,6 @@ pub fn build(rng: &mut Rng, want: &[bool; N_LABELS]) -> (Canvas, Anatomy) {
             });
         }
     }
-    an.coronaries = coronary_paths(hc, hr);
-    an.index_lungs(&c);
-    (c, an)
 }
 
 /// Recursive branching tree: segments of length `len`, radius `r`, children bend by up to ~35°.

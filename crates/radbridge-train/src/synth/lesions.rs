@@ -42,6 +42,8 @@ pub struct Blob {
 
 impl Blob {
     /// `irregular` 0 = smooth ellipsoid … 1 = strongly lobulated.
+    // 6.28 is the range of a random phase; the corpus is drawn with it (not with τ).
+    #[allow(clippy::approx_constant)]
     pub fn new(rng: &mut Rng, c: P3, r: P3, irregular: f64) -> Blob {
         let mut w = [([0.0; 3], 0.0, 0.0, 0.0); 3];
         for x in w.iter_mut() {

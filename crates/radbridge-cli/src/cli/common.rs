@@ -1,0 +1,58 @@
+//! Pieces shared by the subcommands: the series-loading flags, the progress bar and the
+//! prompt-file reader.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use radbridge_volume::{self as volume, Loaded, OpenOptions, Progress};
+
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Series to load when the folder holds several: 0-based index or SeriesInstanceUID
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Load non-CT modalities too (values are then not Hounsfield units)
+    #[arg(long)]
+    pub any_modality: bool,
+}
+
+/// Progress bar on stderr (hidden when stderr is not a terminal).
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn stage(&self, name: &str, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_message(name.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+/// Open options from the loading flags, with a progress bar when `progress`.
+pub fn open_options(load: &LoadArgs, progress: bool) -> OpenOptions {
+    let mut o = OpenOptions { series: load.series.clone(), any_modality: load.any_modality, ..Default::default() };
+    if progress {
+        let pb = ProgressBar::new(0);
+        pb.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}").unwrap().progress_chars("=> "));
+        o.progress = Arc::new(Bar(pb));
+    }
+    o
+}
+
+/// Open a CT with the loading flags and a progress bar.
+pub fn open(path: &Path, load: &LoadArgs) -> Result<Loaded> {
+    Ok(volume::open(path, &open_options(load, true))?)
+}
+
+/// Prompts, one per line (blank lines skipped); at least one.
+pub fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read prompts", path.display()))?;
+    let p: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    anyhow::ensure!(!p.is_empty(), "{}: no prompts (one per line)", path.display());
+    Ok(p)
+}
