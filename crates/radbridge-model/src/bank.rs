@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use crate::error::ModelError;
 
 /// One bank entry's weight in a z vector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -92,13 +93,13 @@ pub struct CorpusMeta {
 }
 
 impl CorpusMeta {
-    pub fn load(corpus: &Path) -> anyhow::Result<Option<CorpusMeta>> {
+    pub fn load(corpus: &Path) -> Result<Option<CorpusMeta>, ModelError> {
         let p = corpus_meta_path(corpus);
         if !p.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid corpus metadata: {e}", p.display()))?))
+        let text = std::fs::read_to_string(&p).map_err(ModelError::io(&p, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(&p, "invalid corpus metadata"))?))
     }
 }
 
@@ -129,12 +130,12 @@ pub fn find_bundled_corpus(model_dir: Option<&Path>) -> Option<std::path::PathBu
 }
 
 impl BankDescriptions {
-    pub fn load(path: &Path) -> anyhow::Result<Option<BankDescriptions>> {
+    pub fn load(path: &Path) -> Result<Option<BankDescriptions>, ModelError> {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid bank descriptions: {e}", path.display()))?))
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(path, "invalid bank descriptions"))?))
     }
 
     pub fn describe(&self, index: usize) -> Option<&str> {

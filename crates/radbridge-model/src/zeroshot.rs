@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use crate::error::ModelError;
 
 /// The 18 CT-RATE abnormalities, in the official prompt order.
 pub const CT_RATE: [&str; 18] = [
@@ -241,12 +242,12 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub fn load(path: &Path) -> anyhow::Result<Option<Thresholds>> {
+    pub fn load(path: &Path) -> Result<Option<Thresholds>, ModelError> {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid thresholds file: {e}", path.display()))?))
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(path, "invalid thresholds file"))?))
     }
     pub fn get(&self, label: &str) -> Option<f32> {
         self.thresholds.get(label).copied()
@@ -298,7 +299,7 @@ impl TextCache {
                 let _ = std::fs::create_dir_all(dir);
             }
             if let Ok(t) = serde_json::to_string(self) {
-                if std::fs::write(p, t).is_ok() {
+                if radbridge_volume::atomic::write(p, t).is_ok() {
                     self.dirty = false;
                 }
             }
