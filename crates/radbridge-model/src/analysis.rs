@@ -121,7 +121,7 @@ impl Engine {
         let weights = package.weights_path();
         let weights_error = |what: &'static str| {
             let path = weights.clone();
-            move |source| ModelError::Weights { path, what, source }
+            move |source| ModelError::Weights { path, what, source: Box::new(source) }
         };
         // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
+use serde::{Deserialize, Serialize};
 
 /// One bank entry's weight in a z vector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -169,7 +169,10 @@ pub fn model(
     engine.cache = TextCache::in_memory(&sha);
     let (shape, data) = crate::preprocess::read_npy(volume).map_err(ModelError::io(volume, "cannot read the input"))?;
     if !(shape.len() == 5 && shape[0] == 1 && shape[1] == 1) {
-        return Err(ModelError::Invalid { path: volume.to_path_buf(), reason: format!("expected a (1, 1, d0, d1, d2) tensor, found {shape:?}") });
+        return Err(ModelError::Invalid {
+            path: volume.to_path_buf(),
+            reason: format!("expected a (1, 1, d0, d1, d2) tensor, found {shape:?}"),
+        });
     }
     let x = candle_core::Tensor::from_vec(data, shape.clone(), &engine.device)?;
     let prompts = prompts.unwrap_or_else(|| default_prompts(&engine));

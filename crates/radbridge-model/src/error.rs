@@ -33,7 +33,7 @@ pub enum ModelError {
         path: PathBuf,
         what: &'static str,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// A file or folder that is unusable for a reason of its own (no tokenizer, a bad input).
     #[error("{path}: {reason}")]

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use radbridge_volume::atomic;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::checkpoint::Arch;

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
+use serde::{Deserialize, Serialize};
 
 /// The 18 CT-RATE abnormalities, in the official prompt order.
 pub const CT_RATE: [&str; 18] = [

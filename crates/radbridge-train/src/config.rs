@@ -94,7 +94,8 @@ impl MaeConfig {
             return Err(format!(
                 "pretrain.decoder_dim {} is not a multiple of pretrain.decoder_heads {}",
                 self.decoder_dim, self.decoder_heads
-            ).into());
+            )
+            .into());
         }
         if self.decoder_dim < 6 {
             return Err("pretrain.decoder_dim must be at least 6 (3-D sin-cos positions)".into());
@@ -298,7 +299,9 @@ impl TrainConfig {
         }
         for a in 0..3 {
             if self.crop[a] == 0 || self.crop[a] > self.preprocess.target_shape[a] {
-                return Err(format!("crop {:?} must fit inside preprocess.target_shape {:?}", self.crop, self.preprocess.target_shape).into());
+                return Err(
+                    format!("crop {:?} must fit inside preprocess.target_shape {:?}", self.crop, self.preprocess.target_shape).into()
+                );
             }
             if self.crop[a] < v.patch_size[a] {
                 return Err(format!("crop {:?} is smaller than one patch {:?}", self.crop, v.patch_size).into());
@@ -317,7 +320,8 @@ impl TrainConfig {
             return Err(format!(
                 "text_max_length {} must be in 3..={} (text.max_position_embeddings)",
                 self.text_max_length, self.text.max_position_embeddings
-            ).into());
+            )
+            .into());
         }
         if self.text_pool_layers == 0 || self.text_pool_layers > self.text.num_hidden_layers + 1 {
             return Err("text_pool_layers must be in 1..=text.num_hidden_layers + 1".into());

@@ -76,7 +76,7 @@ pub enum TrainError {
     Text {
         path: PathBuf,
         #[source]
-        source: ModelError,
+        source: Box<ModelError>,
     },
     /// Weights or optimiser state could not be written.
     #[error("{path}: cannot write")]
@@ -553,7 +553,7 @@ fn train_step(run: &Run, adam: &mut Adam, st: &RunState, order: &[usize]) -> Res
         run.cache.crop_into(ci, o, cfg.crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
         let picked = sample_without_replacement(&mut rng, &run.sentences[ci], cfg.merge_num);
         let e = encode_text(run.tokenizer, &picked, cfg.text_max_length)
-            .map_err(|source| TrainError::Text { path: run.corpus.path(&run.cases[ci].report), source })?;
+            .map_err(|e| TrainError::Text { path: run.corpus.path(&run.cases[ci].report), source: Box::new(e) })?;
         encs.push(e);
     }
     let x = Tensor::from_vec(xs, (batch, 1, c0, c1, c2), run.dev)?;
@@ -564,7 +564,10 @@ fn train_step(run: &Run, adam: &mut Adam, st: &RunState, order: &[usize]) -> Res
     let parts = brgsa_loss(&v, &t, &v_hat, &t_hat, &cfg.loss)?;
     let vals = parts.values()?;
     if !vals[0].is_finite() {
-        return Err(TrainError::Invalid { path: run.opts.output.clone(), reason: format!("loss is {} at step {}", vals[0], st.global_step) });
+        return Err(TrainError::Invalid {
+            path: run.opts.output.clone(),
+            reason: format!("loss is {} at step {}", vals[0], st.global_step),
+        });
     }
     let grads = parts.total.backward()?;
     let lr = adam.current_lr();

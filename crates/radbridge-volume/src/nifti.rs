@@ -610,7 +610,8 @@ mod tests {
             assert_eq!(back.dims, [2, 3, 4], "{name}");
             assert_eq!(back.voxels, Voxels::I16(voxels.clone()), "{name}");
         }
-        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         assert_eq!(names, ["a.nii", "b.nii.gz"]);
         // A missing folder is an error naming the file, not a panic.
