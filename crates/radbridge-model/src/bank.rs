@@ -125,7 +125,8 @@ pub fn find_bundled_corpus(model_dir: Option<&Path>) -> Option<std::path::PathBu
             candidates.push(anc.join(rel));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel));
+    // The crate lives in crates/radbridge-model: the source tree is two folders up.
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join(rel));
     candidates.into_iter().find(|p| p.is_file())
 }
 
