@@ -334,6 +334,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_thresholds_file_is_an_error_naming_it_with_the_parse_error_as_source() {
+        use std::error::Error as _;
+        let dir = std::env::temp_dir().join(format!("radbridge-thresholds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("thresholds.json");
+        assert!(Thresholds::load(&p).unwrap().is_none(), "a missing file means no thresholds");
+        std::fs::write(&p, "{\"thresholds\": {\"Emphysema\": \"high\"}}").unwrap();
+        let e = Thresholds::load(&p).unwrap_err();
+        assert!(matches!(e, ModelError::Json { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("{}: invalid thresholds file", p.display()));
+        assert!(e.source().is_some_and(|s| s.to_string().contains("invalid type")), "{:?}", e.source());
+        std::fs::write(&p, "{\"thresholds\": {\"Emphysema\": 0.25}}").unwrap();
+        assert_eq!(Thresholds::load(&p).unwrap().unwrap().get("Emphysema"), Some(0.25));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn scores() {
         let v = [1.0, 0.0];
         let vh = [0.0, 1.0];
