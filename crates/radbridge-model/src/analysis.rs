@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -15,11 +14,12 @@ use crate::bert::BertConfig;
 use crate::brgsa::{Brgsa, BrgsaConfig};
 use crate::checkpoint::Arch;
 use crate::ctclip::{CtClip, CtClipConfig};
+use crate::error::{ModelError, Result};
 use crate::package::ModelPackage;
 use crate::preprocess::{self, ModelInput};
 use crate::text::{process_text, BertTokenizer};
 use crate::zeroshot::{self, Finding, TextCache, Thresholds};
-use radbridge_volume::{CancelToken, Volume, VolumeError};
+use radbridge_volume::{CancelToken, Volume};
 
 /// The network behind a model directory.
 pub enum Net {
@@ -117,35 +117,33 @@ impl Engine {
         package.verify_weights()?;
         let m = &package.manifest;
         let text_cfg_path = package.path(&m.text.config);
-        let text =
-            BertConfig::from_json_file(&text_cfg_path).with_context(|| format!("{}: invalid BERT config", text_cfg_path.display()))?;
+        let text = BertConfig::from_json_file(&text_cfg_path)?;
         let weights = package.weights_path();
+        let weights_error = |what: &'static str| {
+            let path = weights.clone();
+            move |source| ModelError::Weights { path, what, source: Box::new(source) }
+        };
         // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .with_context(|| format!("{}: cannot map the weights", weights.display()))?;
+            .map_err(weights_error("cannot map the weights"))?;
         let net = match m.architecture {
             Arch::Brgsa => {
                 let mut cfg: BrgsaConfig = serde_json::from_value(m.model.clone())
-                    .with_context(|| format!("{}: model.json 'model' is not a BrgSA configuration", dir.display()))?;
+                    .map_err(ModelError::json(dir, "model.json 'model' is not a BrgSA configuration"))?;
                 cfg.text = text;
-                Net::Brgsa(Box::new(
-                    Brgsa::load(vb, &cfg).with_context(|| format!("{}: weights do not fit the BrgSA configuration", weights.display()))?,
-                ))
+                Net::Brgsa(Box::new(Brgsa::load(vb, &cfg).map_err(weights_error("weights do not fit the BrgSA configuration"))?))
             }
             Arch::Ctclip => {
                 let mut cfg: CtClipConfig = serde_json::from_value(m.model.clone())
-                    .with_context(|| format!("{}: model.json 'model' is not a CT-CLIP configuration", dir.display()))?;
+                    .map_err(ModelError::json(dir, "model.json 'model' is not a CT-CLIP configuration"))?;
                 cfg.text = text;
-                Net::Ctclip(Box::new(
-                    CtClip::load(vb, &cfg)
-                        .with_context(|| format!("{}: weights do not fit the CT-CLIP configuration", weights.display()))?,
-                ))
+                Net::Ctclip(Box::new(CtClip::load(vb, &cfg).map_err(weights_error("weights do not fit the CT-CLIP configuration"))?))
             }
         };
         let tokenizer = match (&m.text.tokenizer, &m.text.vocab) {
             (Some(t), _) => BertTokenizer::from_tokenizer_json(package.path(t))?,
             (None, Some(v)) => BertTokenizer::from_vocab_file(package.path(v), true)?,
-            (None, None) => bail!("{}: no tokenizer", dir.display()),
+            (None, None) => return Err(ModelError::Invalid { path: dir.to_path_buf(), reason: "no tokenizer".into() }),
         };
         let bank = match &m.bank {
             Some(b) => BankDescriptions::load(&package.path(b))?,
@@ -195,7 +193,10 @@ impl Engine {
         Ok(match &self.net {
             Net::Brgsa(m) => {
                 let layer = layer.unwrap_or_else(|| m.default_relevance_layer());
-                let e = m.encode_images_keeping(x, layer)?.pop().context("no image embedding")?;
+                let e = m
+                    .encode_images_keeping(x, layer)?
+                    .pop()
+                    .ok_or_else(|| ModelError::Invalid { path: self.package.dir.clone(), reason: "no image embedding".into() })?;
                 let n = e.patch_proj.dim(0)?;
                 let pp = e.patch_proj.to_dtype(DType::F32)?.to_vec2::<f32>()?;
                 debug_assert_eq!(pp.len(), n);
@@ -431,57 +432,84 @@ impl Engine {
     /// Score a volume: preprocess, encode the image once, embed every prompt (cached), score,
     /// explain, and write heat maps. `progress(stage, fraction)` is called between stages.
     pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(&str, f32)) -> Result<Diagnosis> {
-        let mut timings = Vec::new();
-        let check = || if opts.cancel.is_cancelled() { Err(anyhow::Error::from(VolumeError::Cancelled)) } else { Ok(()) };
+        let mut timings = Timings::default();
+        self.encode_or_reuse(volume, opts, progress, &mut timings)?;
+        opts.cancel.check()?;
+        progress("encode text", 0.7);
+        let t = Instant::now();
+        let prompts = Prompts::new(&self.package.manifest.prompts, opts);
+        let codes = self.embed_prompts(&prompts.all())?;
+        timings.push("encode text", t);
+        opts.cancel.check()?;
+        progress("score", 0.9);
+        let t = Instant::now();
+        let enc = self.encoded.as_ref().expect("encoded above");
+        let k = opts.top_k.max(1);
+        let mut findings = self.score_findings(enc, &prompts, &codes, k);
+        timings.push("score", t);
+        opts.cancel.check()?;
+        let maps = self.compute_peaks(enc, opts, &codes, &mut findings, &mut timings)?;
+        let image_bank_top = match &enc.image {
+            ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
+            ImageCode::Ctclip { .. } => vec![],
+        };
+        if let Some(dir) = &opts.heatmap_dir {
+            self.write_heatmaps(enc, dir, opts, &maps, &mut findings, progress, &mut timings)?;
+        }
+        progress("done", 1.0);
+        if opts.image_key.is_none() {
+            self.encoded = None;
+        }
+        Ok(self.diagnosis(volume, findings, image_bank_top, timings.0))
+    }
+
+    /// Preprocess and encode the volume, or reuse the encoding kept from the last call with
+    /// the same [`DiagnoseOptions::image_key`]; either way `self.encoded` holds it afterwards.
+    fn encode_or_reuse(
+        &mut self,
+        volume: &Volume,
+        opts: &DiagnoseOptions,
+        progress: &dyn Fn(&str, f32),
+        timings: &mut Timings,
+    ) -> Result<()> {
         let stage_start = Instant::now();
         let reuse = opts.image_key.is_some() && self.encoded.as_ref().is_some_and(|e| e.key == opts.image_key);
         if reuse {
             // The same stages as a full run (the UI has a bar for each), at no cost.
             progress("preprocess", 0.0);
             progress("encode image", 0.2);
-            timings.push(("encode image (reused)".to_string(), stage_start.elapsed().as_secs_f64()));
-        } else {
-            self.encoded = None;
-            progress("preprocess", 0.0);
-            let canon = volume.canonical();
-            let input = self.preprocess(&canon);
-            timings.push(("preprocess".to_string(), stage_start.elapsed().as_secs_f64()));
-            check()?;
-            progress("encode image", 0.2);
-            let t = Instant::now();
-            let x = self.tensor(&input)?;
-            let image = self.encode_image(&x)?;
-            drop(x);
-            timings.push(("encode image".to_string(), t.elapsed().as_secs_f64()));
-            let header = Volume {
-                dims: canon.dims,
-                voxels: radbridge_volume::Voxels::F32(Vec::new()),
-                affine: canon.affine,
-                meta: canon.meta.clone(),
-                warnings: Vec::new(),
-            };
-            self.encoded = Some(EncodedImage { key: opts.image_key.clone(), geometry: input.geometry, header, image });
+            timings.push("encode image (reused)", stage_start);
+            return Ok(());
         }
-        check()?;
-        progress("encode text", 0.7);
+        self.encoded = None;
+        progress("preprocess", 0.0);
+        let canon = volume.canonical();
+        let input = self.preprocess(&canon);
+        timings.push("preprocess", stage_start);
+        opts.cancel.check()?;
+        progress("encode image", 0.2);
         let t = Instant::now();
-        let tpl = self.package.manifest.prompts.clone();
-        let mut items: Vec<(String, bool)> = opts.labels.iter().map(|l| (l.clone(), false)).collect();
-        items.extend(opts.findings.iter().map(|f| (f.clone(), true)));
-        let positives: Vec<String> = items.iter().map(|(l, _)| tpl.positive_for(l)).collect();
-        let negatives: Vec<String> = items.iter().filter_map(|(l, _)| tpl.negative_for(l)).collect();
-        let mut all = positives.clone();
-        all.extend(negatives.iter().cloned());
-        let codes = self.embed_prompts(&all)?;
-        let enc = self.encoded.as_ref().expect("encoded above");
-        timings.push(("encode text".to_string(), t.elapsed().as_secs_f64()));
-        check()?;
-        progress("score", 0.9);
-        let t = Instant::now();
-        let k = opts.top_k.max(1);
+        let x = self.tensor(&input)?;
+        let image = self.encode_image(&x)?;
+        drop(x);
+        timings.push("encode image", t);
+        let header = Volume {
+            dims: canon.dims,
+            voxels: radbridge_volume::Voxels::F32(Vec::new()),
+            affine: canon.affine,
+            meta: canon.meta.clone(),
+            warnings: Vec::new(),
+        };
+        self.encoded = Some(EncodedImage { key: opts.image_key.clone(), geometry: input.geometry, header, image });
+        Ok(())
+    }
+
+    /// Score every label and typed finding against the image, with the bank entries that
+    /// explain each (BrgSA) and the threshold decision.
+    fn score_findings(&self, enc: &EncodedImage, prompts: &Prompts, codes: &[TextCode], k: usize) -> Vec<ScoredFinding> {
         let scale = self.logit_scale();
-        let mut findings = Vec::with_capacity(items.len());
-        for (i, (label, custom)) in items.iter().enumerate() {
+        let mut findings = Vec::with_capacity(prompts.items.len());
+        for (i, (label, custom)) in prompts.items.iter().enumerate() {
             let (score, bank) = match (&enc.image, &codes[i]) {
                 (ImageCode::Brgsa { v, v_hat, z: zi, .. }, TextCode::Brgsa { t, z: zt, .. }) => {
                     let (_, _, s) = zeroshot::brgsa_score(v, v_hat, t);
@@ -490,7 +518,7 @@ impl Engine {
                     (s, Some(FindingBank { text_top, shared }))
                 }
                 (ImageCode::Ctclip { latent }, TextCode::Ctclip { latent: pos }) => {
-                    let TextCode::Ctclip { latent: neg } = &codes[positives.len() + i] else { unreachable!("same architecture") };
+                    let TextCode::Ctclip { latent: neg } = &codes[prompts.positives.len() + i] else { unreachable!("same architecture") };
                     let lp = zeroshot::cosine(latent, pos) * scale;
                     let ln = zeroshot::cosine(latent, neg) * scale;
                     (zeroshot::ctclip_p_present(lp, ln), None)
@@ -501,7 +529,7 @@ impl Engine {
             findings.push(ScoredFinding {
                 finding: Finding {
                     label: label.clone(),
-                    prompt: positives[i].clone(),
+                    prompt: prompts.positives[i].clone(),
                     score,
                     threshold,
                     flagged: threshold.map(|th| score > th),
@@ -512,13 +540,23 @@ impl Engine {
                 peak: None,
             });
         }
-        timings.push(("score".to_string(), t.elapsed().as_secs_f64()));
-        check()?;
-        // Where each finding fires, from the patch grid (refined below from the heat map on
-        // the CT grid when one is written). A gradient map costs a backward pass through part
-        // of the ViT, so without heat maps it is computed only for the findings a reviewer
-        // looks at: flagged and typed ones (the others get no peak).
-        let mapped: Vec<usize> = (0..items.len())
+        findings
+    }
+
+    /// Where each finding fires, from the patch grid (refined by [`Engine::write_heatmaps`]
+    /// from the heat map on the CT grid when one is written). A gradient map costs a backward
+    /// pass through part of the ViT, so without heat maps it is computed only for the findings
+    /// a reviewer looks at: flagged and typed ones (the others get no peak). Returns each
+    /// finding's patch-grid map, where one was computed.
+    fn compute_peaks(
+        &self,
+        enc: &EncodedImage,
+        opts: &DiagnoseOptions,
+        codes: &[TextCode],
+        findings: &mut [ScoredFinding],
+        timings: &mut Timings,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let mapped: Vec<usize> = (0..findings.len())
             .filter(|&i| {
                 opts.heatmap_dir.is_some()
                     || opts.heatmap_method == HeatmapMethod::PatchCosine
@@ -529,8 +567,8 @@ impl Engine {
         let texts: Vec<&[f32]> = mapped.iter().map(|&i| codes[i].embedding()).collect();
         let t = Instant::now();
         let maps = if mapped.is_empty() { None } else { self.patch_maps(&enc.image, &texts, opts.heatmap_method)? };
-        timings.push(("peaks".to_string(), t.elapsed().as_secs_f64()));
-        let mut maps_by_item: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+        timings.push("peaks", t);
+        let mut maps_by_item: Vec<Option<Vec<f32>>> = vec![None; findings.len()];
         if let (Some(maps), ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (maps, &enc.image, &self.net) {
             let patch = m.config().vision.patch_size;
             for (&i, map) in mapped.iter().zip(maps) {
@@ -538,37 +576,53 @@ impl Engine {
                 maps_by_item[i] = Some(map);
             }
         }
-        let image_bank_top = match &enc.image {
-            ImageCode::Brgsa { z, .. } => bank::top_k(z, k).iter().map(|e| self.describe(e, e.index)).collect(),
-            ImageCode::Ctclip { .. } => vec![],
-        };
-        if let Some(dir) = &opts.heatmap_dir {
-            let t = Instant::now();
-            progress("heat maps", 0.95);
-            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            if let (ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
-                let patch = m.config().vision.patch_size;
-                for (i, f) in findings.iter_mut().enumerate() {
-                    check()?;
-                    let Some(map) = &maps_by_item[i] else { continue };
-                    let hm =
-                        crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
-                    let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
-                    radbridge_volume::nifti::write(&hm, &path)?;
-                    f.heatmap = Some(path.display().to_string());
-                    if let Some(p) = crate::heatmap::volume_peak(&hm) {
-                        f.peak = Some(p);
-                    }
+        Ok(maps_by_item)
+    }
+
+    /// Write each mapped finding's heat map as NIfTI on the CT grid into `dir`, and take the
+    /// finding's peak from it.
+    #[allow(clippy::too_many_arguments)]
+    fn write_heatmaps(
+        &self,
+        enc: &EncodedImage,
+        dir: &Path,
+        opts: &DiagnoseOptions,
+        maps: &[Option<Vec<f32>>],
+        findings: &mut [ScoredFinding],
+        progress: &dyn Fn(&str, f32),
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let t = Instant::now();
+        progress("heat maps", 0.95);
+        std::fs::create_dir_all(dir).map_err(ModelError::io(dir, "cannot create"))?;
+        if let (ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
+            let patch = m.config().vision.patch_size;
+            for (i, f) in findings.iter_mut().enumerate() {
+                opts.cancel.check()?;
+                let Some(map) = &maps[i] else { continue };
+                let hm = crate::heatmap::to_volume(map, *grid, patch, &enc.geometry, &enc.header, &f.finding.label, opts.heatmap_method);
+                let path = dir.join(format!("{:02}_{}.nii.gz", i, slug(&f.finding.label)));
+                radbridge_volume::nifti::write(&hm, &path)?;
+                f.heatmap = Some(path.display().to_string());
+                if let Some(p) = crate::heatmap::volume_peak(&hm) {
+                    f.peak = Some(p);
                 }
             }
-            timings.push(("heat maps".to_string(), t.elapsed().as_secs_f64()));
         }
-        progress("done", 1.0);
-        if opts.image_key.is_none() {
-            self.encoded = None;
-        }
+        timings.push("heat maps", t);
+        Ok(())
+    }
+
+    /// The result: the model's identity, the findings, and the analysed study.
+    fn diagnosis(
+        &self,
+        volume: &Volume,
+        findings: Vec<ScoredFinding>,
+        image_bank_top: Vec<Described<EntryWeight>>,
+        timings: Vec<(String, f64)>,
+    ) -> Diagnosis {
         let m = &self.package.manifest;
-        Ok(Diagnosis {
+        Diagnosis {
             disclaimer: DISCLAIMER.to_string(),
             model: ModelInfo {
                 name: m.name.clone(),
@@ -581,6 +635,41 @@ impl Engine {
             image_bank_top,
             timings,
             source: Some(StudySource::of(volume)),
-        })
+        }
+    }
+}
+
+/// Seconds per stage, in the order the stages ran.
+#[derive(Default)]
+struct Timings(Vec<(String, f64)>);
+
+impl Timings {
+    fn push(&mut self, stage: &str, since: Instant) {
+        self.0.push((stage.to_string(), since.elapsed().as_secs_f64()));
+    }
+}
+
+/// What one diagnosis scores: labels then typed findings (`true`), their positive prompts
+/// and (CT-CLIP) their negative prompts.
+struct Prompts {
+    items: Vec<(String, bool)>,
+    positives: Vec<String>,
+    negatives: Vec<String>,
+}
+
+impl Prompts {
+    fn new(tpl: &zeroshot::PromptTemplates, opts: &DiagnoseOptions) -> Prompts {
+        let mut items: Vec<(String, bool)> = opts.labels.iter().map(|l| (l.clone(), false)).collect();
+        items.extend(opts.findings.iter().map(|f| (f.clone(), true)));
+        let positives = items.iter().map(|(l, _)| tpl.positive_for(l)).collect();
+        let negatives = items.iter().filter_map(|(l, _)| tpl.negative_for(l)).collect();
+        Prompts { items, positives, negatives }
+    }
+
+    /// Every prompt to embed: the positives, then the negatives.
+    fn all(&self) -> Vec<String> {
+        let mut all = self.positives.clone();
+        all.extend(self.negatives.iter().cloned());
+        all
     }
 }

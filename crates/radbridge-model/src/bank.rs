@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::error::ModelError;
 use serde::{Deserialize, Serialize};
 
 /// One bank entry's weight in a z vector.
@@ -92,13 +93,13 @@ pub struct CorpusMeta {
 }
 
 impl CorpusMeta {
-    pub fn load(corpus: &Path) -> anyhow::Result<Option<CorpusMeta>> {
+    pub fn load(corpus: &Path) -> Result<Option<CorpusMeta>, ModelError> {
         let p = corpus_meta_path(corpus);
         if !p.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid corpus metadata: {e}", p.display()))?))
+        let text = std::fs::read_to_string(&p).map_err(ModelError::io(&p, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(&p, "invalid corpus metadata"))?))
     }
 }
 
@@ -124,17 +125,18 @@ pub fn find_bundled_corpus(model_dir: Option<&Path>) -> Option<std::path::PathBu
             candidates.push(anc.join(rel));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel));
+    // The crate lives in crates/radbridge-model: the source tree is two folders up.
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join(rel));
     candidates.into_iter().find(|p| p.is_file())
 }
 
 impl BankDescriptions {
-    pub fn load(path: &Path) -> anyhow::Result<Option<BankDescriptions>> {
+    pub fn load(path: &Path) -> Result<Option<BankDescriptions>, ModelError> {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid bank descriptions: {e}", path.display()))?))
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(path, "invalid bank descriptions"))?))
     }
 
     pub fn describe(&self, index: usize) -> Option<&str> {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::error::ModelError;
 use radbridge_volume::{self as volume, OpenOptions, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,25 +158,27 @@ pub fn model(
     prompts: Option<Vec<String>>,
     repeats: usize,
     warmup: bool,
-) -> anyhow::Result<(ModelBench, ModelBenchOutput)> {
+) -> Result<(ModelBench, ModelBenchOutput), ModelError> {
     use crate::analysis::Engine;
     use crate::zeroshot::TextCache;
-    use anyhow::Context;
     let repeats = repeats.max(1);
     let t = Instant::now();
     let mut engine = Engine::load(dir)?;
     let load_seconds = t.elapsed().as_secs_f64();
     let sha = engine.package.manifest.weights_sha256.clone();
     engine.cache = TextCache::in_memory(&sha);
-    let (shape, data) = crate::preprocess::read_npy(volume).with_context(|| format!("{}: cannot read the input", volume.display()))?;
-    anyhow::ensure!(
-        shape.len() == 5 && shape[0] == 1 && shape[1] == 1,
-        "{}: expected a (1, 1, d0, d1, d2) tensor, found {shape:?}",
-        volume.display()
-    );
+    let (shape, data) = crate::preprocess::read_npy(volume).map_err(ModelError::io(volume, "cannot read the input"))?;
+    if !(shape.len() == 5 && shape[0] == 1 && shape[1] == 1) {
+        return Err(ModelError::Invalid {
+            path: volume.to_path_buf(),
+            reason: format!("expected a (1, 1, d0, d1, d2) tensor, found {shape:?}"),
+        });
+    }
     let x = candle_core::Tensor::from_vec(data, shape.clone(), &engine.device)?;
     let prompts = prompts.unwrap_or_else(|| default_prompts(&engine));
-    anyhow::ensure!(!prompts.is_empty(), "no prompts");
+    if prompts.is_empty() {
+        return Err(ModelError::Invalid { path: dir.to_path_buf(), reason: "no prompts".into() });
+    }
     let peak_rss_after_load_bytes = peak_rss_bytes();
     let rss_after_load_bytes = current_rss_bytes();
     if warmup {

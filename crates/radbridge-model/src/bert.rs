@@ -114,10 +114,11 @@ impl Default for BertConfig {
 
 impl BertConfig {
     /// Reads a Hugging Face `config.json`.
-    pub fn from_json_file(path: impl AsRef<std::path::Path>) -> anyhow::Result<Self> {
+    pub fn from_json_file(path: impl AsRef<std::path::Path>) -> std::result::Result<Self, crate::error::ModelError> {
+        use crate::error::ModelError;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
+        serde_json::from_str(&text).map_err(ModelError::json(path, "invalid BERT config"))
     }
 
     pub fn head_dim(&self) -> usize {

@@ -5,6 +5,7 @@
 //!   and where a finding fires.
 //! - `analysis`: the [`analysis::Engine`], a loaded model directory that diagnoses a volume.
 //! - `bench`: model and loader benchmarks (peer ratios, never timed assertions).
+//! - `error`: [`ModelError`], the layer's one error type (file named, cause kept as source).
 //!
 //! The models, in candle, in the style of candle-transformers: a serde `Config`, `load(vb,
 //! &cfg)` constructors whose VarBuilder paths mirror the official PyTorch names, and `forward`.
@@ -26,9 +27,12 @@ pub mod brgsa;
 pub mod checkpoint;
 pub mod ctclip;
 pub mod ctvit;
+pub mod error;
 pub mod heatmap;
 pub mod package;
 pub mod preprocess;
 pub mod text;
 pub mod vit3d;
 pub mod zeroshot;
+
+pub use error::ModelError;

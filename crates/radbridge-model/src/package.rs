@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use radbridge_volume::atomic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -209,8 +210,14 @@ impl ModelPackage {
     pub fn write_manifest(&self) -> Result<(), PackageError> {
         let p = self.dir.join("model.json");
         let t = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
-        std::fs::write(&p, t + "\n").map_err(|e| PackageError::Io { path: p, source: e })
+        atomic::write(&p, t + "\n").map_err(|e| PackageError::Io { path: p, source: e })
     }
+}
+
+/// Copy `from` to `to` with an atomic write (an error names the file that failed).
+pub fn copy_file(from: &Path, to: &Path) -> Result<(), PackageError> {
+    let bytes = std::fs::read(from).map_err(|e| PackageError::Io { path: from.to_path_buf(), source: e })?;
+    atomic::write(to, bytes).map_err(|e| PackageError::Io { path: to.to_path_buf(), source: e })
 }
 
 /// Hex SHA-256 of a file.
@@ -249,16 +256,17 @@ pub fn create(
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let weights = out.join("model.safetensors");
     let map: std::collections::HashMap<&str, candle_core::Tensor> = tensors.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    candle_core::safetensors::save(&map, &weights).map_err(|e| invalid(&weights, format!("cannot write weights: {e}")))?;
+    atomic::write_via(&weights, |tmp| candle_core::safetensors::save(&map, tmp))
+        .map_err(|e| invalid(&weights, format!("cannot write weights: {e}")))?;
     let cfg = out.join("config.json");
-    std::fs::write(&cfg, serde_json::to_string_pretty(&inferred.text_config).unwrap() + "\n").map_err(|e| io(&cfg, e))?;
+    atomic::write(&cfg, serde_json::to_string_pretty(&inferred.text_config).unwrap() + "\n").map_err(|e| io(&cfg, e))?;
     let mut text = TextFiles { config: "config.json".into(), vocab: None, tokenizer: None };
     if vocab.exists() {
-        std::fs::copy(&vocab, out.join("vocab.txt")).map_err(|e| io(&vocab, e))?;
+        copy_file(&vocab, &out.join("vocab.txt"))?;
         text.vocab = Some("vocab.txt".into());
     }
     if tok.exists() {
-        std::fs::copy(&tok, out.join("tokenizer.json")).map_err(|e| io(&tok, e))?;
+        copy_file(&tok, &out.join("tokenizer.json"))?;
         text.tokenizer = Some("tokenizer.json".into());
     }
     let mut manifest = Manifest::official(inferred.arch, name, inferred.model.clone(), sha256_file(&weights)?, text);

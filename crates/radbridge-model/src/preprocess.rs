@@ -407,7 +407,7 @@ pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) -> std::
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut w = radbridge_volume::atomic::AtomicFile::create(path)?;
     w.write_all(b"\x93NUMPY\x01\x00")?;
     w.write_all(&(header.len() as u16).to_le_bytes())?;
     w.write_all(header.as_bytes())?;
@@ -415,7 +415,7 @@ pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) -> std::
         let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
         w.write_all(&bytes)?;
     }
-    w.flush()
+    w.commit()
 }
 
 /// Read a float32 (`<f4`), C-order `.npy` file: (shape, values).

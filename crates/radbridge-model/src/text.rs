@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{ModelError, Result};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -171,32 +171,33 @@ impl BertTokenizer {
     /// text cleaning, `[UNK]`, `##` continuations, at most 100 characters per word.
     pub fn from_vocab_file(path: impl AsRef<Path>, lowercase: bool) -> Result<Self> {
         let path = path.as_ref();
-        let path_str = path.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", path.display()))?;
+        let bad = |reason: String| ModelError::Tokenizer { path: path.to_path_buf(), reason };
+        let path_str = path.to_str().ok_or_else(|| bad("non-UTF-8 path".into()))?;
         let wp = WordPiece::from_file(path_str)
             .unk_token("[UNK]".into())
             .continuing_subword_prefix("##".into())
             .max_input_chars_per_word(100)
             .build()
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            .map_err(|e| bad(e.to_string()))?;
         let mut tok = Tokenizer::new(wp);
-        tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;
+        tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| bad(e.to_string()))?;
         tok.with_pre_tokenizer(Some(BertPreTokenizer));
-        let id = |t: &str| tok.token_to_id(t).ok_or_else(|| anyhow!("{}: vocabulary has no {t}", path.display()));
+        let id = |t: &str| tok.token_to_id(t).ok_or_else(|| bad(format!("vocabulary has no {t}")));
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         // As in Hugging Face, special tokens written in the text are kept whole.
         let specials: Vec<AddedToken> =
             SPECIAL.iter().filter(|t| tok.token_to_id(t).is_some()).map(|t| AddedToken::from(t.to_string(), true)).collect();
-        tok.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
-        Self::wrap(tok)
+        tok.add_special_tokens(specials).map_err(|e| bad(e.to_string()))?;
+        Self::wrap(tok, path)
     }
 
     /// From a Hugging Face `tokenizer.json`. Any truncation or padding configured in the file is
     /// replaced by the arguments of [`BertTokenizer::encode`].
     pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        Self::wrap(tok)
+        let tok = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
+        Self::wrap(tok, path)
     }
 
     /// From a model folder: `tokenizer.json` if present, otherwise `vocab.txt` with
@@ -209,13 +210,13 @@ impl BertTokenizer {
         }
         let vocab = dir.join("vocab.txt");
         if !vocab.exists() {
-            bail!("{}: neither tokenizer.json nor vocab.txt", dir.display());
+            return Err(ModelError::Invalid { path: dir.to_path_buf(), reason: "neither tokenizer.json nor vocab.txt".into() });
         }
         let mut lowercase = true;
         let cfg = dir.join("tokenizer_config.json");
         if cfg.exists() {
-            let text = std::fs::read_to_string(&cfg).with_context(|| cfg.display().to_string())?;
-            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| cfg.display().to_string())?;
+            let text = std::fs::read_to_string(&cfg).map_err(ModelError::io(&cfg, "cannot read"))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(ModelError::json(&cfg, "invalid tokenizer configuration"))?;
             if let Some(b) = v.get("do_lower_case").and_then(|b| b.as_bool()) {
                 lowercase = b;
             }
@@ -223,10 +224,12 @@ impl BertTokenizer {
         Self::from_vocab_file(vocab, lowercase)
     }
 
-    fn wrap(mut inner: Tokenizer) -> Result<Self> {
+    /// `path`: the file the tokenizer came from (named in errors).
+    fn wrap(mut inner: Tokenizer, path: &Path) -> Result<Self> {
+        let bad = |reason: String| ModelError::Tokenizer { path: path.to_path_buf(), reason };
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| anyhow!("tokenizer has no {t}"));
+        inner.with_truncation(None).map_err(|e| bad(e.to_string()))?;
+        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| bad(format!("tokenizer has no {t}")));
         let (cls_id, sep_id) = (id("[CLS]")?, id("[SEP]")?);
         let pad_id = id("[PAD]").unwrap_or(0);
         Ok(Self { pad_id, pad_token: "[PAD]".into(), cls_id, sep_id, inner })
@@ -261,8 +264,8 @@ impl BertTokenizer {
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
         }))
-        .map_err(|e| anyhow!("{e}"))?;
-        let e = tok.encode(text, true).map_err(|e| anyhow!("{e}"))?;
+        .map_err(|e| ModelError::Encode { reason: e.to_string() })?;
+        let e = tok.encode(text, true).map_err(|e| ModelError::Encode { reason: e.to_string() })?;
         Ok(Encoding {
             ids: e.get_ids().to_vec(),
             type_ids: e.get_type_ids().to_vec(),

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::error::ModelError;
 use serde::{Deserialize, Serialize};
 
 /// The 18 CT-RATE abnormalities, in the official prompt order.
@@ -241,12 +242,12 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub fn load(path: &Path) -> anyhow::Result<Option<Thresholds>> {
+    pub fn load(path: &Path) -> Result<Option<Thresholds>, ModelError> {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid thresholds file: {e}", path.display()))?))
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
+        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(path, "invalid thresholds file"))?))
     }
     pub fn get(&self, label: &str) -> Option<f32> {
         self.thresholds.get(label).copied()
@@ -298,7 +299,7 @@ impl TextCache {
                 let _ = std::fs::create_dir_all(dir);
             }
             if let Ok(t) = serde_json::to_string(self) {
-                if std::fs::write(p, t).is_ok() {
+                if radbridge_volume::atomic::write(p, t).is_ok() {
                     self.dirty = false;
                 }
             }
@@ -330,6 +331,23 @@ mod tests {
         let c = PromptTemplates::ctclip();
         assert_eq!(c.positive_for("Emphysema"), "Emphysema is present.");
         assert_eq!(c.negative_for("Emphysema").unwrap(), "Emphysema is not present.");
+    }
+
+    #[test]
+    fn a_bad_thresholds_file_is_an_error_naming_it_with_the_parse_error_as_source() {
+        use std::error::Error as _;
+        let dir = std::env::temp_dir().join(format!("radbridge-thresholds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("thresholds.json");
+        assert!(Thresholds::load(&p).unwrap().is_none(), "a missing file means no thresholds");
+        std::fs::write(&p, "{\"thresholds\": {\"Emphysema\": \"high\"}}").unwrap();
+        let e = Thresholds::load(&p).unwrap_err();
+        assert!(matches!(e, ModelError::Json { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("{}: invalid thresholds file", p.display()));
+        assert!(e.source().is_some_and(|s| s.to_string().contains("invalid type")), "{:?}", e.source());
+        std::fs::write(&p, "{\"thresholds\": {\"Emphysema\": 0.25}}").unwrap();
+        assert_eq!(Thresholds::load(&p).unwrap().unwrap().get("Emphysema"), Some(0.25));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub fn to_string(report: &Report) -> String {
 }
 
 pub fn write_json(report: &Report, output: &Path) -> Result<()> {
-    std::fs::write(output, to_string(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+    radbridge_volume::atomic::write(output, to_string(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
 }
 
 #[cfg(test)]

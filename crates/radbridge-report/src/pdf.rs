@@ -494,7 +494,7 @@ pub fn to_bytes(r: &Report) -> Vec<u8> {
 }
 
 pub fn write_pdf(report: &Report, output: &Path) -> Result<()> {
-    std::fs::write(output, to_bytes(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+    radbridge_volume::atomic::write(output, to_bytes(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
 }
 
 #[cfg(test)]

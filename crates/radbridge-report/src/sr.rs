@@ -295,7 +295,11 @@ pub fn write_sr(report: &Report, output: &Path) -> Result<()> {
     let obj = build(report);
     let file =
         obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).map_err(|e| err(e.to_string()))?;
-    file.write_to_file(output).map_err(|e| err(e.to_string()))
+    // Preamble, "DICM", meta group and data set, as `write_to_file` writes them, but through
+    // an atomic write.
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes).map_err(|e| err(e.to_string()))?;
+    radbridge_volume::atomic::write(output, bytes).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
 }
 
 #[cfg(test)]

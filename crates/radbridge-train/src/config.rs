@@ -21,6 +21,31 @@ pub enum ConfigError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("{path}: invalid training config: {reason}")]
     Invalid { path: std::path::PathBuf, reason: String },
+    /// The file parses but its values do not fit together.
+    #[error("{path}: invalid training config")]
+    Validation {
+        path: std::path::PathBuf,
+        #[source]
+        source: ValidationError,
+    },
+}
+
+/// Why a configuration's values do not fit together (the first problem found), e.g.
+/// "batch_size must be at least 2 (the contrastive loss needs negatives)".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValidationError(pub String);
+
+impl From<String> for ValidationError {
+    fn from(reason: String) -> Self {
+        ValidationError(reason)
+    }
+}
+
+impl From<&str> for ValidationError {
+    fn from(reason: &str) -> Self {
+        ValidationError(reason.to_string())
+    }
 }
 
 /// Which summary sentences a case's training text is sampled from (`text_sentences`).
@@ -91,25 +116,26 @@ impl Default for MaeConfig {
 
 impl MaeConfig {
     /// Checks the stage against the ViT it pre-trains; the reason when it does not fit.
-    pub fn validate(&self, vision: &Vit3dConfig, crop: [usize; 3]) -> Result<(), String> {
+    pub fn validate(&self, vision: &Vit3dConfig, crop: [usize; 3]) -> Result<(), ValidationError> {
         if self.steps == 0 || self.batch_size == 0 {
             return Err("pretrain.steps and pretrain.batch_size must be at least 1".into());
         }
         if !(self.mask_ratio > 0.0 && self.mask_ratio < 1.0) {
-            return Err(format!("pretrain.mask_ratio {} must lie strictly between 0 and 1", self.mask_ratio));
+            return Err(format!("pretrain.mask_ratio {} must lie strictly between 0 and 1", self.mask_ratio).into());
         }
         if self.decoder_heads == 0 || !self.decoder_dim.is_multiple_of(self.decoder_heads) {
             return Err(format!(
                 "pretrain.decoder_dim {} is not a multiple of pretrain.decoder_heads {}",
                 self.decoder_dim, self.decoder_heads
-            ));
+            )
+            .into());
         }
         if self.decoder_dim < 6 {
             return Err("pretrain.decoder_dim must be at least 6 (3-D sin-cos positions)".into());
         }
         let n: usize = vision.grid_for(crop).iter().product();
         if self.kept(n) == 0 || self.kept(n) == n {
-            return Err(format!("pretrain.mask_ratio {} keeps none or all of the {n} patches", self.mask_ratio));
+            return Err(format!("pretrain.mask_ratio {} keeps none or all of the {n} patches", self.mask_ratio).into());
         }
         Ok(())
     }
@@ -291,25 +317,27 @@ impl TrainConfig {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         let cfg: TrainConfig =
             serde_json::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), reason: e.to_string() })?;
-        cfg.validate().map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })?;
+        cfg.validate().map_err(|source| ConfigError::Validation { path: path.to_path_buf(), source })?;
         Ok(cfg)
     }
 
     /// Checks the geometry fits together; returns the reason when it does not.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         let v = &self.vision;
         if v.num_heads == 0 || !v.hidden_size.is_multiple_of(v.num_heads) {
-            return Err(format!("vision.hidden_size {} is not a multiple of vision.num_heads {}", v.hidden_size, v.num_heads));
+            return Err(format!("vision.hidden_size {} is not a multiple of vision.num_heads {}", v.hidden_size, v.num_heads).into());
         }
         if self.text.num_attention_heads == 0 || !self.text.hidden_size.is_multiple_of(self.text.num_attention_heads) {
             return Err("text.hidden_size is not a multiple of text.num_attention_heads".into());
         }
         for a in 0..3 {
             if self.crop[a] == 0 || self.crop[a] > self.preprocess.target_shape[a] {
-                return Err(format!("crop {:?} must fit inside preprocess.target_shape {:?}", self.crop, self.preprocess.target_shape));
+                return Err(
+                    format!("crop {:?} must fit inside preprocess.target_shape {:?}", self.crop, self.preprocess.target_shape).into()
+                );
             }
             if self.crop[a] < v.patch_size[a] {
-                return Err(format!("crop {:?} is smaller than one patch {:?}", self.crop, v.patch_size));
+                return Err(format!("crop {:?} is smaller than one patch {:?}", self.crop, v.patch_size).into());
             }
         }
         if self.preprocess.output_axes != [0, 1, 2] {
@@ -325,7 +353,8 @@ impl TrainConfig {
             return Err(format!(
                 "text_max_length {} must be in 3..={} (text.max_position_embeddings)",
                 self.text_max_length, self.text.max_position_embeddings
-            ));
+            )
+            .into());
         }
         if self.text_pool_layers == 0 || self.text_pool_layers > self.text.num_hidden_layers + 1 {
             return Err("text_pool_layers must be in 1..=text.num_hidden_layers + 1".into());

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::summarize::Summarizer;
 use radbridge_model::preprocess::{self, PreprocessConfig};
-use radbridge_volume::{self as volume, CancelToken, OpenOptions};
+use radbridge_volume::{self as volume, atomic, CancelToken, Cancelled, OpenOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -22,8 +22,19 @@ pub enum DataError {
     Invalid { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Volume { path: PathBuf, source: volume::VolumeError },
-    #[error("cancelled")]
-    Cancelled,
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+}
+
+impl DataError {
+    /// Whether the work stopped because it was cancelled (here or while loading a volume).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            DataError::Cancelled(_) => true,
+            DataError::Volume { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -220,30 +231,24 @@ impl InputCache {
         let per_case: Vec<Vec<half::f16>> = cases
             .par_iter()
             .map(|c| {
-                if cancel.is_cancelled() {
-                    return Err(DataError::Cancelled);
-                }
+                cancel.check()?;
                 let p = corpus.path(&c.volume);
                 let loaded = volume::open(&p, &OpenOptions::default()).map_err(|source| DataError::Volume { path: p.clone(), source })?;
                 let input = preprocess::preprocess(&loaded.volume, cfg);
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(k, total);
-                Ok(input.data.iter().map(|&x| half::f16::from_f32(x)).collect())
+                Ok::<_, DataError>(input.data.iter().map(|&x| half::f16::from_f32(x)).collect())
             })
             .collect::<Result<_, _>>()?;
         let data: Vec<half::f16> = per_case.into_iter().flatten().collect();
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = dir.join("inputs.f16.tmp");
-        {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
-            for x in &data {
-                f.write_all(&x.to_le_bytes()).map_err(io(&tmp))?;
-            }
-            f.flush().map_err(io(&tmp))?;
+        let mut f = atomic::AtomicFile::create(&data_path).map_err(io(&data_path))?;
+        for x in &data {
+            f.write_all(&x.to_le_bytes()).map_err(io(&data_path))?;
         }
-        std::fs::rename(&tmp, &data_path).map_err(io(&data_path))?;
+        f.commit().map_err(io(&data_path))?;
         let idx = CacheIndex { shape, ids: ids.clone(), preprocess: cfg.clone() };
-        std::fs::write(&index_path, serde_json::to_string(&idx).expect("index serialises")).map_err(io(&index_path))?;
+        atomic::write(&index_path, serde_json::to_string(&idx).expect("index serialises")).map_err(io(&index_path))?;
         Ok(InputCache { shape, ids, data })
     }
 }

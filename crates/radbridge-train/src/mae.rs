@@ -299,7 +299,7 @@ mod tests {
         let (vcfg, mut mcfg, crop) = tiny();
         assert!(mcfg.validate(&vcfg, crop).is_ok());
         mcfg.mask_ratio = 0.99;
-        assert!(mcfg.validate(&vcfg, crop).unwrap_err().contains("keeps none"));
+        assert!(mcfg.validate(&vcfg, crop).unwrap_err().to_string().contains("keeps none"));
         mcfg.mask_ratio = 0.5;
         mcfg.decoder_heads = 5;
         assert!(mcfg.validate(&vcfg, crop).is_err());

@@ -108,7 +108,7 @@ impl Adam {
             map.insert(format!("m.{name}"), self.m[i].clone());
             map.insert(format!("v.{name}"), self.v[i].clone());
         }
-        candle_core::safetensors::save(&map, path)
+        radbridge_volume::atomic::write_via(path, |tmp| candle_core::safetensors::save(&map, tmp))
     }
 
     /// Restore the moments written by [`Adam::save`] and the step count.

@@ -32,7 +32,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::config::{MaeConfig, TextSentences, TrainConfig, WeightInit};
+use super::config::{MaeConfig, TextSentences, TrainConfig, ValidationError, WeightInit};
 use super::data::{self, CaseEntry, Corpus, DataError, InputCache};
 use super::init::{init_vars, orthogonal, permutation, random_origin, rng_for, sample_without_replacement, sincos_pos_embed};
 use super::loss::brgsa_loss;
@@ -44,7 +44,8 @@ use radbridge_model::checkpoint::Arch;
 use radbridge_model::package::{self, Manifest, ModelPackage, TextFiles};
 use radbridge_model::text::{process_text, BertTokenizer, Encoding};
 use radbridge_model::zeroshot::{self, PromptTemplates, ScoringRule};
-use radbridge_volume::CancelToken;
+use radbridge_model::ModelError;
+use radbridge_volume::{atomic, CancelToken, Cancelled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -60,16 +61,87 @@ pub enum TrainError {
     Invalid { path: PathBuf, reason: String },
     #[error(transparent)]
     Package(#[from] package::PackageError),
-    #[error("training cancelled; checkpoint saved in {0} (continue with --resume)")]
-    Cancelled(PathBuf),
-    /// Cancelled during the pre-training stage, which keeps no checkpoint of its own: a later
-    /// run (with or without --resume) starts that stage again.
-    #[error("training cancelled during pre-training of the image encoder; nothing was saved in {0} (a new run starts the stage again)")]
-    PretrainCancelled(PathBuf),
+    /// The tokenizer (vocabulary) could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The training configuration does not fit together.
+    #[error("{path}: invalid training config")]
+    Validation {
+        path: PathBuf,
+        #[source]
+        source: ValidationError,
+    },
+    /// A case's training text could not be tokenised.
+    #[error("{path}: cannot tokenise the training text")]
+    Text {
+        path: PathBuf,
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// Weights or optimiser state could not be written.
+    #[error("{path}: cannot write")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    /// The run was cancelled; `stage` says what is kept in `state_dir` for a later run.
+    #[error("{}", .stage.message(.state_dir))]
+    Cancelled {
+        stage: CancelStage,
+        state_dir: PathBuf,
+        #[source]
+        source: Cancelled,
+    },
+}
+
+/// Where a cancelled run stopped, which decides what a later run can continue from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelStage {
+    /// During the BrgSA epochs: a checkpoint was saved (continue with `--resume`).
+    Training,
+    /// During the pre-training stage, which keeps no checkpoint of its own: a later run (with
+    /// or without `--resume`) starts that stage again.
+    Pretraining,
+}
+
+impl CancelStage {
+    /// The user-facing line for a run cancelled at this stage with its state in `state_dir`.
+    pub fn message(self, state_dir: &Path) -> String {
+        match self {
+            CancelStage::Training => {
+                format!("training cancelled; checkpoint saved in {} (continue with --resume)", state_dir.display())
+            }
+            CancelStage::Pretraining => format!(
+                "training cancelled during pre-training of the image encoder; nothing was saved in {} (a new run starts the stage again)",
+                state_dir.display()
+            ),
+        }
+    }
+}
+
+impl TrainError {
+    fn cancelled(stage: CancelStage, state_dir: &Path) -> TrainError {
+        TrainError::Cancelled { stage, state_dir: state_dir.to_path_buf(), source: Cancelled }
+    }
+
+    /// Whether the run stopped because it was cancelled (in any stage, preprocessing included).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            TrainError::Cancelled { .. } => true,
+            TrainError::Data(e) => e.is_cancelled(),
+            TrainError::Model(e) => e.is_cancelled(),
+            _ => false,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(candle_core::Error) -> TrainError + '_ {
+    move |source| TrainError::Write { path: path.to_path_buf(), source }
 }
 
 /// What to train and where.
@@ -199,11 +271,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+/// Write `bytes` to `path` atomically.
+fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), TrainError> {
+    atomic::write(path, bytes).map_err(io(path))
 }
 
 /// The variables Adam updates, sorted by name (the position embedding is left out when
@@ -231,19 +301,21 @@ impl Checkpoint<'_> {
         self.dir.join("state.json")
     }
 
+    /// Weights and Adam moments are both written before either replaces its old file, then
+    /// the run state: an interrupted save leaves the previous checkpoint usable.
     fn save(&self, varmap: &VarMap, adam: &Adam, state: &RunState) -> Result<(), TrainError> {
-        let w_tmp = self.dir.join("weights.safetensors.tmp");
-        varmap.save(&w_tmp)?;
-        let a_tmp = self.dir.join("adam.safetensors.tmp");
-        adam.save(&a_tmp)?;
-        std::fs::rename(&w_tmp, self.weights()).map_err(io(&self.weights()))?;
-        std::fs::rename(&a_tmp, self.adam()).map_err(io(&self.adam()))?;
-        write_atomic(&self.state(), serde_json::to_string_pretty(state).expect("state serialises").as_bytes())
+        let (weights, moments) = (self.weights(), self.adam());
+        atomic::write_via(&weights, |w_tmp| {
+            varmap.save(w_tmp)?;
+            atomic::write_via(&moments, |a_tmp| adam.save(a_tmp))
+        })
+        .map_err(write_err(&weights))?;
+        write_atomic(&self.state(), serde_json::to_string_pretty(state).expect("state serialises"))
     }
 }
 
 /// Tokenise one training text.
-fn encode_text(tok: &BertTokenizer, sentences: &[&str], max_len: usize) -> anyhow::Result<Encoding> {
+fn encode_text(tok: &BertTokenizer, sentences: &[&str], max_len: usize) -> Result<Encoding, ModelError> {
     tok.encode(&process_text(&sentences.join(" ")), max_len)
 }
 
@@ -251,7 +323,7 @@ fn encode_text(tok: &BertTokenizer, sentences: &[&str], max_len: usize) -> anyho
 /// and returns [`TrainError::Cancelled`].
 pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<TrainReport, TrainError> {
     let cfg = &opts.config;
-    cfg.validate().map_err(|reason| TrainError::Invalid { path: opts.output.clone(), reason })?;
+    cfg.validate().map_err(|source| TrainError::Validation { path: opts.output.clone(), source })?;
     let dev = Device::Cpu;
     let corpus = Corpus::open(&opts.data)?;
     let mut cases: Vec<&CaseEntry> = corpus.cases.iter().collect();
@@ -261,50 +333,9 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let ids_hash = sha256_hex(cases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
     std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
     let ckpt = Checkpoint { dir: &opts.state_dir };
-
-    // Training text.
-    let summarizer = crate::summarize::Builtin::new();
-    let mut sentences: Vec<Vec<String>> = Vec::with_capacity(cases.len());
-    for c in &cases {
-        let report = corpus.report(c)?;
-        let s = data::training_sentences(&summarizer, &report, cfg.text_sentences == TextSentences::Findings);
-        if s.is_empty() {
-            return Err(TrainError::Invalid { path: corpus.path(&c.report), reason: "report has no sentences".into() });
-        }
-        sentences.push(s);
-    }
-
-    // Resume state.
-    let mut state = if opts.resume && ckpt.state().exists() {
-        let t = std::fs::read_to_string(ckpt.state()).map_err(io(&ckpt.state()))?;
-        let s: RunState = serde_json::from_str(&t).map_err(|e| TrainError::Invalid { path: ckpt.state(), reason: e.to_string() })?;
-        if s.train_ids_sha256 != ids_hash {
-            return Err(TrainError::Invalid { path: ckpt.state(), reason: "the checkpoint was trained on other cases".into() });
-        }
-        let mut a = serde_json::to_value(&s.config).unwrap();
-        let mut b = serde_json::to_value(cfg).unwrap();
-        // The number of epochs may be raised on resume; everything else must match.
-        a["epochs"] = 0.into();
-        b["epochs"] = 0.into();
-        if a != b {
-            return Err(TrainError::Invalid { path: ckpt.state(), reason: "the checkpoint was trained with another configuration".into() });
-        }
-        Some(s)
-    } else {
-        if opts.resume {
-            tracing::warn!("{}: no checkpoint to resume; starting from scratch", ckpt.state().display());
-        }
-        None
-    };
-
-    // Vocabulary.
-    let vocab_path = opts.state_dir.join("vocab.txt");
-    if state.is_none() || !vocab_path.exists() {
-        let v = vocab::build(sentences.iter().flatten().map(|s| s.as_str()), cfg.vocab.min_count, cfg.vocab.max_size);
-        vocab::write(&v, &vocab_path).map_err(io(&vocab_path))?;
-    }
-    let tokenizer = BertTokenizer::from_vocab_file(&vocab_path, true)
-        .map_err(|e| TrainError::Invalid { path: vocab_path.clone(), reason: e.to_string() })?;
+    let sentences = training_sentences(&corpus, &cases, cfg)?;
+    let mut state = resume_state(opts, &ckpt, &ids_hash)?;
+    let (vocab_path, tokenizer) = vocabulary(opts, state.is_some(), &sentences)?;
     let vocab_size = tokenizer.vocab_size();
 
     // Inputs.
@@ -313,7 +344,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     })?;
     on_event(&Event::Preprocess { done: cache.len(), total: cache.len() });
 
-    // Model.
+    // Model: initialised from the seed (and pre-trained) or restored from the checkpoint.
     let bcfg = cfg.brgsa_config(vocab_size);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -337,18 +368,7 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     }
     let steps_per_epoch = n / batch;
     let total_steps = steps_per_epoch * cfg.epochs;
-    let mut st = state.take().unwrap_or(RunState {
-        epoch: 0,
-        step_in_epoch: 0,
-        global_step: 0,
-        config: cfg.clone(),
-        train_ids_sha256: ids_hash.clone(),
-        epoch_loss: Vec::new(),
-        steps: Vec::new(),
-        train_seconds: 0.0,
-        pretrain_seconds: 0.0,
-        pretrain_loss: Vec::new(),
-    });
+    let mut st = state.take().unwrap_or_else(|| RunState::fresh(cfg, &ids_hash));
     st.config = cfg.clone();
     if let Some((seconds, losses)) = pretrain_log {
         st.pretrain_seconds = seconds;
@@ -357,78 +377,22 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
     let limit = opts.max_steps.map(|m| m.min(total_steps)).unwrap_or(total_steps);
     on_event(&Event::Start { cases: n, steps_per_epoch, total_steps: limit, first_step: st.global_step, vocab_size, parameters });
 
-    let [c0, c1, c2] = cfg.crop;
-    let crop_vox = c0 * c1 * c2;
-    let run_start = Instant::now();
-    let base_seconds = st.train_seconds;
-    'epochs: while st.epoch < cfg.epochs && st.global_step < limit {
-        let order = permutation(&mut rng_for(cfg.seed, st.epoch as u64, u64::MAX), n);
-        let mut epoch_sum: f64 = st.steps.iter().filter(|s| s.epoch == st.epoch).map(|s| s.loss).sum();
-        while st.step_in_epoch < steps_per_epoch {
-            if st.global_step >= limit {
-                break 'epochs;
-            }
-            if opts.cancel.is_cancelled() {
-                st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
-                ckpt.save(&varmap, &adam, &st)?;
-                return Err(TrainError::Cancelled(opts.state_dir.clone()));
-            }
-            let t0 = Instant::now();
-            let mut rng = rng_for(cfg.seed, st.epoch as u64, st.step_in_epoch as u64);
-            let idx = &order[st.step_in_epoch * batch..(st.step_in_epoch + 1) * batch];
-            let mut xs = vec![0f32; batch * crop_vox];
-            let mut encs = Vec::with_capacity(batch);
-            for (b, &ci) in idx.iter().enumerate() {
-                let o = random_origin(&mut rng, cache.shape, cfg.crop);
-                cache.crop_into(ci, o, cfg.crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
-                let picked = sample_without_replacement(&mut rng, &sentences[ci], cfg.merge_num);
-                let e = encode_text(&tokenizer, &picked, cfg.text_max_length)
-                    .map_err(|e| TrainError::Invalid { path: corpus.path(&cases[ci].report), reason: e.to_string() })?;
-                encs.push(e);
-            }
-            let x = Tensor::from_vec(xs, (batch, 1, c0, c1, c2), &dev)?;
-            let v = model.image_embeddings(&x)?;
-            let t = model.text_embeddings(&encs)?;
-            let (_, v_hat) = model.reconstruct(&v)?;
-            let (_, t_hat) = model.reconstruct(&t)?;
-            let parts = brgsa_loss(&v, &t, &v_hat, &t_hat, &cfg.loss)?;
-            let vals = parts.values()?;
-            if !vals[0].is_finite() {
-                return Err(TrainError::Invalid {
-                    path: opts.output.clone(),
-                    reason: format!("loss is {} at step {}", vals[0], st.global_step),
-                });
-            }
-            let grads = parts.total.backward()?;
-            let lr = adam.current_lr();
-            let grad_norm = adam.step(&grads)?;
-            drop(grads);
-            let info = StepInfo {
-                epoch: st.epoch,
-                step: st.step_in_epoch,
-                global_step: st.global_step,
-                loss: vals[0],
-                parts: [vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]],
-                grad_norm,
-                lr,
-                seconds: t0.elapsed().as_secs_f64(),
-            };
-            epoch_sum += vals[0];
-            on_event(&Event::Step(info.clone()));
-            st.steps.push(info);
-            st.step_in_epoch += 1;
-            st.global_step += 1;
-        }
-        if st.step_in_epoch >= steps_per_epoch {
-            st.epoch_loss.push(epoch_sum / steps_per_epoch as f64);
-            st.epoch += 1;
-            st.step_in_epoch = 0;
-            st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
-            ckpt.save(&varmap, &adam, &st)?;
-            on_event(&Event::EpochEnd { epoch: st.epoch - 1, mean_loss: *st.epoch_loss.last().unwrap(), checkpoint: ckpt.weights() });
-        }
-    }
-    st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
+    let run = Run {
+        opts,
+        dev: &dev,
+        corpus: &corpus,
+        cases: &cases,
+        sentences: &sentences,
+        tokenizer: &tokenizer,
+        cache: &cache,
+        model: &model,
+        varmap: &varmap,
+        ckpt: &ckpt,
+        batch,
+        steps_per_epoch,
+        limit,
+    };
+    run_epochs(&run, &mut adam, &mut st, on_event)?;
     ckpt.save(&varmap, &adam, &st)?;
 
     write_model_dir(&opts.output, &varmap, cfg, &bcfg, &vocab_path, &corpus, n, &st)?;
@@ -442,6 +406,182 @@ pub fn train(opts: &TrainOptions, on_event: &mut dyn FnMut(&Event)) -> Result<Tr
         epoch_loss: st.epoch_loss.clone(),
         train_seconds: st.train_seconds,
         pretrain_seconds: st.pretrain_seconds,
+    })
+}
+
+impl RunState {
+    /// The state of a run that has not taken a step yet.
+    fn fresh(cfg: &TrainConfig, ids_hash: &str) -> RunState {
+        RunState {
+            epoch: 0,
+            step_in_epoch: 0,
+            global_step: 0,
+            config: cfg.clone(),
+            train_ids_sha256: ids_hash.to_string(),
+            epoch_loss: Vec::new(),
+            steps: Vec::new(),
+            train_seconds: 0.0,
+            pretrain_seconds: 0.0,
+            pretrain_loss: Vec::new(),
+        }
+    }
+}
+
+/// The training text of each case: the summariser's sentences of its report.
+fn training_sentences(corpus: &Corpus, cases: &[&CaseEntry], cfg: &TrainConfig) -> Result<Vec<Vec<String>>, TrainError> {
+    let summarizer = crate::summarize::Builtin::new();
+    let mut sentences: Vec<Vec<String>> = Vec::with_capacity(cases.len());
+    for c in cases {
+        let report = corpus.report(c)?;
+        let s = data::training_sentences(&summarizer, &report, cfg.text_sentences == TextSentences::Findings);
+        if s.is_empty() {
+            return Err(TrainError::Invalid { path: corpus.path(&c.report), reason: "report has no sentences".into() });
+        }
+        sentences.push(s);
+    }
+    Ok(sentences)
+}
+
+/// The run state to continue from with `--resume` (None: start from scratch), checked to
+/// belong to the same cases and configuration (only the number of epochs may be raised).
+fn resume_state(opts: &TrainOptions, ckpt: &Checkpoint, ids_hash: &str) -> Result<Option<RunState>, TrainError> {
+    if !(opts.resume && ckpt.state().exists()) {
+        if opts.resume {
+            tracing::warn!("{}: no checkpoint to resume; starting from scratch", ckpt.state().display());
+        }
+        return Ok(None);
+    }
+    let t = std::fs::read_to_string(ckpt.state()).map_err(io(&ckpt.state()))?;
+    let s: RunState = serde_json::from_str(&t).map_err(|e| TrainError::Invalid { path: ckpt.state(), reason: e.to_string() })?;
+    if s.train_ids_sha256 != ids_hash {
+        return Err(TrainError::Invalid { path: ckpt.state(), reason: "the checkpoint was trained on other cases".into() });
+    }
+    let mut a = serde_json::to_value(&s.config).unwrap();
+    let mut b = serde_json::to_value(&opts.config).unwrap();
+    // The number of epochs may be raised on resume; everything else must match.
+    a["epochs"] = 0.into();
+    b["epochs"] = 0.into();
+    if a != b {
+        return Err(TrainError::Invalid { path: ckpt.state(), reason: "the checkpoint was trained with another configuration".into() });
+    }
+    Ok(Some(s))
+}
+
+/// The word-piece vocabulary built from the training text (or kept from the run being
+/// resumed) in the state folder, and its tokenizer.
+fn vocabulary(opts: &TrainOptions, resuming: bool, sentences: &[Vec<String>]) -> Result<(PathBuf, BertTokenizer), TrainError> {
+    let cfg = &opts.config;
+    let vocab_path = opts.state_dir.join("vocab.txt");
+    if !resuming || !vocab_path.exists() {
+        let v = vocab::build(sentences.iter().flatten().map(|s| s.as_str()), cfg.vocab.min_count, cfg.vocab.max_size);
+        vocab::write(&v, &vocab_path).map_err(io(&vocab_path))?;
+    }
+    let tokenizer = BertTokenizer::from_vocab_file(&vocab_path, true)?;
+    Ok((vocab_path, tokenizer))
+}
+
+/// Everything the BrgSA steps read.
+struct Run<'a> {
+    opts: &'a TrainOptions,
+    dev: &'a Device,
+    corpus: &'a Corpus,
+    cases: &'a [&'a CaseEntry],
+    sentences: &'a [Vec<String>],
+    tokenizer: &'a BertTokenizer,
+    cache: &'a InputCache,
+    model: &'a Brgsa,
+    varmap: &'a VarMap,
+    ckpt: &'a Checkpoint<'a>,
+    batch: usize,
+    steps_per_epoch: usize,
+    /// Stop after this global step.
+    limit: usize,
+}
+
+/// The epochs from the position in `st` up to the last epoch or `run.limit`: a checkpoint
+/// after each finished epoch, and one on cancellation (then [`TrainError::Cancelled`]).
+fn run_epochs(run: &Run, adam: &mut Adam, st: &mut RunState, on_event: &mut dyn FnMut(&Event)) -> Result<(), TrainError> {
+    let cfg = &run.opts.config;
+    let run_start = Instant::now();
+    let base_seconds = st.train_seconds;
+    'epochs: while st.epoch < cfg.epochs && st.global_step < run.limit {
+        let order = permutation(&mut rng_for(cfg.seed, st.epoch as u64, u64::MAX), run.cases.len());
+        let mut epoch_sum: f64 = st.steps.iter().filter(|s| s.epoch == st.epoch).map(|s| s.loss).sum();
+        while st.step_in_epoch < run.steps_per_epoch {
+            if st.global_step >= run.limit {
+                break 'epochs;
+            }
+            if run.opts.cancel.is_cancelled() {
+                st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
+                run.ckpt.save(run.varmap, adam, st)?;
+                return Err(TrainError::cancelled(CancelStage::Training, &run.opts.state_dir));
+            }
+            let info = train_step(run, adam, st, &order)?;
+            epoch_sum += info.loss;
+            on_event(&Event::Step(info.clone()));
+            st.steps.push(info);
+            st.step_in_epoch += 1;
+            st.global_step += 1;
+        }
+        if st.step_in_epoch >= run.steps_per_epoch {
+            st.epoch_loss.push(epoch_sum / run.steps_per_epoch as f64);
+            st.epoch += 1;
+            st.step_in_epoch = 0;
+            st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
+            run.ckpt.save(run.varmap, adam, st)?;
+            on_event(&Event::EpochEnd { epoch: st.epoch - 1, mean_loss: *st.epoch_loss.last().unwrap(), checkpoint: run.ckpt.weights() });
+        }
+    }
+    st.train_seconds = base_seconds + run_start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// One BrgSA step at the position in `st`: the batch's crops and sentences drawn from the
+/// step's random stream, the objective, clipping and the Adam update.
+fn train_step(run: &Run, adam: &mut Adam, st: &RunState, order: &[usize]) -> Result<StepInfo, TrainError> {
+    let cfg = &run.opts.config;
+    let (batch, model) = (run.batch, run.model);
+    let [c0, c1, c2] = cfg.crop;
+    let crop_vox = c0 * c1 * c2;
+    let t0 = Instant::now();
+    let mut rng = rng_for(cfg.seed, st.epoch as u64, st.step_in_epoch as u64);
+    let idx = &order[st.step_in_epoch * batch..(st.step_in_epoch + 1) * batch];
+    let mut xs = vec![0f32; batch * crop_vox];
+    let mut encs = Vec::with_capacity(batch);
+    for (b, &ci) in idx.iter().enumerate() {
+        let o = random_origin(&mut rng, run.cache.shape, cfg.crop);
+        run.cache.crop_into(ci, o, cfg.crop, &mut xs[b * crop_vox..(b + 1) * crop_vox]);
+        let picked = sample_without_replacement(&mut rng, &run.sentences[ci], cfg.merge_num);
+        let e = encode_text(run.tokenizer, &picked, cfg.text_max_length)
+            .map_err(|e| TrainError::Text { path: run.corpus.path(&run.cases[ci].report), source: Box::new(e) })?;
+        encs.push(e);
+    }
+    let x = Tensor::from_vec(xs, (batch, 1, c0, c1, c2), run.dev)?;
+    let v = model.image_embeddings(&x)?;
+    let t = model.text_embeddings(&encs)?;
+    let (_, v_hat) = model.reconstruct(&v)?;
+    let (_, t_hat) = model.reconstruct(&t)?;
+    let parts = brgsa_loss(&v, &t, &v_hat, &t_hat, &cfg.loss)?;
+    let vals = parts.values()?;
+    if !vals[0].is_finite() {
+        return Err(TrainError::Invalid {
+            path: run.opts.output.clone(),
+            reason: format!("loss is {} at step {}", vals[0], st.global_step),
+        });
+    }
+    let grads = parts.total.backward()?;
+    let lr = adam.current_lr();
+    let grad_norm = adam.step(&grads)?;
+    drop(grads);
+    Ok(StepInfo {
+        epoch: st.epoch,
+        step: st.step_in_epoch,
+        global_step: st.global_step,
+        loss: vals[0],
+        parts: [vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]],
+        grad_norm,
+        lr,
+        seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
@@ -507,16 +647,14 @@ fn pretrain_vision(
         !cancel.is_cancelled()
     })?;
     let Some(log) = log else {
-        return Err(TrainError::PretrainCancelled(opts.state_dir.clone()));
+        return Err(TrainError::cancelled(CancelStage::Pretraining, &opts.state_dir));
     };
     let seconds = t0.elapsed().as_secs_f64();
     let losses: Vec<f64> = log.iter().map(|s| s.loss).collect();
     let tensors: HashMap<String, Tensor> = encoder.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-    let tmp = ckpt.dir.join("pretrained-vision.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
-    write_atomic(&log_path, serde_json::to_string(&(seconds, &losses)).expect("log serialises").as_bytes())?;
-    write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serialises").as_bytes())?;
+    atomic::write_via(&weights, |tmp| candle_core::safetensors::save(&tensors, tmp)).map_err(write_err(&weights))?;
+    write_atomic(&log_path, serde_json::to_string(&(seconds, &losses)).expect("log serialises"))?;
+    write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serialises"))?;
     on_event(&Event::PretrainDone { weights, reused: false, seconds });
     Ok((seconds, losses))
 }
@@ -539,14 +677,14 @@ fn write_model_dir(
     {
         let data = varmap.data().lock().expect("varmap lock");
         let map: HashMap<String, Tensor> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
-        candle_core::safetensors::save(&map, &weights)?;
+        atomic::write_via(&weights, |tmp| candle_core::safetensors::save(&map, tmp)).map_err(write_err(&weights))?;
     }
     let text_cfg = out.join("config.json");
     let mut tc = serde_json::to_value(&bcfg.text).expect("bert config serialises");
     tc["model_type"] = "bert".into();
     tc["architectures"] = serde_json::json!(["BertModel"]);
-    std::fs::write(&text_cfg, serde_json::to_string_pretty(&tc).unwrap() + "\n").map_err(io(&text_cfg))?;
-    std::fs::copy(vocab_path, out.join("vocab.txt")).map_err(io(vocab_path))?;
+    write_atomic(&text_cfg, serde_json::to_string_pretty(&tc).unwrap() + "\n")?;
+    package::copy_file(vocab_path, &out.join("vocab.txt"))?;
     let mut model = serde_json::to_value(bcfg).expect("config serialises");
     if let Some(o) = model.as_object_mut() {
         o.remove("text");
@@ -591,7 +729,7 @@ fn write_model_dir(
     let pkg = ModelPackage { dir: out.to_path_buf(), manifest: m };
     pkg.write_manifest()?;
     let tc_path = out.join("train-config.json");
-    std::fs::write(&tc_path, serde_json::to_string_pretty(cfg).unwrap() + "\n").map_err(io(&tc_path))?;
+    write_atomic(&tc_path, serde_json::to_string_pretty(cfg).unwrap() + "\n")?;
     let log = serde_json::json!({
         "epoch_loss": st.epoch_loss,
         "steps": st.steps.iter().map(|s| serde_json::json!([s.global_step, s.epoch, (s.loss * 1e6).round() / 1e6])).collect::<Vec<_>>(),
@@ -600,7 +738,7 @@ fn write_model_dir(
         "pretrain_loss": st.pretrain_loss.iter().map(|l| (l * 1e6).round() / 1e6).collect::<Vec<_>>(),
     });
     let log_path = out.join("train-log.json");
-    std::fs::write(&log_path, serde_json::to_string(&log).unwrap() + "\n").map_err(io(&log_path))?;
+    write_atomic(&log_path, serde_json::to_string(&log).unwrap() + "\n")?;
     Ok(())
 }
 
@@ -711,6 +849,21 @@ mod tests {
             }
         }
         assert!(checked > 40, "{checked}");
+    }
+
+    #[test]
+    fn a_cancelled_run_says_what_was_kept_and_is_recognised_by_type() {
+        let dir = Path::new("/runs/x/train-state");
+        let e = TrainError::cancelled(CancelStage::Training, dir);
+        assert!(e.is_cancelled());
+        assert_eq!(e.to_string(), "training cancelled; checkpoint saved in /runs/x/train-state (continue with --resume)");
+        let e = TrainError::cancelled(CancelStage::Pretraining, dir);
+        assert_eq!(
+            e.to_string(),
+            "training cancelled during pre-training of the image encoder; nothing was saved in /runs/x/train-state (a new run starts the stage again)"
+        );
+        assert!(TrainError::Data(DataError::Cancelled(Cancelled)).is_cancelled());
+        assert!(!TrainError::Invalid { path: dir.into(), reason: "r".into() }.is_cancelled());
     }
 
     #[test]

@@ -46,11 +46,9 @@ pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>, min_count: usize, max
     vocab
 }
 
-/// Write `vocab.txt`.
+/// Write `vocab.txt` (atomically).
 pub fn write(vocab: &[String], path: &Path) -> std::io::Result<()> {
-    let mut s = vocab.join("\n");
-    s.push('\n');
-    std::fs::write(path, s)
+    radbridge_volume::atomic::write_lines(path, vocab)
 }
 
 #[cfg(test)]

@@ -62,11 +62,23 @@ pub enum VolumeError {
     #[error("{path}: cannot write output: {reason}")]
     Write { path: PathBuf, reason: String },
 
-    #[error("loading cancelled")]
-    Cancelled,
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
 }
 
+/// The one cancellation error of every layer: a long job stopped because its [`crate::CancelToken`]
+/// was cancelled. Each crate's error enum wraps it (`Cancelled(#[from] Cancelled)`) and answers
+/// `is_cancelled()`, so callers branch on the type, never on a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
 impl VolumeError {
+    /// Whether loading stopped because it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, VolumeError::Cancelled(_))
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -78,3 +90,19 @@ impl VolumeError {
 }
 
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_is_one_type_and_answers_is_cancelled() {
+        let token = crate::CancelToken::default();
+        assert_eq!(token.check(), Ok(()));
+        token.cancel();
+        let e: VolumeError = token.check().unwrap_err().into();
+        assert!(e.is_cancelled(), "{e:?}");
+        assert_eq!(e.to_string(), "cancelled");
+        assert!(!VolumeError::NotFound { path: "x.nii".into() }.is_cancelled());
+    }
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{Result, VolumeError};
+pub use error::{Cancelled, Result, VolumeError};
 pub use geometry::Affine;
 pub use series::{ScanSummary, SeriesInfo};
 
@@ -321,6 +321,14 @@ impl CancelToken {
     }
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+    /// `Err(Cancelled)` once cancelled: `token.check()?` between the stages of a long job.
+    pub fn check(&self) -> std::result::Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
     }
 }
 

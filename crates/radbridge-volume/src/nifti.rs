@@ -576,13 +576,47 @@ pub fn write(volume: &Volume, path: &Path) -> Result<()> {
         Voxels::F32(v) => v.iter().for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
     }
     let gz = path.to_string_lossy().to_lowercase().ends_with(".gz");
-    let file = std::fs::File::create(path).map_err(|e| VolumeError::io(path, e))?;
-    let mut w = std::io::BufWriter::new(file);
+    let mut file = crate::atomic::AtomicFile::create(path).map_err(|e| VolumeError::io(path, e))?;
     if gz {
-        let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(1));
+        let mut enc = flate2::write::GzEncoder::new(&mut file, flate2::Compression::new(1));
         enc.write_all(&body).and_then(|_| enc.finish().map(|_| ())).map_err(|e| VolumeError::io(path, e))?;
     } else {
-        w.write_all(&body).and_then(|_| w.flush()).map_err(|e| VolumeError::io(path, e))?;
+        file.write_all(&body).map_err(|e| VolumeError::io(path, e))?;
     }
-    Ok(())
+    file.commit().map_err(|e| VolumeError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_volumes_read_back_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("radbridge-nifti-write-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let voxels: Vec<i16> = (0..2 * 3 * 4).map(|i| i as i16 * 7 - 40).collect();
+        let v = Volume {
+            dims: [2, 3, 4],
+            voxels: Voxels::I16(voxels.clone()),
+            affine: Affine::identity(),
+            meta: Default::default(),
+            warnings: Vec::new(),
+        };
+        for name in ["a.nii", "b.nii.gz"] {
+            let p = dir.join(name);
+            write(&v, &p).unwrap();
+            let back = read(&p, &OpenOptions::default()).unwrap();
+            assert_eq!(back.dims, [2, 3, 4], "{name}");
+            assert_eq!(back.voxels, Voxels::I16(voxels.clone()), "{name}");
+        }
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["a.nii", "b.nii.gz"]);
+        // A missing folder is an error naming the file, not a panic.
+        let e = write(&v, &dir.join("missing").join("c.nii")).unwrap_err();
+        assert!(e.to_string().contains("c.nii"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

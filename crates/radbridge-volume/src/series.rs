@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::dicom::{self, HeaderOutcome, SliceHeader, SliceOut};
-use super::error::{Result, VolumeError};
+use super::error::{Cancelled, Result, VolumeError};
 use super::geometry::{angle_deg, cross, dot, norm, sub, Affine};
 use super::{display_list, OpenOptions, SourceMeta, Volume, Voxels, Warning, WarningCode};
 
@@ -131,7 +131,7 @@ pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
         })
         .collect();
     if cancelled.load(Ordering::Relaxed) {
-        return Err(VolumeError::Cancelled);
+        return Err(VolumeError::Cancelled(Cancelled));
     }
     let mut summary = ScanSummary { root: root.to_path_buf(), files_scanned: files.len(), ..Default::default() };
     let mut slices = Vec::new();
@@ -470,7 +470,7 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         let exact = AtomicBool::new(true);
         let run = |k: usize, dst: SliceOut<'_>| -> Result<()> {
             if options.cancel.is_cancelled() {
-                return Err(VolumeError::Cancelled);
+                return Err(VolumeError::Cancelled(Cancelled));
             }
             let h = &series.slices[k];
             let obj = object_for(&h.path)?;

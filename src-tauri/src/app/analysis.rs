@@ -181,8 +181,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
             let engine = Engine::load(&dir).map_err(|e| {
                 // A folder without model.json is no model at all; one that has it failed to load.
                 let code = if dir.join("model.json").is_file() { ErrorCode::Model } else { ErrorCode::NoModel };
-                let e = e.context(format!("{}: cannot load the model (from {why})", dir.display()));
-                AppError::new(code, chain_message(&e))
+                AppError::new(code, format!("{}: cannot load the model (from {why}): {}", dir.display(), chain_message(&e)))
             })?;
             guard.insert((dir.clone(), engine))
         }
@@ -231,7 +230,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
         None => tracing::debug!("progress stage '{name}' is not shown"),
     };
     let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
-        // Cancellation is the `VolumeError::Cancelled` in the chain, or the token itself.
+        // Cancellation is a `Cancelled` in the error chain, or the token itself.
         let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
         match AppError::from_chain(&e, fallback) {
             // The message a cancelled analysis has always answered.
@@ -344,7 +343,11 @@ mod tests {
             }],
             image_bank_top: vec![],
             timings: vec![("score".into(), 0.12)],
-            source: Some(StudySource { path: "/data/ct.nii.gz".into(), format: radbridge_volume::SourceFormat::Nifti, ..Default::default() }),
+            source: Some(StudySource {
+                path: "/data/ct.nii.gz".into(),
+                format: radbridge_volume::SourceFormat::Nifti,
+                ..Default::default()
+            }),
         }
     }
 

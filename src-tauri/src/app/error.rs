@@ -6,9 +6,10 @@
 use serde::Serialize;
 use ts_rs::TS;
 
+use radbridge_model::error::ModelError;
 use radbridge_report::ReportError;
 use radbridge_store::FeedbackError;
-use radbridge_volume::VolumeError;
+use radbridge_volume::{Cancelled, VolumeError};
 
 /// What kind of failure a command reports (the serde names are the UI's `ErrorCode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
@@ -54,40 +55,58 @@ impl AppError {
         AppError::new(ErrorCode::Internal, format!("{what} stopped unexpectedly: {e}"))
     }
 
-    /// An error of the model layer (an `anyhow` chain): its message is the whole chain; the code
-    /// comes from the first typed cause found in it (a `VolumeError`, e.g. `Cancelled`, or a
-    /// store error), else `fallback`.
-    pub fn from_chain(e: &anyhow::Error, fallback: ErrorCode) -> Self {
-        let code = e
-            .chain()
-            .find_map(|c| {
-                if let Some(v) = c.downcast_ref::<VolumeError>() {
-                    Some(volume_code(v))
-                } else if c.downcast_ref::<FeedbackError>().is_some() {
-                    Some(ErrorCode::Store)
-                } else if c.downcast_ref::<ReportError>().is_some() {
-                    Some(ErrorCode::Report)
-                } else if c.downcast_ref::<std::io::Error>().is_some() {
-                    Some(ErrorCode::Io)
-                } else {
-                    None
+    /// An error of the core and its causes: the message is the whole chain; the code comes from
+    /// the first typed cause found in it (a cancellation, a `VolumeError`, a store or report
+    /// error, an I/O error), else `fallback`.
+    pub fn from_chain(e: &(dyn std::error::Error + 'static), fallback: ErrorCode) -> Self {
+        let mut code = None;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let (None, Some(c)) = (code, cause) {
+            code = if c.downcast_ref::<Cancelled>().is_some() {
+                Some(ErrorCode::Cancelled)
+            } else if let Some(m) = c.downcast_ref::<ModelError>() {
+                match m {
+                    ModelError::Cancelled(_) => Some(ErrorCode::Cancelled),
+                    ModelError::Volume(v) => Some(volume_code(v)),
+                    _ => None,
                 }
-            })
-            .unwrap_or(fallback);
-        AppError::new(code, chain_message(e))
+            } else if let Some(v) = c.downcast_ref::<VolumeError>() {
+                Some(volume_code(v))
+            } else if c.downcast_ref::<FeedbackError>().is_some() {
+                Some(ErrorCode::Store)
+            } else if c.downcast_ref::<ReportError>().is_some() {
+                Some(ErrorCode::Report)
+            } else if c.downcast_ref::<std::io::Error>().is_some() {
+                Some(ErrorCode::Io)
+            } else {
+                None
+            };
+            cause = c.source();
+        }
+        AppError::new(code.unwrap_or(fallback), chain_message(e))
     }
 }
 
-/// An `anyhow` error and its causes as one line: `context: cause: root cause`.
-pub fn chain_message(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+/// An error and its causes as one line: `context: cause: root cause` (a cause whose text the
+/// previous one already ends with is not repeated).
+pub fn chain_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&t)) {
+            parts.push(t);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
 }
 
 /// Cancelled → cancelled; failed reads and writes → io; everything else about the input
 /// (missing, empty, not DICOM/NIfTI, unsupported, corrupt, too large, …) → bad_input.
 fn volume_code(e: &VolumeError) -> ErrorCode {
     match e {
-        VolumeError::Cancelled => ErrorCode::Cancelled,
+        VolumeError::Cancelled(_) => ErrorCode::Cancelled,
         VolumeError::Io { .. } | VolumeError::Write { .. } => ErrorCode::Io,
         _ => ErrorCode::BadInput,
     }
@@ -139,7 +158,7 @@ mod tests {
     #[test]
     fn volume_errors_map_by_variant() {
         let p = std::path::PathBuf::from("/x/ct.nii");
-        assert_eq!(AppError::from(VolumeError::Cancelled).code, ErrorCode::Cancelled);
+        assert_eq!(AppError::from(VolumeError::Cancelled(Cancelled)).code, ErrorCode::Cancelled);
         let io = AppError::from(VolumeError::Io { path: p.clone(), source: std::io::Error::other("disk on fire") });
         assert_eq!(io.code, ErrorCode::Io);
         assert!(io.message.contains("/x/ct.nii"), "{}", io.message);
@@ -150,13 +169,18 @@ mod tests {
 
     #[test]
     fn a_cancelled_cause_deep_in_a_chain_is_cancelled() {
-        use anyhow::Context;
-        let e: anyhow::Result<()> = Err(anyhow::Error::from(VolumeError::Cancelled)).context("encode image");
-        let e = AppError::from_chain(&e.unwrap_err(), ErrorCode::Model);
-        assert_eq!(e.code, ErrorCode::Cancelled);
-        assert_eq!(e.message, "encode image: loading cancelled");
-        let other = AppError::from_chain(&anyhow::anyhow!("the net failed"), ErrorCode::Model);
-        assert_eq!(other.code, ErrorCode::Model);
+        let e = ModelError::Volume(VolumeError::Cancelled(Cancelled));
+        assert_eq!(AppError::from_chain(&e, ErrorCode::Model).code, ErrorCode::Cancelled);
+        let e = ModelError::Cancelled(Cancelled);
+        let e = AppError::from_chain(&e, ErrorCode::Model);
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::Cancelled, "cancelled"));
+        let bad = ModelError::Volume(VolumeError::EmptyFile { path: "/x/ct.nii".into() });
+        assert_eq!(AppError::from_chain(&bad, ErrorCode::Model).code, ErrorCode::BadInput);
+        let io = ModelError::Io { path: "/m/model.json".into(), action: "cannot read", source: std::io::Error::other("gone") };
+        let io = AppError::from_chain(&io, ErrorCode::Model);
+        assert_eq!((io.code, io.message.as_str()), (ErrorCode::Io, "/m/model.json: cannot read: gone"));
+        let other = ModelError::Invalid { path: "/m".into(), reason: "the net failed".into() };
+        assert_eq!(AppError::from_chain(&other, ErrorCode::Model).code, ErrorCode::Model);
     }
 
     #[test]

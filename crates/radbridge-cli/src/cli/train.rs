@@ -218,7 +218,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&r).context("report")?);
             Ok(())
         }
-        Err(e @ (TrainError::Cancelled(_) | TrainError::PretrainCancelled(_))) => {
+        Err(e @ TrainError::Cancelled { .. }) => {
             eprintln!("{e}");
             std::process::exit(130);
         }

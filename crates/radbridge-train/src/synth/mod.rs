@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use radbridge_model::zeroshot::{CT_RATE, CT_RATE_LT};
-use radbridge_volume::{self as volume, Affine, CancelToken, Volume, Voxels};
+use radbridge_volume::{self as volume, atomic, Affine, CancelToken, Cancelled, Volume, Voxels};
 
 /// Format name written to corpus.json.
 pub const FORMAT: &str = "radbridge-synth-1";
@@ -67,7 +67,18 @@ pub enum SynthError {
     #[error(transparent)]
     Volume(#[from] volume::VolumeError),
     #[error("generation cancelled")]
-    Cancelled,
+    Cancelled(#[from] Cancelled),
+}
+
+impl SynthError {
+    /// Whether generation stopped because it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            SynthError::Cancelled(_) => true,
+            SynthError::Volume(e) => e.is_cancelled(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, SynthError>;
@@ -633,12 +644,12 @@ pub fn write_mask(grid: &Grid, mask: &[u8], path: &Path) -> Result<()> {
         }
     }
     h[344..348].copy_from_slice(b"n+1\0");
-    let file = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
+    let mut file = atomic::AtomicFile::create(path).map_err(io_err(path))?;
+    let mut enc = flate2::write::GzEncoder::new(&mut file, flate2::Compression::new(6));
     enc.write_all(&h).map_err(io_err(path))?;
     enc.write_all(mask).map_err(io_err(path))?;
-    enc.finish().and_then(|mut w| w.flush()).map_err(io_err(path))?;
-    Ok(())
+    enc.finish().map_err(io_err(path))?;
+    file.commit().map_err(io_err(path))
 }
 
 /// Write one case's files under `dir` and return its record.
@@ -656,7 +667,7 @@ pub fn write_case(case: &Case, dir: &Path) -> Result<CaseRecord> {
         masks.insert(labels_all[*l].to_string(), rel.into());
     }
     let rp = cdir.join("report.txt");
-    std::fs::write(&rp, format!("{}\n", case.report)).map_err(io_err(&rp))?;
+    atomic::write(&rp, format!("{}\n", case.report)).map_err(io_err(&rp))?;
     let mut labels = serde_json::Map::new();
     for (l, name) in labels_all.iter().enumerate() {
         labels.insert(name.to_string(), (case.labels[l] as u8).into());
@@ -719,7 +730,7 @@ pub fn generate(opts: &SynthOptions, progress: &(dyn Fn(usize, usize) + Sync), c
         .into_par_iter()
         .map(|i| {
             if cancel.is_cancelled() {
-                return Err(SynthError::Cancelled);
+                return Err(Cancelled.into());
             }
             let case = make_case_scaled(opts.seed, i, base.as_ref(), opts.chest_fraction, opts.prevalence_scale);
             let rec = write_case(&case, out)?;
@@ -737,7 +748,7 @@ pub fn generate(opts: &SynthOptions, progress: &(dyn Fn(usize, usize) + Sync), c
         jl.push('\n');
     }
     let p = out.join("cases.jsonl");
-    std::fs::write(&p, jl).map_err(io_err(&p))?;
+    atomic::write(&p, jl).map_err(io_err(&p))?;
     // labels.csv (CT-RATE layout)
     let mut csv = String::from("VolumeName");
     for l in &labels_all {
@@ -756,7 +767,7 @@ pub fn generate(opts: &SynthOptions, progress: &(dyn Fn(usize, usize) + Sync), c
         csv.push('\n');
     }
     let p = out.join("labels.csv");
-    std::fs::write(&p, csv).map_err(io_err(&p))?;
+    atomic::write(&p, csv).map_err(io_err(&p))?;
     let corpus = serde_json::json!({
         "format": FORMAT,
         "seed": opts.seed,
@@ -773,7 +784,7 @@ pub fn generate(opts: &SynthOptions, progress: &(dyn Fn(usize, usize) + Sync), c
         corpus["prevalence_scale"] = opts.prevalence_scale.into();
     }
     let p = out.join("corpus.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&corpus).expect("json") + "\n").map_err(io_err(&p))?;
+    atomic::write(&p, serde_json::to_string_pretty(&corpus).expect("json") + "\n").map_err(io_err(&p))?;
     Ok(CorpusSummary {
         count: records.len(),
         chest_ct_cases: records.iter().filter(|r| r.base == "chest_ct").count(),
