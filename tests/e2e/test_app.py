@@ -1,8 +1,11 @@
 """End-to-end test of the real Radbridge window (tauri-driver + WebKitWebDriver under Xvfb).
 
 Opens the shared chest CT by path, runs the analysis with the configured model, clicks the top
-finding, checks that the heat-map overlay and the knowledge panel appear, marks the finding a
-false positive, and saves a screenshot of each step. It also reads the UI's performance.now()
+finding, checks on the screen (pixels grabbed from the X server) that heat colours appear in the
+views only once the overlay is shown and that the crosshair crosses the overlay's hottest spot,
+checks against the heat-map file the app wrote (read with nibabel) that the crosshair is at the
+map's maximum, checks the knowledge panel, marks the finding a false positive, and saves a
+screenshot of each step. It also reads the UI's performance.now()
 marks (first slice on screen, volume ready) and measures slice-scrolling frames per second.
 Run it through tests/e2e/run.sh.
 """
@@ -108,7 +111,7 @@ def crosshair_centre(px):
     return int(cols.argmax()), int(rows.argmax())
 
 
-def check_crosshair_on_heat_maximum(px, radius=6, slack=0.06):
+def check_crosshair_on_heat_maximum(px, radius=6, slack=0.03):
     """On screen: the crosshair crosses where the overlay shows (close to) its hottest colour.
     Looks at the heat pixels within `radius` px of the crossing (off the crosshair's lines) and
     compares their hottest level with the hottest in the whole tile. Returns the numbers."""
