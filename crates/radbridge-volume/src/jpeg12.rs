@@ -829,7 +829,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn data_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
     }
 
     /// The JPEG codestream of a single-frame encapsulated DICOM file.
