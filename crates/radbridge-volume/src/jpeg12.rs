@@ -1219,7 +1219,7 @@ mod tests {
         for (n, zz) in coefs.iter().enumerate() {
             if n > 0 && n % ri == 0 {
                 w.flush();
-                if (n / ri) % 2 == 0 {
+                if (n / ri).is_multiple_of(2) {
                     w.out.extend_from_slice(&[0xFF, 0xFF]); // fill bytes
                 }
                 w.out.extend_from_slice(&[0xFF, 0xD0 + ((n / ri - 1) % 8) as u8]);
