@@ -1,14 +1,16 @@
 """End-to-end test of the real Radbridge window (tauri-driver + WebKitWebDriver under Xvfb).
 
 Opens the shared chest CT by path, runs the analysis with the configured model, clicks the top
-finding, checks that the heat-map overlay and the knowledge panel appear, marks the finding a
-false positive, and saves a screenshot of each step. It also reads the UI's performance.now()
+finding, checks on the screen (pixels grabbed from the X server) that heat colours appear in the
+views only once the overlay is shown and that the crosshair crosses the overlay's hottest spot,
+checks against the heat-map file the app wrote (read with nibabel) that the crosshair is at the
+map's maximum, checks the knowledge panel, marks the finding a false positive, and saves a
+screenshot of each step. It also reads the UI's performance.now()
 marks (first slice on screen, volume ready) and measures slice-scrolling frames per second.
 Run it through tests/e2e/run.sh.
 """
 
 import argparse
-import gzip
 import json
 import os
 import socket
@@ -19,7 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from PIL import ImageGrab
+import nibabel as nib
+import numpy as np
+from PIL import Image, ImageGrab
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
@@ -39,19 +43,91 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError("tauri-driver did not open its port")
 
 
-def nifti_voxel(path, ijk):
-    """One voxel of an int16 NIfTI-1 file, read independently of the app (numpy-free)."""
-    raw = gzip.open(path).read() if str(path).endswith(".gz") else open(path, "rb").read()
-    import struct
-    dims = struct.unpack_from("<8h", raw, 40)
-    datatype = struct.unpack_from("<h", raw, 70)[0]
-    vox_offset = int(struct.unpack_from("<f", raw, 108)[0])
-    slope, inter = struct.unpack_from("<2f", raw, 112)
-    if datatype != 4:
-        return None
-    i, j, k = ijk
-    v = struct.unpack_from("<h", raw, vox_offset + 2 * ((k * dims[2] + j) * dims[1] + i))[0]
-    return v * (slope or 1.0) + (inter if slope else 0.0)
+def study_rows(driver):
+    """The study panel as {label: value}, read from the page's DOM rows."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=study-info] > div')].map(d => [...d.children].map(c => c.textContent))")
+    return {r[0]: r[1] for r in rows if len(r) == 2}
+
+
+def heatmap_peaks_in_ct_voxels(heatmap_path, ct):
+    """Every voxel where the heat-map file is at its maximum, as voxel indices of the CT file,
+    computed with nibabel from the two files' affines (independently of the app)."""
+    hm = nib.load(str(heatmap_path))
+    arr = np.asarray(hm.dataobj, dtype=np.float64)
+    arr = np.where(np.isfinite(arr), arr, -np.inf)
+    top = np.argwhere(arr == arr.max())
+    world = hm.affine @ np.c_[top, np.ones(len(top))].T
+    vox = np.linalg.inv(ct.affine) @ world
+    return np.rint(vox[:3].T).astype(int), float(arr.max())
+
+
+def tile_box(driver, plane):
+    """A view's tile on the X server's screen: (left, top, right, bottom) pixels, 2 px inside
+    its edges. The page sits at the bottom of the window, under the native menu bar."""
+    tile, inner = driver.execute_script(
+        "return [window.__radbridge.viewer.tileRect(arguments[0]), [window.innerWidth, window.innerHeight]]", plane)
+    assert tile, f"no {plane} tile on the page"
+    win = driver.get_window_rect()
+    ox, oy = win["x"] + (win["width"] - inner[0]), win["y"] + (win["height"] - inner[1])
+    left, top, w, h = tile
+    return (int(ox + left + 2), int(oy + top + 2), int(ox + left + w - 2), int(oy + top + h - 2))
+
+
+def settle(driver):
+    """Let pending draws reach the screen: two animation frames, then a short pause for the
+    compositor (and NiiVue's full-resolution redraw after an interaction)."""
+    driver.execute_async_script("const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
+    time.sleep(0.5)
+
+
+def grab(box):
+    """RGB pixels (int32 array, rows x columns x 3) of a screen box, from the X server."""
+    return np.asarray(ImageGrab.grab(bbox=box, xdisplay=os.environ["DISPLAY"]).convert("RGB"), dtype=np.int32)
+
+
+def heat_mask(px):
+    """Pixels in the heat map's colours. The overlay uses NiiVue's "warm" colour map (red 255,
+    green 127..254, blue 0) blended over the grey CT, so a heat pixel has red >= green > blue;
+    the CT is grey (r = g = b) and the crosshair cyan (blue above red)."""
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    return (r - b >= 12) & (g - b >= 6) & (r >= g - 2)
+
+
+def heat_level(px):
+    """Where in the colour map a heat pixel is, independently of the blend and the grey under
+    it: (g - b) / (r - b) = G / R of the colour map, 0.5 at the threshold, 1.0 at the maximum."""
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    return np.where(r - b > 0, (g - b) / np.maximum(r - b, 1), 0.0)
+
+
+def crosshair_centre(px):
+    """Where the crosshair's two lines cross in a tile: the column and the row with the most
+    crosshair-coloured (cyan: 0.15, 0.75, 1.0) pixels."""
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    cyan = (b - r > 120) & (g - r > 60)
+    cols, rows = cyan.sum(axis=0), cyan.sum(axis=1)
+    assert cols.max() > px.shape[0] // 4 and rows.max() > px.shape[1] // 4, f"no crosshair lines in the tile ({cols.max()}, {rows.max()})"
+    return int(cols.argmax()), int(rows.argmax())
+
+
+def check_crosshair_on_heat_maximum(px, radius=6, slack=0.03):
+    """On screen: the crosshair crosses where the overlay shows (close to) its hottest colour.
+    Looks at the heat pixels within `radius` px of the crossing (off the crosshair's lines) and
+    compares their hottest level with the hottest in the whole tile. Returns the numbers."""
+    cx, cy = crosshair_centre(px)
+    heat = heat_mask(px)
+    strong = heat & (px[..., 0] - px[..., 2] >= 20)  # enough colour for a stable level
+    level = heat_level(px)
+    assert strong.any(), "no heat colours in the tile"
+    tile_max = float(level[strong].max())
+    yy, xx = np.mgrid[0:px.shape[0], 0:px.shape[1]]
+    near = strong & ((xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2) & (np.abs(xx - cx) > 1) & (np.abs(yy - cy) > 1)
+    near_max = float(level[near].max()) if near.any() else 0.0
+    info = {"crossing_px": [cx, cy], "tile_max_level": round(tile_max, 3), "near_crossing_max_level": round(near_max, 3),
+            "heat_px": int(heat.sum())}
+    assert near.any() and near_max >= tile_max - slack, f"the crosshair is not on the heat map's hottest spot on screen: {info}"
+    return info
 
 
 def free_port():
@@ -88,14 +164,9 @@ class ScreenWatch(threading.Thread):
 
     def __init__(self, driver, plane):
         super().__init__(daemon=True)
-        tile, inner = driver.execute_script(
-            "return [window.__radbridge.viewer.tileRect(arguments[0]), [window.innerWidth, window.innerHeight]]", plane)
-        win = driver.get_window_rect()
-        # The page sits at the bottom of the window, under the native menu bar.
-        ox, oy = win["x"] + (win["width"] - inner[0]), win["y"] + (win["height"] - inner[1])
-        left, top, w, h = tile
-        y = int(oy + top + h / 2)
-        self.bbox = (int(ox + left + 2), y - 4, int(ox + left + w - 2), y + 4)
+        left, top, right, bottom = tile_box(driver, plane)
+        y = (top + bottom) // 2
+        self.bbox = (left, y - 4, right, y + 4)
         self.halt = threading.Event()
         self.grabs = []
 
@@ -145,10 +216,7 @@ class Steps:
         picture is not blank."""
         self.n += 1
         path = self.shots / f"{self.n:02d}-{name}.png"
-        # Let pending draws reach the screen: two animation frames, then a short pause for the
-        # compositor.
-        self.d.execute_async_script("const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
-        time.sleep(0.5)
+        settle(self.d)
         img = ImageGrab.grab(xdisplay=os.environ["DISPLAY"])
         try:
             r = self.d.get_window_rect()
@@ -174,8 +242,15 @@ def main():
 
     port, native = free_port(), free_port()
     driver_log = open(Path(a.out) / "tauri-driver.log", "w")
+    # The app writes its heat maps (NIfTI) under its session folder in the temporary directory:
+    # give it one of its own, where the test reads them back.
+    tmp = Path(a.out) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = os.environ.copy()
+    env["TMPDIR"] = str(tmp)
     drv = subprocess.Popen([a.driver, "--port", str(port), "--native-port", str(native), "--native-driver", "/usr/bin/WebKitWebDriver"],
-                           stdout=driver_log, stderr=subprocess.STDOUT, env=os.environ.copy())
+                           stdout=driver_log, stderr=subprocess.STDOUT, env=env)
+    ct = nib.load(a.ct)
     metrics = {}
     try:
         wait_port(port, drv)
@@ -202,14 +277,19 @@ def main():
             metrics["window_to_ready_s"] = round(time.time() - t0, 2)
             info = s.tid("study-info")[0].text
             assert "chest_ct.nii.gz" in info and "× 191" in info, info
-            # HU under the crosshair = the file's voxel there (the CT is stored LPS, so the
-            # canonical grid is the file's grid).
-            if "Stored orientation\nLPS" in info or "Stored orientationLPS" in info.replace("\n", ""):
-                vox = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
-                hu = d.execute_script("return window.__radbridge.viewer.huAt(arguments[0])", vox)
-                ref = nifti_voxel(a.ct, vox)
-                print(f"  crosshair voxel {vox}: app HU {hu}, file {ref}")
-                assert ref is None or abs(hu - ref) < 0.5, (hu, ref)
+            # The stored orientation the app shows is nibabel's for the file; the CT is stored
+            # LPS, so the canonical grid is the file's grid and HU under the crosshair = the
+            # file's voxel there (read with nibabel).
+            rows = study_rows(d)
+            assert "Stored orientation" in rows, f"no 'Stored orientation' row in the study panel: {rows}"
+            codes = "".join(nib.aff2axcodes(ct.affine))
+            assert rows["Stored orientation"] == codes, f"app shows {rows['Stored orientation']!r}, nibabel says {codes!r}"
+            assert codes == "LPS", f"{a.ct} is stored {codes}: the HU check below assumes LPS"
+            vox = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+            hu = d.execute_script("return window.__radbridge.viewer.huAt(arguments[0])", vox)
+            ref = float(ct.dataobj[tuple(vox)])
+            print(f"  crosshair voxel {vox}: app HU {hu}, file {ref}")
+            assert hu is not None and abs(hu - ref) < 0.5, (hu, ref)
             s.shot("opened")
 
             print("3. open again by path (warm) and measure; scroll frames per second")
@@ -266,15 +346,38 @@ def main():
             top = s.tid("finding")[0]
             label = top.get_attribute("data-label")
             before = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+            planes = ("axial", "coronal", "sagittal")
+            settle(d)
+            shown_before = {p: grab(tile_box(d, p)) for p in planes}
+            clicked = time.time()
             top.click()
             s.until("const e = document.querySelector('[data-testid=overlay-info]'); return e.dataset.state === 'shown' || e.dataset.state === 'error' ? e.dataset.state : null", "the heat map", 300)
             assert s.tid("overlay-info")[0].get_attribute("data-state") == "shown", s.tid("overlay-info")[0].text
             assert s.tid("overlay-info")[0].get_attribute("data-label") == label
-            assert d.execute_script("return window.__radbridge.viewer.hasOverlay")
+            settle(d)
+            shown_after = {p: grab(tile_box(d, p)) for p in planes}
+            for p in planes:
+                for when, px in (("before", shown_before[p]), ("after", shown_after[p])):
+                    Image.fromarray(px.astype(np.uint8)).save(Path(a.shots) / f"tile-{p}-{when}.png")
+            # The screen: no heat colours in the views before, heat colours after.
+            heat_before = {p: int(heat_mask(px).sum()) for p, px in shown_before.items()}
+            heat_after = {p: int(heat_mask(px).sum()) for p, px in shown_after.items()}
+            print(f"  heat-coloured pixels on screen before {heat_before}, after {heat_after}")
+            assert sum(heat_before.values()) == 0, f"heat colours on screen before any heat map: {heat_before}"
+            assert heat_after["axial"] >= 50, f"no heat map on screen after selecting {label}: {heat_after}"
+            # Jump to the peak: the heat map the app wrote for the finding (its NIfTI file, read
+            # with nibabel) is highest at the voxel under the crosshair...
+            written = [f for f in list(tmp.glob("radbridge-*/study*/h*/*.nii*")) if f.stat().st_mtime >= clicked - 1]
+            assert len(written) == 1, f"expected one heat map written for {label} under {tmp}: {written}"
+            peaks, top_value = heatmap_peaks_in_ct_voxels(written[0], ct)
             after = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
-            peak = d.execute_script("return window.__radbridge.viewer.peakVoxel")
-            print(f"  crosshair {before} -> {after} (heat-map peak {peak})")
-            assert all(abs(x - y) <= 1 for x, y in zip(after, peak)), (after, peak)
+            off = int(np.abs(peaks - np.array(after)).max(axis=1).min())
+            print(f"  crosshair {before} -> {after}; {written[0].name} is highest ({top_value:.4g}) at CT voxel(s) {peaks[:4].tolist()} (off by {off})")
+            assert off <= 1, f"the crosshair {after} is not at the heat map's maximum {peaks[:4].tolist()}"
+            # ...and on screen, the crosshair crosses the axial view where the overlay is hottest.
+            on_screen = check_crosshair_on_heat_maximum(shown_after["axial"])
+            print(f"  on screen (axial): {on_screen}")
+            metrics["peak_on_screen"] = on_screen
             entries = s.tid("bank-entry")
             kinds = {e.get_attribute("data-kind") for e in entries}
             assert entries and {"image", "finding", "shared"} <= kinds, kinds

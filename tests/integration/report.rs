@@ -232,13 +232,31 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
     ] {
         assert!(text.contains(needle), "'{needle}' missing from the PDF text:\n{text}");
     }
-    // Knowledge entries in words (bank describe ran on the fixture corpus).
-    assert!(
-        ["enlarged", "emphysema", "effusion", "nodule", "aorta", "thickened", "plaques", "clear"]
-            .iter()
-            .any(|w| text.contains(&format!(": {}", w)) || text.contains(w)),
-        "{text}"
-    );
+    // The knowledge page lists, for each flagged finding, the bank entries it shares with the
+    // image (`findings[].bank.shared`), each in words (bank describe ran on the fixture corpus),
+    // then the entries the image uses most (`image_bank_top`), as the diagnosis JSON has them.
+    let knowledge = knowledge_section(&text);
+    let mut checked = vec![];
+    for x in d["findings"].as_array().unwrap().iter().filter(|x| x["flagged"] == true) {
+        let label = x["label"].as_str().unwrap();
+        checked.push(label);
+        let shared = x["bank"]["shared"].as_array().unwrap_or_else(|| panic!("{label}: no shared bank entries in {x}"));
+        assert!(!shared.is_empty(), "{label}: no shared bank entries");
+        let heading = format!("{label} (score {:.4}, UNCONFIRMED)", f32_of(&x["score"]));
+        assert!(knowledge.contains(&heading), "'{heading}' missing from the knowledge page:\n{knowledge}");
+        for e in shared {
+            let line = knowledge_line(e, &format!("image {:.3} x finding {:.3}", f32_of(&e["image_weight"]), f32_of(&e["text_weight"])));
+            assert!(knowledge.contains(&line), "'{line}' ({label}) missing from the knowledge page:\n{knowledge}");
+        }
+    }
+    checked.sort();
+    assert_eq!(checked, FLAGGED);
+    let image_top = d["image_bank_top"].as_array().unwrap();
+    assert!(!image_top.is_empty());
+    for e in image_top {
+        let line = knowledge_line(e, &format!("weight {:.3}", f32_of(&e["weight"])));
+        assert!(knowledge.contains(&line), "'{line}' (image) missing from the knowledge page:\n{knowledge}");
+    }
     // De-identified by default: the study path is not there.
     assert!(!text.contains("chest_ct") && !text.contains(f.root.to_str().unwrap()), "{text}");
     // One embedded image per flagged finding.
@@ -260,6 +278,34 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
     // (A gradient map is concentrated on a few patch cells: about 160 hot pixels at 40 dpi.)
     assert!(hot > 100, "{hot} heat pixels on {w}x{h}");
     assert!(grey > 10000, "{grey} CT pixels on {w}x{h}");
+}
+
+/// A weight as the report holds it (f32; JSON keeps the shortest representation of the f32).
+fn f32_of(v: &Value) -> f32 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")) as f32
+}
+
+/// A bank entry as the PDF prints it: "#index (weights): description", with the description
+/// the diagnosis JSON gives for the entry (every entry must have one: bank describe ran).
+fn knowledge_line(e: &Value, weights: &str) -> String {
+    let description = e["description"].as_str().unwrap_or_else(|| panic!("bank entry without a description: {e}"));
+    assert!(!description.trim().is_empty(), "{e}");
+    normalise(&format!("#{} ({weights}): {description}", e["index"]))
+}
+
+/// Whitespace collapsed to single spaces: the report wraps long lines and pdftotext -layout
+/// pads columns, neither of which changes the words or their order.
+fn normalise(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text of the "Matched knowledge entries" page (the last section of the PDF), without the
+/// page footers, whitespace collapsed.
+fn knowledge_section(text: &str) -> String {
+    let start = text.rfind("Matched knowledge entries").unwrap_or_else(|| panic!("no knowledge page in:\n{text}"));
+    let body: Vec<&str> =
+        text[start..].lines().filter(|l| !l.contains("Research use only") && !l.trim_start().starts_with("Radbridge ")).collect();
+    normalise(&body.join("\n"))
 }
 
 fn read_ppm(p: &Path) -> (usize, usize, Vec<u8>) {
@@ -423,7 +469,7 @@ fn deidentification_removes_identifiers_and_maps_consistently() {
     assert!(s["study_instance_uid"].as_str().unwrap().starts_with("2.25."));
     assert!(s["series_instance_uid"].as_str().unwrap().starts_with("2.25."));
     let date = s["study_date"].as_str().unwrap();
-    assert!(date < "19950903" && date >= "19850903", "shifted date {date}");
+    assert!(("19850903".."19950903").contains(&date), "shifted date {date}");
     assert_eq!(s["study_time"], "173032");
     for k in [
         "patient_birth_date",
