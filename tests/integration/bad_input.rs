@@ -84,7 +84,8 @@ fn open(p: &Path) -> VolumeError {
 fn each_bad_file_gets_its_named_error() {
     let c = corpus();
     let r = &c.root;
-    let cases: Vec<(&str, fn(&VolumeError) -> bool)> = vec![
+    type Check = fn(&VolumeError) -> bool;
+    let cases: Vec<(&str, Check)> = vec![
         ("empty.dcm", |e| matches!(e, VolumeError::EmptyFile { .. })),
         ("random.dcm", |e| matches!(e, VolumeError::NotDicom { .. })),
         ("truncated.dcm", |e| matches!(e, VolumeError::Corrupt { .. } | VolumeError::Decode { .. } | VolumeError::Truncated { .. })),

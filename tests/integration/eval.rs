@@ -69,7 +69,7 @@ fn bootstrap_is_deterministic_and_brackets_the_full_set() {
     assert_eq!(p.auroc, p.full_set.auroc);
     assert!(p.ci95.is_empty());
     // A single class cannot be evaluated.
-    assert!(eval::evaluate_label("x", &vec![true; 5], &[0.1, 0.2, 0.3, 0.4, 0.5], 10).is_none());
+    assert!(eval::evaluate_label("x", &[true; 5], &[0.1, 0.2, 0.3, 0.4, 0.5], 10).is_none());
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -234,7 +234,7 @@ impl BertModel {
         if cfg.position_embedding_type != "absolute" {
             candle_core::bail!("bert: position_embedding_type {:?} is not supported", cfg.position_embedding_type);
         }
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!(
                 "bert: hidden_size {} is not a multiple of num_attention_heads {}",
                 cfg.hidden_size,

@@ -39,7 +39,7 @@ pub enum CheckpointError {
     #[error("{path}: cannot read checkpoint: {reason}")]
     Read { path: String, reason: String },
     #[error("{path}: not the {arch:?} checkpoint this needs:\n{report}")]
-    Keys { path: String, arch: Arch, report: KeyReport },
+    Keys { path: String, arch: Arch, report: Box<KeyReport> },
     #[error("{path}: {reason}")]
     Dims { path: String, reason: String },
 }
@@ -514,7 +514,7 @@ pub fn import(
     };
     let report = check_keys(&tensors, &inferred);
     if !report.is_ok() {
-        return Err(CheckpointError::Keys { path: p, arch, report });
+        return Err(CheckpointError::Keys { path: p, arch, report: Box::new(report) });
     }
     let keep: std::collections::BTreeSet<&str> = inferred.expected.iter().map(|(k, _)| k.as_str()).collect();
     let used = tensors.into_iter().filter(|(k, _)| keep.contains(k.as_str())).collect();

@@ -504,7 +504,7 @@ pub fn softmax_with_bias(sim: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> 
             },
             None => None,
         };
-        if bias_vec.as_ref().is_none_or(|b| sim.elem_count() % b.len() == 0) {
+        if bias_vec.as_ref().is_none_or(|b| sim.elem_count().is_multiple_of(b.len())) {
             let sim_c = sim.contiguous()?;
             if let Some(out) = with_cpu_f32(&sim_c, |src| softmax_rows_cpu(src, nk, bias_vec.as_deref())) {
                 return Tensor::from_vec(out, sim.shape(), sim.device());

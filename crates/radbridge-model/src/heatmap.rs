@@ -214,8 +214,8 @@ mod tests {
         };
         let grid = [4, 4, 4];
         let mut values = vec![0f32; 64];
-        values[(1 * 4 + 2) * 4 + 3] = 0.9;
-        values[(3 * 4 + 3) * 4 + 0] = 0.5;
+        values[(4 + 2) * 4 + 3] = 0.9;
+        values[(3 * 4 + 3) * 4] = 0.5;
         let src = Volume {
             dims: [8, 8, 8],
             voxels: Voxels::F32(vec![0.0; 512]),
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn volume_peak_finds_the_maximum_and_its_position() {
         let mut v = vec![0f32; 4 * 3 * 2];
-        v[1 + 4 * (2 + 3 * 1)] = 0.9;
+        v[1 + 4 * (2 + 3)] = 0.9;
         v[0] = f32::NAN;
         let mut a = radbridge_volume::Affine::identity();
         a.0[0][0] = 2.0;

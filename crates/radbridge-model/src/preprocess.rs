@@ -294,7 +294,8 @@ fn pass(src: &[f64], dims: [usize; 3], axis: usize, plan: &[Tap], lerp: fn(f64, 
 /// input on any axis get `outside`; with `truncate`, values are cast to integers toward zero
 /// (ITK's cast to an integer pixel type).
 fn resample(src: Vec<f64>, dims: [usize; 3], plans: &[Vec<Tap>; 3], r: Resampler, outside: f64, truncate: bool) -> Vec<f64> {
-    let (order, lerp): ([usize; 3], fn(f64, f64, f64) -> f64) = match r {
+    type Lerp = fn(f64, f64, f64) -> f64;
+    let (order, lerp): ([usize; 3], Lerp) = match r {
         Resampler::ItkLinear => ([0, 1, 2], |a, b, w| a + (b - a) * w),
         Resampler::TorchTrilinear => ([1, 0, 2], |a, b, w| a * (1.0 - w) + b * w),
     };

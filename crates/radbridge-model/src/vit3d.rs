@@ -247,7 +247,7 @@ impl Vit3d {
     /// `vb.pp("img_encoder")`).
     pub fn load(vb: VarBuilder, cfg: &Vit3dConfig) -> Result<Self> {
         let h = cfg.hidden_size;
-        if cfg.num_heads == 0 || h % cfg.num_heads != 0 {
+        if cfg.num_heads == 0 || !h.is_multiple_of(cfg.num_heads) {
             candle_core::bail!("vit3d: hidden_size {h} is not a multiple of num_heads {}", cfg.num_heads);
         }
         let vb = vb.pp("model");

@@ -399,8 +399,7 @@ mod tests {
         // Partial files take the defaults for the rest.
         let p: TrainConfig = serde_json::from_str(r#"{"epochs": 3, "optim": {"lr": 0.001}}"#).unwrap();
         assert_eq!((p.epochs, p.optim.lr, p.optim.beta1), (3, 0.001, 0.5));
-        let mut bad = TrainConfig::default();
-        bad.crop = [80, 56, 28];
+        let bad = TrainConfig { crop: [80, 56, 28], ..Default::default() };
         assert!(bad.validate().is_err());
     }
 

@@ -216,7 +216,7 @@ impl NegEx {
                 triggers.push((kind, p.split_whitespace().count(), Pattern::compile(p)));
             }
         }
-        triggers.sort_by(|a, b| b.1.cmp(&a.1));
+        triggers.sort_by_key(|t| std::cmp::Reverse(t.1));
         NegEx { triggers: triggers.into_iter().map(|(kind, _, pattern)| Trigger { kind, pattern }).collect() }
     }
 

@@ -137,10 +137,8 @@ pub fn tokenize(s: &str) -> Vec<Token> {
             let mut end = i + c.len_utf8();
             while let Some(&(j, d)) = chars.peek() {
                 // Keep apostrophes inside words ("can't") and decimal points inside numbers.
-                if d.is_alphanumeric() {
-                    end = j + d.len_utf8();
-                    chars.next();
-                } else if d == '\''
+                if d.is_alphanumeric()
+                    || d == '\''
                     || (d == '.' && s[..j].ends_with(|x: char| x.is_ascii_digit()) && s[j + 1..].starts_with(|x: char| x.is_ascii_digit()))
                 {
                     end = j + d.len_utf8();

@@ -810,6 +810,7 @@ fn pneumonia(c: &mut Canvas, an: &Anatomy, rng: &mut Rng, out: &mut Vec<Finding>
 }
 
 /// Tubes in the lung: (a, b, lumen radius, wall thickness).
+#[allow(clippy::too_many_arguments)] // the tube, its wall and where it may be drawn: one call site per airway kind
 fn draw_bronchus(c: &mut Canvas, a: P3, b: P3, lumen: f64, wall: f64, wall_hu: f32, inst: u16, allow_med: bool) {
     for_segment(c, a, b, lumen + wall, lumen + wall, 0.0, |c, idx, sd, _| {
         let t = c.tissue[idx];

@@ -245,7 +245,7 @@ pub fn write(findings: &[Finding], labels: &[bool; N_LABELS], on_chest: bool, rn
     // --- nodes
     if has(LYMPHADENOPATHY) {
         let f = by(LYMPHADENOPATHY)[0];
-        let short = mm(f.size_mm[0].min(f.size_mm[1]).min(28.0).max(11.0));
+        let short = mm(f.size_mm[0].min(f.size_mm[1]).clamp(11.0, 28.0));
         let w = if f.uncertain { "borderline " } else { "" };
         fs.push(format!(
             "{}ymph nodes with short axes reaching {short} mm were observed in the {} region, consistent with lymphadenopathy.",
@@ -519,7 +519,7 @@ pub fn write(findings: &[Finding], labels: &[bool; N_LABELS], on_chest: bool, rn
     if !nods.is_empty() {
         lung_pos += 1;
         let mut sorted = nods.clone();
-        sorted.sort_by(|a, b| axial(b).0.cmp(&axial(a).0));
+        sorted.sort_by_key(|a| std::cmp::Reverse(axial(a).0));
         let f = sorted[0];
         let d = axial(f).0;
         let kind = match f.kind.as_str() {
