@@ -315,7 +315,7 @@ fn a_cancelled_analysis_stops_at_the_next_stage_and_leaves_the_engine_usable() {
         let token = o.cancel.clone();
         let err = engine
             .diagnose(&ct, &o, &|s, _| {
-                if s == stage {
+                if s.as_str() == stage {
                     token.cancel()
                 }
             })

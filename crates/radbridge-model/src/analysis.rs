@@ -395,6 +395,52 @@ pub struct ModelInfo {
 
 pub const DISCLAIMER: &str = "Research use only. Not for diagnostic use: every finding needs a clinician's review.";
 
+/// A stage of an analysis, as progress reports name it: "load model" (the caller's), then what
+/// [`Engine::diagnose`] reports, "preprocess" … "done". The serde names are the strings the CLI
+/// prints and the app's progress events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub enum Stage {
+    #[serde(rename = "load model")]
+    LoadModel,
+    #[serde(rename = "preprocess")]
+    Preprocess,
+    #[serde(rename = "encode image")]
+    EncodeImage,
+    #[serde(rename = "encode text")]
+    EncodeText,
+    #[serde(rename = "score")]
+    Score,
+    #[serde(rename = "heat maps")]
+    HeatMaps,
+    #[serde(rename = "done")]
+    Done,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 7] =
+        [Stage::LoadModel, Stage::Preprocess, Stage::EncodeImage, Stage::EncodeText, Stage::Score, Stage::HeatMaps, Stage::Done];
+
+    /// The stage's name (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::LoadModel => "load model",
+            Stage::Preprocess => "preprocess",
+            Stage::EncodeImage => "encode image",
+            Stage::EncodeText => "encode text",
+            Stage::Score => "score",
+            Stage::HeatMaps => "heat maps",
+            Stage::Done => "done",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What to score and where to write heat maps.
 #[derive(Debug, Clone, Default)]
 pub struct DiagnoseOptions {
@@ -431,17 +477,17 @@ impl Engine {
 
     /// Score a volume: preprocess, encode the image once, embed every prompt (cached), score,
     /// explain, and write heat maps. `progress(stage, fraction)` is called between stages.
-    pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(&str, f32)) -> Result<Diagnosis> {
+    pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(Stage, f32)) -> Result<Diagnosis> {
         let mut timings = Timings::default();
         self.encode_or_reuse(volume, opts, progress, &mut timings)?;
         opts.cancel.check()?;
-        progress("encode text", 0.7);
+        progress(Stage::EncodeText, 0.7);
         let t = Instant::now();
         let prompts = Prompts::new(&self.package.manifest.prompts, opts);
         let codes = self.embed_prompts(&prompts.all())?;
         timings.push("encode text", t);
         opts.cancel.check()?;
-        progress("score", 0.9);
+        progress(Stage::Score, 0.9);
         let t = Instant::now();
         let enc = self.encoded.as_ref().expect("encoded above");
         let k = opts.top_k.max(1);
@@ -456,7 +502,7 @@ impl Engine {
         if let Some(dir) = &opts.heatmap_dir {
             self.write_heatmaps(enc, dir, opts, &maps, &mut findings, progress, &mut timings)?;
         }
-        progress("done", 1.0);
+        progress(Stage::Done, 1.0);
         if opts.image_key.is_none() {
             self.encoded = None;
         }
@@ -469,25 +515,25 @@ impl Engine {
         &mut self,
         volume: &Volume,
         opts: &DiagnoseOptions,
-        progress: &dyn Fn(&str, f32),
+        progress: &dyn Fn(Stage, f32),
         timings: &mut Timings,
     ) -> Result<()> {
         let stage_start = Instant::now();
         let reuse = opts.image_key.is_some() && self.encoded.as_ref().is_some_and(|e| e.key == opts.image_key);
         if reuse {
             // The same stages as a full run (the UI has a bar for each), at no cost.
-            progress("preprocess", 0.0);
-            progress("encode image", 0.2);
+            progress(Stage::Preprocess, 0.0);
+            progress(Stage::EncodeImage, 0.2);
             timings.push("encode image (reused)", stage_start);
             return Ok(());
         }
         self.encoded = None;
-        progress("preprocess", 0.0);
+        progress(Stage::Preprocess, 0.0);
         let canon = volume.canonical();
         let input = self.preprocess(&canon);
         timings.push("preprocess", stage_start);
         opts.cancel.check()?;
-        progress("encode image", 0.2);
+        progress(Stage::EncodeImage, 0.2);
         let t = Instant::now();
         let x = self.tensor(&input)?;
         let image = self.encode_image(&x)?;
@@ -589,11 +635,11 @@ impl Engine {
         opts: &DiagnoseOptions,
         maps: &[Option<Vec<f32>>],
         findings: &mut [ScoredFinding],
-        progress: &dyn Fn(&str, f32),
+        progress: &dyn Fn(Stage, f32),
         timings: &mut Timings,
     ) -> Result<()> {
         let t = Instant::now();
-        progress("heat maps", 0.95);
+        progress(Stage::HeatMaps, 0.95);
         std::fs::create_dir_all(dir).map_err(ModelError::io(dir, "cannot create"))?;
         if let (ImageCode::Brgsa { grid, .. }, Net::Brgsa(m)) = (&enc.image, &self.net) {
             let patch = m.config().vision.patch_size;

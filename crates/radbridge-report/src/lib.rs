@@ -14,8 +14,8 @@
 //! ([`images`]), so the study must still be where the diagnosis found it.
 //!
 //! ```no_run
-//! use crate::{self, Format, ReportOptions};
-//! # fn main() -> Result<(), crate::ReportError> {
+//! use radbridge_report::{self as report, Format, ReportOptions};
+//! # fn main() -> Result<(), radbridge_report::ReportError> {
 //! let text = std::fs::read_to_string("d.json").unwrap();
 //! let d: radbridge_model::analysis::Diagnosis = serde_json::from_str(&text).unwrap();
 //! let opts = ReportOptions { export_anyway: true, ..Default::default() };

@@ -24,8 +24,8 @@
 //! newer schema is refused with an error naming the file; it is never overwritten.
 //!
 //! ```no_run
-//! use crate::{Store, RunRecord, ReviewAction, Reason};
-//! # fn main() -> Result<(), crate::FeedbackError> {
+//! use radbridge_store::{Reason, ReviewAction, RunRecord, Store};
+//! # fn main() -> Result<(), radbridge_store::FeedbackError> {
 //! let mut store = Store::open_default()?;
 //! let diagnosis: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("d.json").unwrap()).unwrap();
 //! let run = RunRecord::from_diagnosis_json(diagnosis, Some("/data/ct1".as_ref()), Some("models/demo".as_ref()))?;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, State};
 use ts_rs::TS;
 
@@ -15,33 +15,8 @@ use super::state::{self, lock, AppState, Run};
 use radbridge_model::analysis::{DiagnoseOptions, Diagnosis, Engine};
 use radbridge_volume::{CancelToken, Volume};
 
-/// A stage of an analysis as the progress bars show it: "load model" (the app), then what
-/// `Engine::diagnose` reports ("preprocess" … "done"). The serde names are the event's strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
-pub enum Stage {
-    #[serde(rename = "load model")]
-    LoadModel,
-    #[serde(rename = "preprocess")]
-    Preprocess,
-    #[serde(rename = "encode image")]
-    EncodeImage,
-    #[serde(rename = "encode text")]
-    EncodeText,
-    #[serde(rename = "score")]
-    Score,
-    #[serde(rename = "heat maps")]
-    HeatMaps,
-    #[serde(rename = "done")]
-    Done,
-}
-
-impl Stage {
-    /// The stage `Engine::diagnose` names in its progress callback (None for a name this app
-    /// does not know: it is logged and not shown).
-    pub fn of_engine(name: &str) -> Option<Stage> {
-        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
-    }
-}
+/// The stages of an analysis are the engine's (one enum, its serde names are the events' strings).
+pub use radbridge_model::analysis::Stage;
 
 /// Which command an `analysis-progress` event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
@@ -225,10 +200,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
             opts.heatmap_dir = Some(dir.join(format!("h{n}")));
         }
     }
-    let progress = |name: &str, f: f32| match Stage::of_engine(name) {
-        Some(stage) => emit(stage, f),
-        None => tracing::debug!("progress stage '{name}' is not shown"),
-    };
+    let progress = |stage: Stage, f: f32| emit(stage, f);
     let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
         // Cancellation is a `Cancelled` in the error chain, or the token itself.
         let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
@@ -388,16 +360,10 @@ mod tests {
     fn progress_keeps_the_stage_strings() {
         let p = Progress { stage: Stage::HeatMaps, fraction: 0.5, task: Task::Heatmap };
         assert_eq!(serde_json::to_value(&p).unwrap(), serde_json::json!({"stage": "heat maps", "fraction": 0.5, "task": "heatmap"}));
-        for (name, stage) in [
-            ("preprocess", Stage::Preprocess),
-            ("encode image", Stage::EncodeImage),
-            ("encode text", Stage::EncodeText),
-            ("score", Stage::Score),
-            ("heat maps", Stage::HeatMaps),
-            ("done", Stage::Done),
-        ] {
-            assert_eq!(Stage::of_engine(name), Some(stage), "{name}");
+        let names: Vec<String> = Stage::ALL.iter().map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["load model", "preprocess", "encode image", "encode text", "score", "heat maps", "done"]);
+        for s in Stage::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        assert_eq!(Stage::of_engine("peaks"), None);
     }
 }

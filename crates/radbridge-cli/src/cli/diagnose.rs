@@ -67,7 +67,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
     let pb = ProgressBar::new(100);
     pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:30}] {elapsed}").unwrap().progress_chars("=> "));
     let mut d = engine.diagnose(&loaded.volume, &opts, &|stage, f| {
-        pb.set_message(stage.to_string());
+        pb.set_message(stage.as_str());
         pb.set_position((f * 100.0) as u64);
     })?;
     pb.finish_and_clear();
