@@ -7,7 +7,16 @@ use std::path::PathBuf;
 
 use radbridge_volume::{Cancelled, VolumeError};
 
-use crate::package::PackageError;
+/// A model directory (`model.json` and the files it names) that cannot be read or is invalid
+/// (re-exported as `package::PackageError`; defined here so that every module of the crate
+/// can name the crate's errors without importing `package`).
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -18,13 +18,7 @@ use crate::zeroshot::{self, PromptTemplates, ScoringRule};
 
 pub const FORMAT: &str = "radbridge-model/1";
 
-#[derive(Debug, thiserror::Error)]
-pub enum PackageError {
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-}
+pub use crate::error::PackageError;
 
 fn invalid(path: &Path, reason: impl Into<String>) -> PackageError {
     PackageError::Invalid { path: path.to_path_buf(), reason: reason.into() }
