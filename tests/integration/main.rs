@@ -3,6 +3,7 @@
 //! reference values from the Python readers and PyTorch (`tests/reference/`).
 
 mod analysis;
+mod architecture;
 mod bad_input;
 mod brgsa_model;
 mod checkpoint;
