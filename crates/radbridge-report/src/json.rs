@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Report, ReportError, Result};
+use super::{Report, Result};
 
 /// The JSON Schema of the report document.
 pub const SCHEMA: &str = include_str!("report.schema.json");
@@ -14,7 +14,7 @@ pub fn to_string(report: &Report) -> String {
 }
 
 pub fn write_json(report: &Report, output: &Path) -> Result<()> {
-    radbridge_volume::atomic::write(output, to_string(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+    crate::write_file(output, to_string(report))
 }
 
 #[cfg(test)]

@@ -537,6 +537,11 @@ pub fn read_verdicts(path: &Path) -> Result<Vec<Verdict>> {
 
 /// Text with characters outside printable ASCII replaced (the PDF's built-in fonts and the SR's
 /// default character repertoire).
+/// Write an export atomically; the error names the file.
+pub(crate) fn write_file(output: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    radbridge_volume::atomic::write(output, bytes).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+}
+
 pub(crate) fn ascii(s: &str) -> String {
     s.chars()
         .map(|c| match c {

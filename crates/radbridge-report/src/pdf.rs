@@ -10,7 +10,7 @@ use printpdf::{
     RawImageFormat, Rect, Rgb, TextItem, XObjectTransform,
 };
 
-use super::{ascii, KeyImage, Report, ReportError, ReportFinding, Result};
+use super::{ascii, KeyImage, Report, ReportFinding, Result};
 
 const W: f32 = 595.28;
 const H: f32 = 841.89;
@@ -494,7 +494,7 @@ pub fn to_bytes(r: &Report) -> Vec<u8> {
 }
 
 pub fn write_pdf(report: &Report, output: &Path) -> Result<()> {
-    radbridge_volume::atomic::write(output, to_bytes(report)).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+    crate::write_file(output, to_bytes(report))
 }
 
 #[cfg(test)]

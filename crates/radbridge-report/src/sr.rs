@@ -299,7 +299,7 @@ pub fn write_sr(report: &Report, output: &Path) -> Result<()> {
     // an atomic write.
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).map_err(|e| err(e.to_string()))?;
-    radbridge_volume::atomic::write(output, bytes).map_err(|e| ReportError::Io { path: output.to_path_buf(), source: e })
+    crate::write_file(output, bytes)
 }
 
 #[cfg(test)]

@@ -83,8 +83,7 @@ fn bank_describe(model: &Path, corpus: Option<&Path>) -> Result<()> {
     d.corpus_license = meta.license;
     d.corpus_source = meta.source;
     let out = model.join("bank.json");
-    radbridge_volume::atomic::write(&out, serde_json::to_string_pretty(&d)? + "\n")
-        .with_context(|| format!("{}: cannot write", out.display()))?;
+    super::common::write_file(&out, serde_json::to_string_pretty(&d)? + "\n")?;
     let mut pkg = engine.package.clone();
     pkg.manifest.bank = Some("bank.json".into());
     pkg.write_manifest()?;

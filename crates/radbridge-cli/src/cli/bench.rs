@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::common::{open_options, read_prompts, LoadArgs};
@@ -93,8 +93,7 @@ fn bench_model(
     let prompts = prompts.map(read_prompts).transpose()?;
     let (r, out) = radbridge_model::bench::model(model, volume, prompts, repeats, warmup)?;
     if let Some(p) = embeddings {
-        radbridge_volume::atomic::write(p, serde_json::to_string(&out)? + "\n")
-            .with_context(|| format!("{}: cannot write", p.display()))?;
+        super::common::write_file(p, serde_json::to_string(&out)? + "\n")?;
     }
     if as_json {
         println!("{}", serde_json::to_string(&r)?);

@@ -1,5 +1,5 @@
-//! Pieces shared by the subcommands: the series-loading flags, the progress bar and the
-//! prompt-file reader.
+//! Pieces shared by the subcommands: the series-loading flags, the progress bar, the
+//! prompt-file reader and file writing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,4 +55,9 @@ pub fn read_prompts(path: &Path) -> Result<Vec<String>> {
     let p: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     anyhow::ensure!(!p.is_empty(), "{}: no prompts (one per line)", path.display());
     Ok(p)
+}
+
+/// Write an output file atomically; the error names it ("<file>: cannot write: …").
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    radbridge_volume::atomic::write(path, contents).with_context(|| format!("{}: cannot write", path.display()))
 }

@@ -123,8 +123,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
     }
     println!("timings: {}", d.timings.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect::<Vec<_>>().join(", "));
     if let Some(j) = &a.json {
-        radbridge_volume::atomic::write(j, serde_json::to_string_pretty(&d)? + "\n")
-            .with_context(|| format!("{}: cannot write", j.display()))?;
+        super::common::write_file(j, serde_json::to_string_pretty(&d)? + "\n")?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use radbridge_model::preprocess;
 use radbridge_volume as volume;
@@ -90,8 +90,7 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
             json!({"image": {"latent": latent}, "prompts": prompts})
         }
     };
-    radbridge_volume::atomic::write(&a.output, serde_json::to_string_pretty(&out)? + "\n")
-        .with_context(|| format!("{}: cannot write", a.output.display()))?;
+    super::common::write_file(&a.output, serde_json::to_string_pretty(&out)? + "\n")?;
     eprintln!("wrote {} ({} prompts)", a.output.display(), prompts.len());
     Ok(())
 }

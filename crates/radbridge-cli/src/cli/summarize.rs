@@ -182,7 +182,7 @@ fn write_corpus(c: &std::path::Path, corpus: &[(String, usize)], input: &std::pa
         text.push_str(&serde_json::to_string(&serde_json::json!({"text": t, "count": n}))?);
         text.push('\n');
     }
-    radbridge_volume::atomic::write(c, text).with_context(|| format!("{}: cannot write", c.display()))?;
+    super::common::write_file(c, text)?;
     let meta = serde_json::json!({
         "format": "radbridge-sentence-corpus-1",
         "sentences": corpus.len(),
@@ -194,8 +194,7 @@ fn write_corpus(c: &std::path::Path, corpus: &[(String, usize)], input: &std::pa
         "generator_version": env!("CARGO_PKG_VERSION"),
     });
     let mp = radbridge_model::bank::corpus_meta_path(c);
-    radbridge_volume::atomic::write(&mp, serde_json::to_string_pretty(&meta)? + "\n")
-        .with_context(|| format!("{}: cannot write", mp.display()))?;
+    super::common::write_file(&mp, serde_json::to_string_pretty(&meta)? + "\n")?;
     eprintln!("wrote {}: {} distinct sentences from {} reports", c.display(), corpus.len(), reports);
     Ok(())
 }
