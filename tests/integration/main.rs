@@ -8,6 +8,7 @@ mod bad_input;
 mod brgsa_model;
 mod checkpoint;
 mod cli;
+mod corrupt_corpus;
 mod ctclip_model;
 mod eval;
 mod feedback;
