@@ -196,7 +196,7 @@ fn check_frame_bounds(
         return Err(VolumeError::TooManyFrames { path: path.to_path_buf(), frames, limit: options.max_frames.min(u32::MAX as u64) });
     }
     let plane = rows as u64 * cols as u64;
-    let voxels = plane.checked_mul(frames).unwrap_or(u64::MAX);
+    let voxels = plane.saturating_mul(frames);
     if voxels > options.max_voxels {
         return Err(VolumeError::TooLarge { path: path.to_path_buf(), voxels, limit: options.max_voxels });
     }
@@ -212,10 +212,8 @@ fn check_frame_bounds(
     match report.pixel_data {
         Some(prescan::PixelData { length: Some(len), .. }) if bits_allocated >= 8 => {
             // Native pixel data: the declared value must hold every frame.
-            let need = voxels
-                .checked_mul(samples as u64)
-                .and_then(|v| v.checked_mul((bits_allocated as u64).div_ceil(8)))
-                .unwrap_or(u64::MAX);
+            let need =
+                voxels.checked_mul(samples as u64).and_then(|v| v.checked_mul((bits_allocated as u64).div_ceil(8))).unwrap_or(u64::MAX);
             if len < need {
                 return Err(VolumeError::Truncated { path: path.to_path_buf(), what: "pixel data", expected: need, found: len });
             }

@@ -101,10 +101,7 @@ fn a_declared_length_beyond_the_file_is_refused_before_parsing() {
     b[at..at + 4].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
     std::fs::write(&p, &b).unwrap();
     let e = rejected(read_headers(&p, &OpenOptions::default()));
-    assert!(
-        matches!(&e, VolumeError::DeclaredLengthTooLarge { tag, declared: 0xFFFF_FF00, .. } if tag == "(0040,A160)"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, VolumeError::DeclaredLengthTooLarge { tag, declared: 0xFFFF_FF00, .. } if tag == "(0040,A160)"), "{e:?}");
     names(&e, &p);
     assert!(matches!(crate::dicom::open_full(&p), Err(VolumeError::DeclaredLengthTooLarge { .. })));
     // A short-form length (2 bytes) past the end of a file cut just after it.
@@ -127,6 +124,8 @@ fn tiny_dicom(ts: &str, dataset: &[u8]) -> Vec<u8> {
     }
     let mut b = vec![0u8; 128];
     b.extend_from_slice(b"DICM");
+    b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    b.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
     b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
     b.extend_from_slice(&(ts.len() as u16).to_le_bytes());
     b.extend_from_slice(&ts);
@@ -157,6 +156,27 @@ fn deep_sequences_and_long_fragments_are_refused_by_the_prescan() {
     std::fs::write(&p, tiny_dicom("1.2.840.10008.1.2.4.51", &ds)).unwrap();
     let e = rejected(read_headers(&p, &OpenOptions::default()));
     assert!(matches!(e, VolumeError::Truncated { what: "pixel data", expected: 1073741824, found: 4, .. }), "{e:?}");
+    // A stray item delimiter at the top level (dicom-parser reads on past it), then a huge
+    // element; and an item tag at element level with a huge length.
+    for (name, first) in [("stray.dcm", [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]), ("item.dcm", [0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0x40])] {
+        let mut ds = first.to_vec();
+        ds.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'U', b'T', 0, 0]);
+        ds.extend_from_slice(&0x4000_0000u32.to_le_bytes());
+        let p = dir.join(name);
+        std::fs::write(&p, tiny_dicom("1.2.840.10008.1.2.1", &ds)).unwrap();
+        let e = rejected(read_headers(&p, &OpenOptions::default()));
+        assert!(matches!(e, VolumeError::DeclaredLengthTooLarge { .. }), "{name}: {e:?}");
+    }
+    // A file meta group element longer than the file.
+    let mut b = tiny_dicom("1.2.840.10008.1.2.1", &[]);
+    b.extend_from_slice(&[0x02, 0x00, 0x12, 0x00, b'U', b'N', 0, 0]);
+    b.extend_from_slice(&0x8000_0000u32.to_le_bytes());
+    let n = (b.len() - 144) as u32;
+    b[140..144].copy_from_slice(&n.to_le_bytes());
+    let p = dir.join("meta.dcm");
+    std::fs::write(&p, &b).unwrap();
+    let e = rejected(read_headers(&p, &OpenOptions::default()));
+    assert!(matches!(&e, VolumeError::DeclaredLengthTooLarge { tag, .. } if tag == "(0002,0012)"), "{e:?}");
     // Implicit VR: an element with a 4-byte length past the end.
     let mut ds = vec![0x10, 0x00, 0x10, 0x00];
     ds.extend_from_slice(&0x7000_0000u32.to_le_bytes());
@@ -284,29 +304,41 @@ fn hostile_nifti_headers_are_refused_before_allocating() {
         names(&e, &p);
     };
     // NIfTI-2: 2^40 per axis overflows the voxel count.
-    check("overflow.nii", nifti2([1 << 40, 1 << 40, 1 << 40], 544), &big, |e| {
-        matches!(e, VolumeError::BadNiftiHeader { reason, .. } if reason.contains("overflow"))
-    });
+    check(
+        "overflow.nii",
+        nifti2([1 << 40, 1 << 40, 1 << 40], 544),
+        &big,
+        |e| matches!(e, VolumeError::BadNiftiHeader { reason, .. } if reason.contains("overflow")),
+    );
     // A voxel count that fits, but bytes plus offset overflow.
-    check("overflow_bytes.nii", nifti2([1 << 31, 1 << 31, 1 << 1], i64::MAX), &big, |e| {
-        matches!(e, VolumeError::BadNiftiHeader { .. })
-    });
+    check("overflow_bytes.nii", nifti2([1 << 31, 1 << 31, 1 << 1], i64::MAX), &big, |e| matches!(e, VolumeError::BadNiftiHeader { .. }));
     // vox_offset NaN, infinite, huge.
     for (name, off) in [("nan.nii", f32::NAN), ("inf.nii", f32::INFINITY), ("huge.nii", 1e30)] {
-        check(name, nifti1([2, 2, 2], off), &big, |e| matches!(e, VolumeError::BadNiftiHeader { reason, .. } if reason.contains("vox_offset")));
+        check(
+            name,
+            nifti1([2, 2, 2], off),
+            &big,
+            |e| matches!(e, VolumeError::BadNiftiHeader { reason, .. } if reason.contains("vox_offset")),
+        );
     }
     // A vox_offset past the end of the file.
     check("far.nii", nifti1([2, 2, 2], 1e9), &big, |e| matches!(e, VolumeError::Truncated { .. }));
     // 4 GiB declared in a 352-byte file: refused by length, before any allocation.
-    check("declared.nii", nifti1([2048, 2048, 512], 352.0), &big, |e| {
-        matches!(e, VolumeError::Truncated { expected, found: 352, .. } if *expected == 352 + 2 * 2048 * 2048 * 512)
-    });
+    check(
+        "declared.nii",
+        nifti1([2048, 2048, 512], 352.0),
+        &big,
+        |e| matches!(e, VolumeError::Truncated { expected, found: 352, .. } if *expected == 352 + 2 * 2048 * 2048 * 512),
+    );
     // The same, gzip-compressed: a small stream cannot inflate to 4 GiB.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &nifti1([2048, 2048, 512], 352.0)).unwrap();
-    check("declared.nii.gz", gz.finish().unwrap(), &big, |e| {
-        matches!(e, VolumeError::Corrupt { reason, .. } if reason.contains("cannot hold"))
-    });
+    check(
+        "declared.nii.gz",
+        gz.finish().unwrap(),
+        &big,
+        |e| matches!(e, VolumeError::Corrupt { reason, .. } if reason.contains("cannot hold")),
+    );
     // 4-D with a volume count that overflows.
     let mut h = nifti2([2, 2, 2], 544);
     h[16..24].copy_from_slice(&7i64.to_le_bytes());
@@ -315,4 +347,37 @@ fn hostile_nifti_headers_are_refused_before_allocating() {
     }
     check("volumes.nii", h, &big, |e| matches!(e, VolumeError::BadNiftiHeader { reason, .. } if reason.contains("volume count")));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_real_dicom_file_passes_the_prescan_and_is_understood() {
+    let mut files = Vec::new();
+    for dir in [
+        "generated",
+        "pydicom",
+        "pydicom-data",
+        "pydicom/head_ct_series_CT2",
+        "totalsegmentator/example_ct_dicom",
+        "generated/dicomdir_head_ct2",
+    ] {
+        for e in std::fs::read_dir(data(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_file() && !name.starts_with('.') && !name.ends_with(".md") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 50, "{}", files.len());
+    for p in files {
+        let len = std::fs::metadata(&p).unwrap().len();
+        let r = crate::prescan::walk(&p, len).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        // bad_sequence.dcm is damaged on purpose (pydicom's test data).
+        if !p.ends_with("bad_sequence.dcm") {
+            assert!(r.understood, "{}: {r:?}", p.display());
+        }
+        if !p.ends_with("DICOMDIR") {
+            assert!(r.pixel_data.is_some(), "{}: {r:?}", p.display());
+        }
+    }
 }

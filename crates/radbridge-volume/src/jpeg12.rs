@@ -594,12 +594,7 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>, expect: Opt
                 let f = parse_sof(seg, start)?;
                 if let Some((w, h)) = expect {
                     if (f.width, f.height) != (w, h) {
-                        return Err(Jpeg12Error::SizeMismatch {
-                            width: f.width,
-                            height: f.height,
-                            expected_width: w,
-                            expected_height: h,
-                        });
+                        return Err(Jpeg12Error::SizeMismatch { width: f.width, height: f.height, expected_width: w, expected_height: h });
                     }
                 }
                 frame = Some(f);
@@ -1042,7 +1037,12 @@ mod tests {
         let e = decode_expecting(&s, full.width, full.height + 1).unwrap_err();
         assert_eq!(
             e,
-            Jpeg12Error::SizeMismatch { width: full.width, height: full.height, expected_width: full.width, expected_height: full.height + 1 }
+            Jpeg12Error::SizeMismatch {
+                width: full.width,
+                height: full.height,
+                expected_width: full.width,
+                expected_height: full.height + 1
+            }
         );
     }
 

@@ -432,11 +432,12 @@ pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Loaded> {
     }
     let scan = series::scan(path, options)?;
     if scan.series.is_empty() {
-        // A single file that was not DICOM or was refused: say why, naming it.
+        // Images were found but refused (cut short, past a limit): say why, naming the first.
+        if let Some(e) = scan.first_rejection {
+            return Err(e);
+        }
+        // A single file that was not DICOM: say why it was refused, naming it.
         if meta.is_file() {
-            if let Some(e) = scan.first_rejection {
-                return Err(e);
-            }
             if let Some((p, reason)) = scan.summary.skipped.first() {
                 return Err(VolumeError::NotDicom { path: p.clone(), reason: reason.clone() });
             }

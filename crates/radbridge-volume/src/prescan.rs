@@ -11,12 +11,15 @@
 //! which then reports its own error: the walk only refuses what would be dangerous to parse.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
+use dicom_encoding::transfer_syntax::Endianness;
+use dicom_encoding::{Codec, TransferSyntaxIndex};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::error::VolumeError;
 
@@ -94,6 +97,34 @@ struct Walker<'a, S> {
     pixel_data: Option<PixelData>,
 }
 
+/// VRs with a 2-byte length in explicit VR (PS3.5 7.1.2), exactly as dicom-parser reads them.
+fn short_length(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::AE
+            | VR::AS
+            | VR::AT
+            | VR::CS
+            | VR::DA
+            | VR::DS
+            | VR::DT
+            | VR::FL
+            | VR::FD
+            | VR::IS
+            | VR::LO
+            | VR::LT
+            | VR::PN
+            | VR::SH
+            | VR::SL
+            | VR::SS
+            | VR::ST
+            | VR::TM
+            | VR::UI
+            | VR::UL
+            | VR::US
+    )
+}
+
 fn tag_name(g: u16, e: u16) -> String {
     format!("({g:04X},{e:04X})")
 }
@@ -137,6 +168,10 @@ impl<S: Source> Walker<'_, S> {
         Ok(())
     }
 
+    fn corrupt(&self, reason: String) -> Halt {
+        Halt::Refuse(VolumeError::Corrupt { path: self.path.to_path_buf(), reason })
+    }
+
     /// Elements until `end` (or the end of the stream, or an item delimiter when `end` is None
     /// inside an item).
     fn dataset(&mut self, end: Option<u64>, syntax: Syntax, depth: usize) -> Step {
@@ -150,10 +185,27 @@ impl<S: Source> Walker<'_, S> {
             let g = self.u16(be)?;
             let e = self.u16(be)?;
             if g == 0xFFFE {
-                // Item delimiter (end of an undefined-length item) or something the walk does
-                // not expect at this level.
-                let _ = self.u32(be)?;
-                return if e == 0xE00D { Ok(()) } else { Err(Halt::GiveUp) };
+                let len = self.u32(be)?;
+                if e == 0xE00D {
+                    if depth == 0 {
+                        // Outside any item: dicom-parser ignores it and reads on.
+                        continue;
+                    }
+                    if end.is_none() {
+                        // The end of an undefined-length item.
+                        return Ok(());
+                    }
+                    return Err(self.corrupt(format!("an item delimiter inside a defined-length item at byte {offset}")));
+                }
+                // Any other (FFFE,xxxx) tag at element level: dicom-parser reads it as an
+                // element of that length (or a sequence when undefined).
+                if len == UNDEFINED {
+                    self.sequence(None, limit, syntax, depth + 1)?;
+                } else {
+                    self.check(g, e, offset, len as u64, limit)?;
+                    self.skip(len as u64)?;
+                }
+                continue;
             }
             let (vr, len) = match syntax {
                 Syntax::ImplicitLe => {
@@ -167,32 +219,28 @@ impl<S: Source> Walker<'_, S> {
                     (vr, len)
                 }
                 _ => {
-                    let code = self.bytes::<2>()?;
-                    let vr = VR::from_binary(code).ok_or(Halt::GiveUp)?;
-                    let long = matches!(
-                        vr,
-                        VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::SQ | VR::SV | VR::UC | VR::UN | VR::UR | VR::UT | VR::UV
-                    );
-                    let len = if long {
+                    // As dicom-parser: an unknown VR is read as UN (4-byte length).
+                    let vr = VR::from_binary(self.bytes::<2>()?).unwrap_or(VR::UN);
+                    let len = if short_length(vr) {
+                        self.u16(be)? as u32
+                    } else {
                         self.skip(2)?;
                         self.u32(be)?
-                    } else {
-                        self.u16(be)? as u32
                     };
                     (vr, len)
                 }
             };
-            let is_pixel_data = (g, e) == (0x7FE0, 0x0010) && depth == 0;
+            let is_pixel_data = (g, e) == (0x7FE0, 0x0010);
             if len == UNDEFINED {
-                if vr == VR::SQ || (vr == VR::UN && !is_pixel_data) {
-                    // An undefined-length UN holds an implicit-VR sequence.
-                    let nested = if vr == VR::UN { Syntax::ImplicitLe } else { syntax };
-                    self.sequence(None, limit, nested, depth + 1)?;
-                } else {
+                // As dicom-parser: undefined-length pixel data holds fragments; any other
+                // undefined-length element is read as a sequence in the same syntax.
+                if is_pixel_data {
                     let items = self.fragments(g, e, limit, be)?;
-                    if is_pixel_data {
+                    if depth == 0 {
                         self.pixel_data = Some(PixelData { offset, length: None, items });
                     }
+                } else {
+                    self.sequence(None, limit, syntax, depth + 1)?;
                 }
                 continue;
             }
@@ -205,7 +253,7 @@ impl<S: Source> Walker<'_, S> {
                     self.skip(end - self.pos)?;
                 }
             } else {
-                if is_pixel_data {
+                if is_pixel_data && depth == 0 {
                     self.pixel_data = Some(PixelData { offset: self.pos, length: Some(len), items: 0 });
                 }
                 self.skip(len)?;
@@ -299,12 +347,22 @@ pub(crate) fn walk(path: &Path, file_len: u64) -> Result<Report, VolumeError> {
         Err(Halt::Refuse(e)) => return Err(e),
     };
     let data_start = meta.pos;
-    let syntax = match ts.as_str() {
-        "1.2.840.10008.1.2" => Syntax::ImplicitLe,
-        "1.2.840.10008.1.2.2" => Syntax::ExplicitBe,
-        _ => Syntax::ExplicitLe,
+    // The syntax as dicom-object will read it: from the registry (an unknown UID, or a
+    // data set codec that is not built in, makes dicom-object fail before the data set).
+    let Some(entry) = TransferSyntaxRegistry.get(&ts) else { return Ok(Report::default()) };
+    let syntax = if ts == "1.2.840.10008.1.2" {
+        Syntax::ImplicitLe
+    } else if entry.endianness() == Endianness::Big {
+        Syntax::ExplicitBe
+    } else {
+        Syntax::ExplicitLe
     };
-    let result = if ts == "1.2.840.10008.1.2.1.99" {
+    let deflated = match entry.codec() {
+        Codec::Dataset(Some(_)) => true,
+        Codec::Dataset(None) => return Ok(Report::default()),
+        _ => false,
+    };
+    let result = if deflated {
         // Deflated: count the inflated bytes first (no allocation), then walk them.
         let inflate = || -> std::io::Result<flate2::read::DeflateDecoder<BufReader<File>>> {
             let mut f = BufReader::new(File::open(path)?);
@@ -337,31 +395,40 @@ pub(crate) fn walk(path: &Path, file_len: u64) -> Result<Report, VolumeError> {
     }
 }
 
-/// The file meta elements (group 0002), checking each length; returns the transfer syntax UID.
+/// The file meta group, read as dicom-object reads it: (0002,0000) with its 4-byte group
+/// length first, then elements (explicit VR little endian, whatever their group) until that
+/// many bytes are consumed; each length is checked. Returns the transfer syntax UID.
 fn meta_group(w: &mut Walker<'_, BufReader<File>>) -> std::result::Result<String, Halt> {
-    let mut ts = None;
-    loop {
-        let next = w.src.fill_buf().map_err(|_| Halt::GiveUp)?;
-        if next.len() < 2 || u16::from_le_bytes([next[0], next[1]]) != 0x0002 {
-            break;
-        }
-        let offset = w.pos;
+    let header = |w: &mut Walker<'_, BufReader<File>>| -> std::result::Result<(u16, u16, u32, u32), Halt> {
         let g = w.u16(false)?;
         let e = w.u16(false)?;
-        let code = w.bytes::<2>()?;
-        let vr = VR::from_binary(code).ok_or(Halt::GiveUp)?;
-        let len = if matches!(vr, VR::OB | VR::OW | VR::UN | VR::UT | VR::SQ | VR::UC | VR::UR | VR::OD | VR::OF | VR::OL | VR::OV | VR::SV | VR::UV) {
-            w.skip(2)?;
-            w.u32(false)?
+        if g == 0xFFFE {
+            return Ok((g, e, w.u32(false)?, 8));
+        }
+        let vr = VR::from_binary(w.bytes::<2>()?).unwrap_or(VR::UN);
+        Ok(if short_length(vr) {
+            (g, e, w.u16(false)? as u32, 8)
         } else {
-            w.u16(false)? as u32
-        };
+            w.skip(2)?;
+            (g, e, w.u32(false)?, 12)
+        })
+    };
+    let (g, e, len, _) = header(w)?;
+    if (g, e, len) != (0x0002, 0x0000, 4) {
+        return Err(Halt::GiveUp);
+    }
+    let group_length = u32::from_le_bytes(w.bytes::<4>()?);
+    let mut consumed = 0u32;
+    let mut ts = None;
+    while consumed < group_length {
+        let offset = w.pos;
+        let (g, e, len, header_len) = header(w)?;
         if len == UNDEFINED {
             return Err(Halt::GiveUp);
         }
         let limit = w.len;
         w.check(g, e, offset, len as u64, limit)?;
-        if e == 0x0010 && len <= 256 {
+        if (g, e) == (0x0002, 0x0010) && len <= 256 {
             let mut v = vec![0u8; len as usize];
             w.src.read_exact(&mut v).map_err(|_| Halt::GiveUp)?;
             w.pos += len as u64;
@@ -369,6 +436,7 @@ fn meta_group(w: &mut Walker<'_, BufReader<File>>) -> std::result::Result<String
         } else {
             w.skip(len as u64)?;
         }
+        consumed = consumed.saturating_add(header_len).saturating_add(len);
     }
     ts.ok_or(Halt::GiveUp)
 }

@@ -276,9 +276,8 @@ pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
 
 /// Leave out a file that is a link to another listed file (reported, not silent).
 fn dedup_linked_files(files: &mut Vec<PathBuf>, summary: &mut ScanSummary) {
-    let linked: Vec<usize> = (0..files.len())
-        .filter(|&i| std::fs::symlink_metadata(&files[i]).map(|m| m.file_type().is_symlink()).unwrap_or(false))
-        .collect();
+    let linked: Vec<usize> =
+        (0..files.len()).filter(|&i| std::fs::symlink_metadata(&files[i]).map(|m| m.file_type().is_symlink()).unwrap_or(false)).collect();
     if linked.is_empty() {
         return;
     }
@@ -292,11 +291,7 @@ fn dedup_linked_files(files: &mut Vec<PathBuf>, summary: &mut ScanSummary) {
             if let Some(&first) = seen.get(c) {
                 let first: usize = first;
                 drop[i] = true;
-                summary.skip(
-                    files[i].clone(),
-                    SkipKind::SameFile,
-                    format!("the same file as {}, already scanned", files[first].display()),
-                );
+                summary.skip(files[i].clone(), SkipKind::SameFile, format!("the same file as {}, already scanned", files[first].display()));
             } else {
                 seen.insert(c.clone(), i);
             }
@@ -472,11 +467,7 @@ fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
     let pos = |s: &SliceHeader| s.ipp.filter(|p| sane(p)).map(|p| dot(p, normal)).unwrap_or(0.0);
     if have_pos {
         slices.sort_by(|a, b| {
-            pos(a)
-                .total_cmp(&pos(b))
-                .then(a.instance_number.cmp(&b.instance_number))
-                .then(a.path.cmp(&b.path))
-                .then(a.frame.cmp(&b.frame))
+            pos(a).total_cmp(&pos(b)).then(a.instance_number.cmp(&b.instance_number)).then(a.path.cmp(&b.path)).then(a.frame.cmp(&b.frame))
         });
     }
     // Duplicate positions: keep the first (lowest InstanceNumber; files cut short were already
@@ -683,11 +674,8 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         // The scan refuses Rows or Columns of 0; kept as a guard (chunks of 0 would panic).
         return Err(VolumeError::BadDicomHeader { path: first.path.clone(), reason: format!("image size {nx}x{ny}x{nz}") });
     }
-    let total = usize::try_from(voxels).map_err(|_| VolumeError::TooLarge {
-        path: root.to_path_buf(),
-        voxels,
-        limit: options.max_voxels,
-    })?;
+    let total =
+        usize::try_from(voxels).map_err(|_| VolumeError::TooLarge { path: root.to_path_buf(), voxels, limit: options.max_voxels })?;
     for s in &series.slices {
         dicom::check_transfer_syntax(&s.path, &s.transfer_syntax)?;
     }
