@@ -381,3 +381,34 @@ fn every_real_dicom_file_passes_the_prescan_and_is_understood() {
         }
     }
 }
+
+#[test]
+fn non_finite_or_degenerate_transforms_never_panic_downstream() {
+    let dir = scratch("affine");
+    // NIfTI: sform with NaN, qform with NaN quaternion; the volume still opens, with a warning,
+    // and reorients without panicking.
+    let mut h = nifti1([2, 3, 4], 352.0);
+    h[254..256].copy_from_slice(&1i16.to_le_bytes()); // sform_code
+    h[252..254].copy_from_slice(&1i16.to_le_bytes()); // qform_code
+    h[256..260].copy_from_slice(&f32::NAN.to_le_bytes()); // quatern_b
+    for k in 0..12 {
+        h[280 + 4 * k..284 + 4 * k].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    h.extend(std::iter::repeat_n(0u8, 2 * 2 * 3 * 4));
+    let p = dir.join("nan_sform.nii");
+    std::fs::write(&p, &h).unwrap();
+    let v = open(&p, &OpenOptions::default()).unwrap().volume;
+    assert!(v.warnings.iter().any(|w| w.code == WarningCode::NoSpatialTransform && w.message.contains("NaN")), "{:?}", v.warnings);
+    assert!(v.affine.0.iter().flatten().all(|x| x.is_finite()));
+    assert_eq!(v.into_canonical().voxels.len(), 24);
+    // An affine made only of NaN still gives a permutation, never an out-of-range index.
+    let nan = crate::Affine::from_columns([[f64::NAN; 3]; 3], [0.0; 3]);
+    let mut seen: Vec<usize> = nan.axis_assignment().iter().map(|a| a.0).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2]);
+    // DICOM: PixelSpacing 0 (a singular affine).
+    let p = patched_ct(&dir.join("zero_spacing.dcm"), vec![ds(tags::PIXEL_SPACING, &[0.0, 0.0])]);
+    let v = open(&p, &OpenOptions::default()).unwrap().volume;
+    assert_eq!(v.into_canonical().voxels.len(), 128 * 128);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -257,8 +257,26 @@ impl Header {
 
     /// The voxel-to-LPS affine by the standard's precedence, with warnings.
     pub fn affine_lps(&self, warnings: &mut Vec<Warning>) -> Affine {
-        let ras = if self.sform_code > 0 {
-            if self.qform_code > 0 {
+        let finite = |a: &Affine| a.0.iter().flatten().all(|v| v.is_finite());
+        // A transform holding NaN or infinite values is not used (with a warning): the next
+        // method in the standard's order is.
+        let sform_ok = self.sform_code > 0 && finite(&self.sform_ras());
+        let qform_ok = self.qform_code > 0 && finite(&self.qform_ras());
+        if (self.sform_code > 0 && !sform_ok) || (self.qform_code > 0 && !qform_ok) {
+            warnings.push(Warning::new(
+                WarningCode::NoSpatialTransform,
+                format!(
+                    "the {} holds NaN or infinite values and is not used",
+                    match (self.sform_code > 0 && !sform_ok, self.qform_code > 0 && !qform_ok) {
+                        (true, true) => "sform and the qform",
+                        (true, false) => "sform",
+                        _ => "qform",
+                    }
+                ),
+            ));
+        }
+        let ras = if sform_ok {
+            if qform_ok {
                 let q = self.qform_ras();
                 let s = self.sform_ras();
                 if q.max_abs_diff(&s) > 1e-3 {
@@ -272,14 +290,14 @@ impl Header {
                 }
             }
             self.sform_ras()
-        } else if self.qform_code > 0 {
+        } else if qform_ok {
             self.qform_ras()
         } else {
             warnings.push(Warning::new(
                 WarningCode::NoSpatialTransform,
                 "neither sform nor qform is set: orientation is unknown; using voxel sizes only (NIfTI method 1)",
             ));
-            let p = |i: usize| if self.pixdim[i] > 0.0 { self.pixdim[i] } else { 1.0 };
+            let p = |i: usize| if self.pixdim[i] > 0.0 && self.pixdim[i].is_finite() { self.pixdim[i] } else { 1.0 };
             Affine::from_columns([[p(1), 0.0, 0.0], [0.0, p(2), 0.0], [0.0, 0.0, p(3)]], [0.0; 3])
         };
         ras.flip_xy()
