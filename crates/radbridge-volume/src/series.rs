@@ -276,16 +276,16 @@ pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
 
 /// Leave out a file that is a link to another listed file (reported, not silent).
 fn dedup_linked_files(files: &mut Vec<PathBuf>, summary: &mut ScanSummary) {
-    let linked: Vec<usize> =
-        (0..files.len()).filter(|&i| std::fs::symlink_metadata(&files[i]).map(|m| m.file_type().is_symlink()).unwrap_or(false)).collect();
-    if linked.is_empty() {
+    let is_link: Vec<bool> =
+        files.iter().map(|f| std::fs::symlink_metadata(f).map(|m| m.file_type().is_symlink()).unwrap_or(false)).collect();
+    if !is_link.contains(&true) {
         return;
     }
     let canon: Vec<Option<PathBuf>> = files.iter().map(|f| std::fs::canonicalize(f).ok()).collect();
     let mut seen = std::collections::HashMap::new();
     let mut drop = vec![false; files.len()];
     // Real files first, so a link is the one left out.
-    let order = (0..files.len()).filter(|i| !linked.contains(i)).chain(linked.iter().copied());
+    let order = (0..files.len()).filter(|&i| !is_link[i]).chain((0..files.len()).filter(|&i| is_link[i]));
     for i in order {
         if let Some(c) = &canon[i] {
             if let Some(&first) = seen.get(c) {
