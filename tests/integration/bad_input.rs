@@ -163,3 +163,34 @@ fn a_bad_file_in_a_folder_is_skipped_and_counted() {
     assert_eq!(l.scan.non_dicom_skipped, 2);
     assert!(l.volume.warnings.iter().any(|w| w.message.contains("2 files in the folder were not DICOM")));
 }
+
+#[test]
+fn a_truncated_copy_of_a_slice_is_named_by_the_library_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data("pydicom/head_ct_series_CT2")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in &files {
+        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    // A copy of one slice cut inside its pixel data, and a complete second copy of another.
+    let bytes = std::fs::read(&files[1]).unwrap();
+    std::fs::write(dir.path().join("cut_copy"), &bytes[..bytes.len() - 100]).unwrap();
+    std::fs::copy(&files[2], dir.path().join("zz_duplicate")).unwrap();
+    std::fs::write(dir.path().join("README.txt"), b"scan notes").unwrap();
+    let l = volume::open(dir.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(l.volume.dims[2], 4, "the complete slices are all kept");
+    let text: Vec<&str> = l.volume.warnings.iter().map(|w| w.message.as_str()).collect();
+    for name in ["cut_copy", "zz_duplicate", "README.txt"] {
+        assert!(text.iter().any(|m| m.contains(name)), "{name} not named: {text:#?}");
+    }
+    let out = Command::new(bin()).arg("inspect").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["cut_copy", "zz_duplicate", "README.txt"] {
+        assert!(stdout.contains(name), "inspect does not name {name}: {stdout}");
+    }
+    let out = Command::new(bin()).arg("inspect").arg("--json").arg(dir.path()).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let skipped = json["skipped_files"].as_array().unwrap();
+    assert!(skipped.iter().any(|s| s["path"].as_str().unwrap().ends_with("cut_copy")), "{skipped:?}");
+}

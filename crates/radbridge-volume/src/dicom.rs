@@ -19,7 +19,8 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::error::{Result, VolumeError};
-use super::{PatientFields, PatientInfo, StudyFields};
+use super::prescan;
+use super::{OpenOptions, PatientFields, PatientInfo, StudyFields};
 
 /// Header facts of one frame (one slice) of a DICOM image.
 #[derive(Debug, Clone)]
@@ -65,6 +66,9 @@ pub enum HeaderOutcome {
     /// A DICOM file that holds no image (DICOMDIR, structured report, ...).
     NotImage(String),
     NotDicom(String),
+    /// A DICOM file refused before it was parsed further: a declared length, frame count or
+    /// size that the file cannot hold or that passes a limit.
+    Rejected(VolumeError),
 }
 
 /// Media Storage SOP Class of a DICOMDIR.
@@ -90,6 +94,11 @@ fn get_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
 
 fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     obj.get(tag)?.to_int::<i64>().ok()
+}
+
+/// An unsigned short attribute; None when absent or out of range (never wrapped).
+fn get_u16(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
+    get_int(obj, tag).and_then(|v| u16::try_from(v).ok())
 }
 
 /// First item of a sequence attribute.
@@ -123,7 +132,23 @@ fn open_options() -> OpenFileOptions {
 }
 
 /// Read the header of one file (everything before the pixel data) and describe each frame.
-pub fn read_headers(path: &Path) -> HeaderOutcome {
+///
+/// Before `dicom-object` reads anything, every declared length in the file is checked against
+/// the bytes that follow it (see `prescan`), and the frame count and image size against the
+/// file's length and the limits in `options`: a hostile header is refused here, naming the
+/// file, before anything is allocated for it.
+pub fn read_headers(path: &Path, options: &OpenOptions) -> HeaderOutcome {
+    let file_len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return HeaderOutcome::NotDicom(format!("cannot read it ({e})")),
+    };
+    if file_len == 0 {
+        return HeaderOutcome::NotDicom("empty file (0 bytes)".into());
+    }
+    let report = match prescan::walk(path, file_len) {
+        Ok(r) => r,
+        Err(e) => return HeaderOutcome::Rejected(e),
+    };
     let obj = match open_options().read_until(tags::PIXEL_DATA).open_file(path) {
         Ok(o) => o,
         Err(e) => return HeaderOutcome::NotDicom(e.to_string()),
@@ -136,11 +161,81 @@ pub fn read_headers(path: &Path) -> HeaderOutcome {
     let (Some(rows), Some(cols)) = (rows, cols) else {
         return HeaderOutcome::NotImage("no Rows/Columns (not an image)".into());
     };
-    HeaderOutcome::Image(headers_from_object(path, &obj, rows as u32, cols as u32))
+    match check_frame_bounds(path, &obj, rows, cols, file_len, &report, options) {
+        Ok((rows, cols)) => HeaderOutcome::Image(headers_from_object(path, &obj, rows, cols)),
+        Err(e) => HeaderOutcome::Rejected(e),
+    }
+}
+
+/// Rows, Columns and NumberOfFrames against the standard's ranges, the limits and what the
+/// file can hold (checked arithmetic throughout).
+fn check_frame_bounds(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    rows: i64,
+    cols: i64,
+    file_len: u64,
+    report: &prescan::Report,
+    options: &OpenOptions,
+) -> Result<(u32, u32)> {
+    let bad = |reason: String| VolumeError::BadDicomHeader { path: path.to_path_buf(), reason };
+    let dim = |name: &str, v: i64| -> Result<u32> {
+        match u16::try_from(v) {
+            Ok(0) => Err(bad(format!("{name} is 0 (an image needs at least one row and one column)"))),
+            Ok(v) => Ok(v as u32),
+            Err(_) => Err(bad(format!("{name} is {v} (must be 1..65535)"))),
+        }
+    };
+    let (rows, cols) = (dim("Rows", rows)?, dim("Columns", cols)?);
+    let frames = match get_int(obj, tags::NUMBER_OF_FRAMES) {
+        None => 1u64,
+        Some(f) if f < 0 => return Err(bad(format!("NumberOfFrames is {f}"))),
+        Some(f) => (f as u64).max(1),
+    };
+    if frames > options.max_frames || frames > u32::MAX as u64 {
+        return Err(VolumeError::TooManyFrames { path: path.to_path_buf(), frames, limit: options.max_frames.min(u32::MAX as u64) });
+    }
+    let plane = rows as u64 * cols as u64;
+    let voxels = plane.saturating_mul(frames);
+    if voxels > options.max_voxels {
+        return Err(VolumeError::TooLarge { path: path.to_path_buf(), voxels, limit: options.max_voxels });
+    }
+    // Every frame takes at least one byte of the file (8 for an encapsulated fragment).
+    if frames > file_len {
+        return Err(VolumeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{frames} frames declared in a file of {file_len} bytes"),
+        });
+    }
+    let bits_allocated = get_u16(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    let samples = get_u16(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1);
+    match report.pixel_data {
+        Some(prescan::PixelData { length: Some(len), .. }) if bits_allocated >= 8 => {
+            // Native pixel data: the declared value must hold every frame.
+            let need =
+                voxels.checked_mul(samples as u64).and_then(|v| v.checked_mul((bits_allocated as u64).div_ceil(8))).unwrap_or(u64::MAX);
+            if len < need {
+                return Err(VolumeError::Truncated { path: path.to_path_buf(), what: "pixel data", expected: need, found: len });
+            }
+        }
+        Some(prescan::PixelData { length: None, items, .. }) => {
+            // Encapsulated: the basic offset table item, then at least one fragment per frame.
+            let fragments = items.saturating_sub(1);
+            if fragments < frames {
+                return Err(VolumeError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("{frames} frames declared but the encapsulated pixel data holds {fragments} fragments"),
+                });
+            }
+        }
+        _ => {}
+    }
+    Ok((rows, cols))
 }
 
 fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32) -> Vec<SliceHeader> {
-    let n_frames = get_int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    // Checked by `check_frame_bounds`: 1..=u32::MAX.
+    let n_frames = get_int(obj, tags::NUMBER_OF_FRAMES).and_then(|f| u32::try_from(f).ok()).unwrap_or(1).max(1);
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame: Option<&[InMemDicomObject]> = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
     let patient = PatientInfo {
@@ -171,8 +266,8 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
     let base_sbs = get_f64(obj, tags::SPACING_BETWEEN_SLICES);
     let base_slope = get_f64(obj, tags::RESCALE_SLOPE);
     let base_inter = get_f64(obj, tags::RESCALE_INTERCEPT);
-    let pixel_representation = get_int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16;
-    let bits_allocated = get_int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as u16;
+    let pixel_representation = get_u16(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0);
+    let bits_allocated = get_u16(obj, tags::BITS_ALLOCATED).unwrap_or(16);
 
     (0..n_frames)
         .map(|f| {
@@ -226,9 +321,9 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
                 slope,
                 intercept,
                 bits_allocated,
-                bits_stored: get_int(obj, tags::BITS_STORED).unwrap_or(bits_allocated as i64) as u16,
+                bits_stored: get_u16(obj, tags::BITS_STORED).unwrap_or(bits_allocated),
                 pixel_representation,
-                samples_per_pixel: get_int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+                samples_per_pixel: get_u16(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1),
                 photometric: get_str(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default(),
                 padding: get_int(obj, tags::PIXEL_PADDING_VALUE),
                 patient: patient.clone(),
@@ -260,6 +355,9 @@ pub fn check_transfer_syntax(path: &Path, uid: &str) -> Result<()> {
 /// Open a whole DICOM file (headers and pixel data). Called after the header scan read the
 /// file, so a failure here means the data after the header is cut short or damaged.
 pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
+    // The file may have changed since the scan: check its declared lengths again.
+    let len = std::fs::metadata(path).map_err(|e| VolumeError::io(path, e))?.len();
+    prescan::walk(path, len)?;
     open_options().open_file(path).map_err(|e| VolumeError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("the header reads but the rest does not (file cut short or damaged): {e}"),
@@ -332,7 +430,8 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
     let decoded;
     let (data, bytes_per, bits_stored): (&[u8], usize, u32) = if h.transfer_syntax == JPEG_EXTENDED && h.bits_stored > 8 {
         let stream = encapsulated_frame(obj, h).map_err(decode_err)?;
-        let d = super::jpeg12::decode(&stream).map_err(|e| decode_err(format!("JPEG Extended: {e}")))?;
+        let d = super::jpeg12::decode_expecting(&stream, h.cols as usize, h.rows as usize)
+            .map_err(|e| decode_err(format!("JPEG Extended: {e}")))?;
         if d.width != h.cols as usize || d.height != h.rows as usize {
             return Err(decode_err(format!("JPEG frame is {}x{} but the header says {}x{}", d.width, d.height, h.cols, h.rows)));
         }

@@ -62,6 +62,18 @@ pub enum VolumeError {
     #[error("{path}: cannot write output: {reason}")]
     Write { path: PathBuf, reason: String },
 
+    #[error("{path}: invalid DICOM header: {reason}")]
+    BadDicomHeader { path: PathBuf, reason: String },
+
+    #[error("{path}: element {tag} at byte {offset} declares {declared} bytes but only {available} bytes follow it in the file")]
+    DeclaredLengthTooLarge { path: PathBuf, tag: String, offset: u64, declared: u64, available: u64 },
+
+    #[error("{path}: {frames} frames declared (NumberOfFrames), more than the limit of {limit}")]
+    TooManyFrames { path: PathBuf, frames: u64, limit: u64 },
+
+    #[error("{path}: more than {limit} slices found while scanning (the limit); open a smaller folder")]
+    TooManySlices { path: PathBuf, limit: u64 },
+
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
 }

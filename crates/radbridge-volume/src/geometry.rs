@@ -103,18 +103,21 @@ impl Affine {
         let mut used_world = [false; 3];
         let mut out = [(0usize, 1.0f64); 3];
         for _ in 0..3 {
-            let mut best = (0usize, 0usize, -1.0f64);
+            // Always an unused (voxel, world) pair, even when directions are NaN (read as 0),
+            // so the assignment stays a permutation.
+            let mut best: Option<(usize, usize, f64)> = None;
             for (a, d) in dirs.iter().enumerate() {
                 if used_vox[a] {
                     continue;
                 }
                 for (w, v) in d.iter().enumerate() {
-                    if !used_world[w] && v.abs() > best.2 {
-                        best = (a, w, v.abs());
+                    let m = if v.is_nan() { 0.0 } else { v.abs() };
+                    if !used_world[w] && best.is_none_or(|b| m > b.2) {
+                        best = Some((a, w, m));
                     }
                 }
             }
-            let (a, w, _) = best;
+            let Some((a, w, _)) = best else { break };
             used_vox[a] = true;
             used_world[w] = true;
             out[a] = (w, if dirs[a][w] < 0.0 { -1.0 } else { 1.0 });

@@ -79,6 +79,9 @@ pub enum Jpeg12Error {
     #[error("corrupt entropy-coded data in block {block} of {total} (near offset {offset}): {reason}")]
     CorruptData { block: usize, total: usize, offset: usize, reason: String },
 
+    #[error("the JPEG frame is {width}x{height} but {expected_width}x{expected_height} was expected")]
+    SizeMismatch { width: usize, height: usize, expected_width: usize, expected_height: usize },
+
     #[error("bad restart marker at offset {offset}: expected RST{expected}, found {found}")]
     BadRestart { expected: u8, found: String, offset: usize },
 }
@@ -538,12 +541,18 @@ fn idct(block: &mut [f64; 64], m: &[[f64; 8]; 8]) {
 
 /// Decode a 12-bit (or 8-bit) sequential-DCT Huffman JPEG with one component.
 pub fn decode(data: &[u8]) -> Result<Decoded> {
-    decode_inner(data, None)
+    decode_inner(data, None, None)
+}
+
+/// `decode`, refusing a frame whose size is not `width` x `height` as soon as the frame header
+/// is read, before the output is allocated.
+pub fn decode_expecting(data: &[u8], width: usize, height: usize) -> Result<Decoded> {
+    decode_inner(data, None, Some((width, height)))
 }
 
 /// `coefs`, when given, receives each block's quantised coefficients in zig-zag order, DC as
 /// the absolute value (tests re-encode streams from them).
-fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<Decoded> {
+fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>, expect: Option<(usize, usize)>) -> Result<Decoded> {
     if data.len() < 2 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err(Jpeg12Error::NotJpeg);
     }
@@ -582,7 +591,13 @@ fn decode_inner(data: &[u8], mut coefs: Option<&mut Vec<[i32; 64]>>) -> Result<D
                 if frame.is_some() {
                     return Err(Jpeg12Error::UnexpectedMarker { marker: marker_name(m), offset: start, reason: "a second frame header" });
                 }
-                frame = Some(parse_sof(seg, start)?);
+                let f = parse_sof(seg, start)?;
+                if let Some((w, h)) = expect {
+                    if (f.width, f.height) != (w, h) {
+                        return Err(Jpeg12Error::SizeMismatch { width: f.width, height: f.height, expected_width: w, expected_height: h });
+                    }
+                }
+                frame = Some(f);
                 pos = next;
             }
             0xDB => {
@@ -1015,6 +1030,23 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_of_another_size_than_expected_is_refused_before_decoding() {
+        let s = codestream("ct_small_jpeg_extended12");
+        let full = decode(&s).unwrap();
+        assert_eq!(decode_expecting(&s, full.width, full.height).unwrap(), full);
+        let e = decode_expecting(&s, full.width, full.height + 1).unwrap_err();
+        assert_eq!(
+            e,
+            Jpeg12Error::SizeMismatch {
+                width: full.width,
+                height: full.height,
+                expected_width: full.width,
+                expected_height: full.height + 1
+            }
+        );
+    }
+
+    #[test]
     fn truncated_streams_give_errors() {
         let s = codestream("ct_small_jpeg_extended12");
         let full = decode(&s).unwrap();
@@ -1175,7 +1207,7 @@ mod tests {
     /// in one DHT segment.
     fn reencode_with_restarts(s: &[u8], ri: usize) -> Vec<u8> {
         let mut coefs = Vec::new();
-        decode_inner(s, Some(&mut coefs)).unwrap();
+        decode_inner(s, Some(&mut coefs), None).unwrap();
         let segs = segments(s);
         let mut out = Vec::new();
         let mut ac_def = None;

@@ -9,8 +9,11 @@ pub mod atomic;
 pub mod dicom;
 pub mod error;
 pub mod geometry;
+#[cfg(test)]
+mod hostile_tests;
 pub mod jpeg12;
 pub mod nifti;
+mod prescan;
 pub mod series;
 
 use std::path::{Path, PathBuf};
@@ -112,6 +115,10 @@ pub enum WarningCode {
     PaddingValues,
     SingleSlice,
     NonFiniteValues,
+    /// DICOM files without an image (DICOMDIR, reports, ...), named.
+    NonImageFiles,
+    /// Images of the folder that belong to other series than the one loaded.
+    OtherSeries,
 }
 
 impl Warning {
@@ -335,6 +342,16 @@ impl CancelToken {
 /// Default voxel limit: 2^31 voxels (4 GiB as int16).
 pub const DEFAULT_MAX_VOXELS: u64 = 1 << 31;
 
+/// Default limit on the frames one DICOM file may declare (NumberOfFrames). Enhanced CT files
+/// hold a few thousand frames at most.
+pub const DEFAULT_MAX_FRAMES: u64 = 1 << 16;
+
+/// Default limit on the slices (frames of all files) one folder scan may collect.
+pub const DEFAULT_MAX_SLICES: u64 = 1 << 18;
+
+/// How many file names one warning lists before it says how many more there are.
+pub const MAX_NAMED_FILES: usize = 20;
+
 /// How to open a path.
 #[derive(Clone)]
 pub struct OpenOptions {
@@ -343,8 +360,13 @@ pub struct OpenOptions {
     pub series: Option<String>,
     /// Load non-CT modalities too (otherwise they are refused with `WrongModality`).
     pub any_modality: bool,
-    /// Refuse volumes with more voxels than this.
+    /// Refuse volumes with more voxels than this (also any single DICOM file whose declared
+    /// frames hold more, checked while scanning, before anything is allocated).
     pub max_voxels: u64,
+    /// Refuse (skip, with a warning naming it) a DICOM file declaring more frames than this.
+    pub max_frames: u64,
+    /// Stop a folder scan that would collect more slices (frames of all files) than this.
+    pub max_slices: u64,
     pub cancel: CancelToken,
     pub progress: Arc<dyn Progress>,
 }
@@ -355,6 +377,8 @@ impl Default for OpenOptions {
             series: None,
             any_modality: false,
             max_voxels: DEFAULT_MAX_VOXELS,
+            max_frames: DEFAULT_MAX_FRAMES,
+            max_slices: DEFAULT_MAX_SLICES,
             cancel: CancelToken::default(),
             progress: Arc::new(NoProgress),
         }
@@ -367,6 +391,8 @@ impl std::fmt::Debug for OpenOptions {
             .field("series", &self.series)
             .field("any_modality", &self.any_modality)
             .field("max_voxels", &self.max_voxels)
+            .field("max_frames", &self.max_frames)
+            .field("max_slices", &self.max_slices)
             .finish()
     }
 }
@@ -406,6 +432,10 @@ pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Loaded> {
     }
     let scan = series::scan(path, options)?;
     if scan.series.is_empty() {
+        // Images were found but refused (cut short, past a limit): say why, naming the first.
+        if let Some(e) = scan.first_rejection {
+            return Err(e);
+        }
         // A single file that was not DICOM: say why it was refused, naming it.
         if meta.is_file() {
             if let Some((p, reason)) = scan.summary.skipped.first() {
@@ -415,7 +445,7 @@ pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Loaded> {
         return Err(VolumeError::NoImages {
             path: path.to_path_buf(),
             scanned: scan.summary.files_scanned,
-            skipped: scan.summary.non_dicom_skipped,
+            skipped: scan.summary.non_dicom_skipped + scan.summary.rejected,
         });
     }
     let chosen = series::choose(&scan, path, options.series.as_deref())?;

@@ -204,9 +204,14 @@ impl Header {
         [1, 2, 3].map(|a| if (a as i64) <= self.dim[0] { self.dim[a].max(1) as usize } else { 1 })
     }
 
-    /// Number of 3-D volumes (product of dims 4..7).
-    pub fn n_volumes(&self) -> u64 {
-        (4..=7).filter(|&a| (a as i64) <= self.dim[0]).map(|a| self.dim[a].max(1) as u64).product()
+    /// Number of 3-D volumes (product of dims 4..7); None when the product overflows.
+    pub fn n_volumes(&self) -> Option<u64> {
+        (4..=7).filter(|&a| (a as i64) <= self.dim[0]).try_fold(1u64, |acc, a| acc.checked_mul(self.dim[a].max(1) as u64))
+    }
+
+    /// Voxels of one 3-D volume; None when the product overflows (64-bit NIfTI-2 dimensions).
+    pub fn voxels3(&self) -> Option<u64> {
+        self.dims3().iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
     }
 
     fn bytes_per_voxel(&self) -> Option<usize> {
@@ -252,8 +257,26 @@ impl Header {
 
     /// The voxel-to-LPS affine by the standard's precedence, with warnings.
     pub fn affine_lps(&self, warnings: &mut Vec<Warning>) -> Affine {
-        let ras = if self.sform_code > 0 {
-            if self.qform_code > 0 {
+        let finite = |a: &Affine| a.0.iter().flatten().all(|v| v.is_finite());
+        // A transform holding NaN or infinite values is not used (with a warning): the next
+        // method in the standard's order is.
+        let sform_ok = self.sform_code > 0 && finite(&self.sform_ras());
+        let qform_ok = self.qform_code > 0 && finite(&self.qform_ras());
+        if (self.sform_code > 0 && !sform_ok) || (self.qform_code > 0 && !qform_ok) {
+            warnings.push(Warning::new(
+                WarningCode::NoSpatialTransform,
+                format!(
+                    "the {} holds NaN or infinite values and is not used",
+                    match (self.sform_code > 0 && !sform_ok, self.qform_code > 0 && !qform_ok) {
+                        (true, true) => "sform and the qform",
+                        (true, false) => "sform",
+                        _ => "qform",
+                    }
+                ),
+            ));
+        }
+        let ras = if sform_ok {
+            if qform_ok {
                 let q = self.qform_ras();
                 let s = self.sform_ras();
                 if q.max_abs_diff(&s) > 1e-3 {
@@ -267,14 +290,14 @@ impl Header {
                 }
             }
             self.sform_ras()
-        } else if self.qform_code > 0 {
+        } else if qform_ok {
             self.qform_ras()
         } else {
             warnings.push(Warning::new(
                 WarningCode::NoSpatialTransform,
                 "neither sform nor qform is set: orientation is unknown; using voxel sizes only (NIfTI method 1)",
             ));
-            let p = |i: usize| if self.pixdim[i] > 0.0 { self.pixdim[i] } else { 1.0 };
+            let p = |i: usize| if self.pixdim[i] > 0.0 && self.pixdim[i].is_finite() { self.pixdim[i] } else { 1.0 };
             Affine::from_columns([[p(1), 0.0, 0.0], [0.0, p(2), 0.0], [0.0, 0.0, p(3)]], [0.0; 3])
         };
         ras.flip_xy()
@@ -350,11 +373,12 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
         path: path.into(),
         reason: format!("datatype {} is not supported (need an integer or real scalar type)", h.datatype),
     })?;
-    let nvox = dims.iter().map(|&d| d as u64).product::<u64>();
+    let bad = |reason: String| VolumeError::BadNiftiHeader { path: path.into(), reason };
+    let nvox = h.voxels3().ok_or_else(|| bad(format!("dimensions {:?} overflow a 64-bit voxel count", &h.dim[1..4])))?;
     if nvox > options.max_voxels {
         return Err(VolumeError::TooLarge { path: path.into(), voxels: nvox, limit: options.max_voxels });
     }
-    let nvols = h.n_volumes();
+    let nvols = h.n_volumes().ok_or_else(|| bad(format!("dimensions {:?} overflow a 64-bit volume count", &h.dim[4..8])))?;
     if nvols > 1 {
         warnings.push(Warning::new(
             WarningCode::FourDimensional,
@@ -362,14 +386,38 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
         ));
     }
     let hdr_len = hdr.len() as u64;
+    // vox_offset: a float in NIfTI-1; anything not a plausible byte offset is refused before
+    // it is used in arithmetic.
+    if !h.vox_offset.is_finite() || h.vox_offset > (1u64 << 53) as f64 {
+        return Err(bad(format!("vox_offset {} is not a byte offset", h.vox_offset)));
+    }
     let offset = if h.vox_offset < hdr_len as f64 { hdr_len } else { h.vox_offset as u64 };
-    let need = offset + nvox * bpv as u64;
+    let need = nvox
+        .checked_mul(bpv as u64)
+        .and_then(|b| b.checked_add(offset))
+        .ok_or_else(|| bad(format!("vox_offset {offset} plus {nvox} voxels of {bpv} bytes overflows")))?;
+    // Compare what the header declares with the file before allocating anything for it: a
+    // plain file must hold it; a gzip stream cannot inflate more than about 1032 times its
+    // size (deflate's largest ratio), so a small .nii.gz cannot declare gigabytes.
+    if !gz && len < need {
+        return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI voxel data", expected: need, found: len });
+    }
+    const MAX_DEFLATE_RATIO: u64 = 1032;
+    if gz && need > len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024) {
+        return Err(VolumeError::Corrupt {
+            path: path.into(),
+            reason: format!("the header declares {need} bytes of data but a gzip file of {len} bytes cannot hold that many"),
+        });
+    }
+    // For gzip the real length is only known at the end: reserve what the file could hold at
+    // a usual ratio and let the buffer grow if it holds more.
+    let reserve = |n: usize| if gz { n.min(usize::try_from(len.saturating_mul(16)).unwrap_or(usize::MAX)) } else { n };
     // Skip extensions up to vox_offset.
     std::io::copy(&mut (&mut r).take(offset - hdr_len), &mut std::io::sink()).map_err(|e| VolumeError::io(path, e))?;
     if r.n < offset && !gz {
         return Err(VolumeError::Truncated { path: path.into(), what: "NIfTI voxel data", expected: need, found: r.n });
     }
-    let n = nvox as usize;
+    let n = usize::try_from(nvox).map_err(|_| VolumeError::TooLarge { path: path.into(), voxels: nvox, limit: options.max_voxels })?;
     // scl_slope 0 (or not finite) means "no scaling".
     let scaled = h.scl_slope != 0.0 && h.scl_slope.is_finite() && !(h.scl_slope == 1.0 && h.scl_inter == 0.0);
     let (slope, inter) = if scaled { (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 }) } else { (1.0, 0.0) };
@@ -377,7 +425,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
     const CHUNK: usize = 1 << 16;
     let mut buf = vec![0u8; CHUNK * bpv];
     let voxels = if h.datatype == 4 && !scaled {
-        let mut out: Vec<i16> = Vec::with_capacity(n);
+        let mut out: Vec<i16> = Vec::with_capacity(reserve(n));
         let mut done = 0;
         while done < n {
             let k = CHUNK.min(n - done);
@@ -393,7 +441,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
         }
         Voxels::I16(out)
     } else {
-        let mut out: Vec<f32> = Vec::with_capacity(n);
+        let mut out: Vec<f32> = Vec::with_capacity(reserve(n));
         let mut all_i16 = true;
         let mut done = 0;
         while done < n {

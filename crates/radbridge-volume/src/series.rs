@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::dicom::{self, HeaderOutcome, SliceHeader, SliceOut};
 use super::error::{Cancelled, Result, VolumeError};
 use super::geometry::{angle_deg, cross, dot, norm, sub, Affine};
-use super::{display_list, OpenOptions, SourceMeta, Volume, Voxels, Warning, WarningCode};
+use super::{display_list, OpenOptions, SourceMeta, Volume, Voxels, Warning, WarningCode, MAX_NAMED_FILES};
 
 /// HU written for voxels equal to PixelPaddingValue (outside the scanned field of view).
 pub const PADDING_HU: f64 = -1024.0;
@@ -28,13 +28,66 @@ pub const PADDING_HU: f64 = -1024.0;
 pub struct ScanSummary {
     pub root: PathBuf,
     pub files_scanned: usize,
-    /// Files that are not DICOM at all.
+    /// Files that are not DICOM at all (or could not be read).
     pub non_dicom_skipped: usize,
     /// DICOM files holding no image (DICOMDIR, reports, ...).
     pub non_image_skipped: usize,
-    /// Up to 20 skipped files with the reason.
+    /// DICOM files refused before decoding (cut short, a declared length or frame count the
+    /// file cannot hold, a size past the limits).
+    pub rejected: usize,
+    /// Every file or folder the scan left out, with the reason.
     #[serde(skip)]
     pub skipped: Vec<(PathBuf, String)>,
+    /// The same, by kind (for the warnings).
+    #[serde(skip)]
+    pub skipped_kinds: Vec<SkipKind>,
+}
+
+/// Why the scan left a path out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    NotDicom,
+    NotImage,
+    Rejected,
+    /// A folder not entered (unreadable, or a symbolic link back into a folder already walked).
+    Folder,
+    /// A link to a file already scanned.
+    SameFile,
+}
+
+impl ScanSummary {
+    fn skip(&mut self, path: PathBuf, kind: SkipKind, reason: String) {
+        match kind {
+            SkipKind::NotDicom => self.non_dicom_skipped += 1,
+            SkipKind::NotImage => self.non_image_skipped += 1,
+            SkipKind::Rejected => self.rejected += 1,
+            SkipKind::Folder | SkipKind::SameFile => {}
+        }
+        self.skipped.push((path, reason));
+        self.skipped_kinds.push(kind);
+    }
+
+    /// The skipped paths of one kind, with their reasons.
+    pub fn skipped_of(&self, kind: SkipKind) -> Vec<&(PathBuf, String)> {
+        self.skipped.iter().zip(&self.skipped_kinds).filter(|(_, k)| **k == kind).map(|(s, _)| s).collect()
+    }
+}
+
+/// "a (why), b (why)" for at most `MAX_NAMED_FILES` entries, then "and N more".
+pub(crate) fn name_files<'a>(items: impl IntoIterator<Item = (&'a Path, Option<&'a str>)>) -> String {
+    let items: Vec<_> = items.into_iter().collect();
+    let mut parts: Vec<String> = items
+        .iter()
+        .take(MAX_NAMED_FILES)
+        .map(|(p, why)| match why {
+            Some(w) => format!("{} ({w})", p.display()),
+            None => p.display().to_string(),
+        })
+        .collect();
+    if items.len() > MAX_NAMED_FILES {
+        parts.push(format!("and {} more", items.len() - MAX_NAMED_FILES));
+    }
+    parts.join("; ")
 }
 
 /// One series as the user picks it from a list.
@@ -86,25 +139,70 @@ pub struct Series {
 pub struct Scan {
     pub summary: ScanSummary,
     pub series: Vec<Series>,
+    /// Why the first refused file was refused (returned as the error when a single file was
+    /// opened and refused).
+    pub first_rejection: Option<VolumeError>,
 }
 
-fn walk(root: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Files under `root` (itself when it is a file), sorted, skipping hidden names. Symbolic links
+/// are followed, but a folder already walked (a link cycle, or two links to one folder) and a
+/// file already listed are left out and reported. Checks `cancel` at each folder.
+fn walk(root: &Path, options: &OpenOptions, out: &mut Vec<PathBuf>, summary: &mut ScanSummary) -> Result<()> {
     let meta = std::fs::metadata(root).map_err(|e| VolumeError::io(root, e))?;
     if meta.is_file() {
         out.push(root.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<_> =
-        std::fs::read_dir(root).map_err(|e| VolumeError::io(root, e))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut seen_dirs = std::collections::HashSet::new();
+    if let Ok(c) = std::fs::canonicalize(root) {
+        seen_dirs.insert(c);
+    }
+    walk_dir(root, options, out, summary, &mut seen_dirs, true)
+}
+
+fn walk_dir(
+    dir: &Path,
+    options: &OpenOptions,
+    out: &mut Vec<PathBuf>,
+    summary: &mut ScanSummary,
+    seen_dirs: &mut std::collections::HashSet<PathBuf>,
+    is_root: bool,
+) -> Result<()> {
+    options.cancel.check()?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if is_root => return Err(VolumeError::io(dir, e)),
+        Err(e) => {
+            summary.skip(dir.to_path_buf(), SkipKind::Folder, format!("cannot read the folder ({e})"));
+            return Ok(());
+        }
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
         let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() {
+        let is_link = std::fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let Ok(meta) = std::fs::metadata(&p) else {
+            if is_link {
+                summary.skip(p, SkipKind::NotDicom, "broken symbolic link".into());
+            }
+            continue;
+        };
+        if meta.is_dir() {
+            let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            if !seen_dirs.insert(canonical.clone()) {
+                summary.skip(
+                    p,
+                    SkipKind::Folder,
+                    format!("a symbolic link to {}, a folder already scanned (link cycle or second link)", canonical.display()),
+                );
+                continue;
+            }
+            walk_dir(&p, options, out, summary, seen_dirs, false)?;
+        } else if meta.is_file() {
             out.push(p);
         }
     }
@@ -114,9 +212,15 @@ fn walk(root: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// Scan a folder (recursively) or a single file for DICOM images and group them into series.
 pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
     let mut files = Vec::new();
-    walk(root, &mut files)?;
+    let mut summary = ScanSummary { root: root.to_path_buf(), ..Default::default() };
+    walk(root, options, &mut files, &mut summary)?;
+    // A file reached directly and through a link (or through two links) is scanned once.
+    dedup_linked_files(&mut files, &mut summary);
+    summary.files_scanned = files.len();
     options.progress.stage("scan", files.len() as u64);
     let cancelled = AtomicBool::new(false);
+    let too_many = AtomicBool::new(false);
+    let slice_count = AtomicU64::new(0);
     let outcomes: Vec<(PathBuf, HeaderOutcome)> = files
         .par_iter()
         .map(|p| {
@@ -124,8 +228,16 @@ pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
                 cancelled.store(true, Ordering::Relaxed);
                 return (p.clone(), HeaderOutcome::NotDicom("cancelled".into()));
             }
-            let zero = std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(false);
-            let o = if zero { HeaderOutcome::NotDicom("empty file (0 bytes)".into()) } else { dicom::read_headers(p) };
+            if too_many.load(Ordering::Relaxed) {
+                return (p.clone(), HeaderOutcome::NotDicom("not read: too many slices".into()));
+            }
+            let o = dicom::read_headers(p, options);
+            if let HeaderOutcome::Image(h) = &o {
+                let total = slice_count.fetch_add(h.len() as u64, Ordering::Relaxed).saturating_add(h.len() as u64);
+                if total > options.max_slices {
+                    too_many.store(true, Ordering::Relaxed);
+                }
+            }
             options.progress.advance(1);
             (p.clone(), o)
         })
@@ -133,35 +245,63 @@ pub fn scan(root: &Path, options: &OpenOptions) -> Result<Scan> {
     if cancelled.load(Ordering::Relaxed) {
         return Err(VolumeError::Cancelled(Cancelled));
     }
-    let mut summary = ScanSummary { root: root.to_path_buf(), files_scanned: files.len(), ..Default::default() };
+    if too_many.load(Ordering::Relaxed) {
+        return Err(VolumeError::TooManySlices { path: root.to_path_buf(), limit: options.max_slices });
+    }
     let mut slices = Vec::new();
+    let mut first_rejection = None;
     for (p, o) in outcomes {
         match o {
             HeaderOutcome::Image(h) => slices.extend(h),
-            HeaderOutcome::NotImage(r) => {
-                summary.non_image_skipped += 1;
-                if summary.skipped.len() < 20 {
-                    summary.skipped.push((p, r));
-                }
-            }
-            HeaderOutcome::NotDicom(r) => {
-                summary.non_dicom_skipped += 1;
-                if summary.skipped.len() < 20 {
-                    summary.skipped.push((p, r));
-                }
+            HeaderOutcome::NotImage(r) => summary.skip(p, SkipKind::NotImage, r),
+            HeaderOutcome::NotDicom(r) => summary.skip(p, SkipKind::NotDicom, r),
+            HeaderOutcome::Rejected(e) => {
+                summary.skip(p, SkipKind::Rejected, e.to_string());
+                first_rejection.get_or_insert(e);
             }
         }
     }
-    if summary.non_dicom_skipped + summary.non_image_skipped > 0 {
+    if !summary.skipped.is_empty() {
         tracing::info!(
             root = %root.display(),
             non_dicom = summary.non_dicom_skipped,
             non_image = summary.non_image_skipped,
+            rejected = summary.rejected,
             "skipped files while scanning"
         );
     }
     let series = group(slices, &summary);
-    Ok(Scan { summary, series })
+    Ok(Scan { summary, series, first_rejection })
+}
+
+/// Leave out a file that is a link to another listed file (reported, not silent).
+fn dedup_linked_files(files: &mut Vec<PathBuf>, summary: &mut ScanSummary) {
+    let is_link: Vec<bool> =
+        files.iter().map(|f| std::fs::symlink_metadata(f).map(|m| m.file_type().is_symlink()).unwrap_or(false)).collect();
+    if !is_link.contains(&true) {
+        return;
+    }
+    let canon: Vec<Option<PathBuf>> = files.iter().map(|f| std::fs::canonicalize(f).ok()).collect();
+    let mut seen = std::collections::HashMap::new();
+    let mut drop = vec![false; files.len()];
+    // Real files first, so a link is the one left out.
+    let order = (0..files.len()).filter(|&i| !is_link[i]).chain((0..files.len()).filter(|&i| is_link[i]));
+    for i in order {
+        if let Some(c) = &canon[i] {
+            if let Some(&first) = seen.get(c) {
+                let first: usize = first;
+                drop[i] = true;
+                summary.skip(files[i].clone(), SkipKind::SameFile, format!("the same file as {}, already scanned", files[first].display()));
+            } else {
+                seen.insert(c.clone(), i);
+            }
+        }
+    }
+    let mut k = 0;
+    files.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
 }
 
 fn round_key(v: &[f64], decimals: i32) -> String {
@@ -233,51 +373,120 @@ fn group(slices: Vec<SliceHeader>, summary: &ScanSummary) -> Vec<Series> {
         let nb = b.slices[0].series_number.unwrap_or(i64::MAX);
         na.cmp(&nb).then(a.info.uid.cmp(&b.info.uid)).then(a.info.description.cmp(&b.info.description))
     });
+    let skipped = skipped_warnings(summary);
     for (i, s) in out.iter_mut().enumerate() {
         s.info.index = i;
-        if summary.non_dicom_skipped > 0 {
-            s.info.warnings.push(Warning::new(
-                WarningCode::SkippedFiles,
-                format!("{} files in the folder were not DICOM and were skipped", summary.non_dicom_skipped),
-            ));
+        s.info.warnings.extend(skipped.iter().cloned());
+    }
+    out
+}
+
+/// One warning per kind of left-out file, naming the files and why.
+fn skipped_warnings(summary: &ScanSummary) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let named = |kind| {
+        let items = summary.skipped_of(kind);
+        (items.len(), name_files(items.iter().map(|(p, why)| (p.as_path(), Some(why.as_str())))))
+    };
+    let (n, names) = named(SkipKind::NotDicom);
+    if n > 0 {
+        out.push(Warning::new(WarningCode::SkippedFiles, format!("{n} files in the folder were not DICOM and were skipped: {names}")));
+    }
+    // A refusal's message already names its file.
+    let rejected = summary.skipped_of(SkipKind::Rejected);
+    if !rejected.is_empty() {
+        let mut list: Vec<String> = rejected.iter().take(MAX_NAMED_FILES).map(|(_, why)| why.clone()).collect();
+        if rejected.len() > MAX_NAMED_FILES {
+            list.push(format!("and {} more", rejected.len() - MAX_NAMED_FILES));
         }
+        out.push(Warning::new(
+            WarningCode::SkippedFiles,
+            format!("{} DICOM files were refused and left out: {}", rejected.len(), list.join("; ")),
+        ));
+    }
+    let (n, names) = named(SkipKind::Folder);
+    if n > 0 {
+        out.push(Warning::new(WarningCode::SkippedFiles, format!("{n} folders were not scanned: {names}")));
+    }
+    let (n, names) = named(SkipKind::SameFile);
+    if n > 0 {
+        out.push(Warning::new(WarningCode::SkippedFiles, format!("{n} links to files already scanned were skipped: {names}")));
+    }
+    let (n, names) = named(SkipKind::NotImage);
+    if n > 0 {
+        out.push(Warning::new(WarningCode::NonImageFiles, format!("{n} DICOM files hold no image and were skipped: {names}")));
     }
     out
 }
 
 /// Order slices along the normal and work out the affine and the stack warnings.
 fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
-    let first = &slices[0];
-    let iop = first.iop.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let mut warnings = Vec::new();
+    // Orientation: two (near) unit vectors that are not parallel; anything else (a hostile or
+    // broken header: huge, zero or parallel cosines) is not used, with a warning, so that no
+    // position below can become infinite or NaN.
+    let valid_iop = slices[0].iop.filter(|o| {
+        let (row, col) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        let unit = |v: [f64; 3]| (0.5..=2.0).contains(&norm(v));
+        unit(row) && unit(col) && norm(cross(row, col)) > 0.1
+    });
+    if slices[0].iop.is_some() && valid_iop.is_none() {
+        warnings.push(Warning::new(
+            WarningCode::NoSpatialTransform,
+            format!(
+                "ImageOrientationPatient of {} is not a pair of unit direction cosines: orientation is unknown",
+                slices[0].path.display()
+            ),
+        ));
+    }
+    let iop = valid_iop.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     let row = [iop[0], iop[1], iop[2]];
     let col = [iop[3], iop[4], iop[5]];
     let normal = cross(row, col);
-    let mut warnings = Vec::new();
-    let have_pos = slices.iter().all(|s| s.ipp.is_some());
-    if !have_pos || first.iop.is_none() {
+    // Positions further than this from the origin (mm) are not a patient's.
+    const MAX_POSITION_MM: f64 = 1e7;
+    let sane = |p: &[f64; 3]| p.iter().all(|x| x.is_finite() && x.abs() <= MAX_POSITION_MM);
+    let all_ipp = slices.iter().all(|s| s.ipp.is_some());
+    let have_pos = all_ipp && slices.iter().all(|s| s.ipp.as_ref().is_some_and(sane));
+    if all_ipp && !have_pos {
+        let bad: Vec<&SliceHeader> = slices.iter().filter(|s| !s.ipp.as_ref().is_some_and(sane)).collect();
+        warnings.push(Warning::new(
+            WarningCode::NoSpatialTransform,
+            format!(
+                "ImagePositionPatient is not a position (beyond {MAX_POSITION_MM} mm) in {}: patient geometry is unknown; slices are kept in file order",
+                name_files(bad.iter().map(|s| (s.path.as_path(), None)))
+            ),
+        ));
+    }
+    if !all_ipp || slices[0].iop.is_none() {
         warnings.push(Warning::new(
             WarningCode::NoSpatialTransform,
             "images lack ImagePositionPatient/ImageOrientationPatient: patient geometry is unknown; slices are kept in file order",
         ));
     }
-    let pos = |s: &SliceHeader| s.ipp.map(|p| dot(p, normal)).unwrap_or(0.0);
+    let pos = |s: &SliceHeader| s.ipp.filter(|p| sane(p)).map(|p| dot(p, normal)).unwrap_or(0.0);
     if have_pos {
         slices.sort_by(|a, b| {
-            pos(a)
-                .partial_cmp(&pos(b))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a.instance_number.cmp(&b.instance_number))
-                .then(a.path.cmp(&b.path))
-                .then(a.frame.cmp(&b.frame))
+            pos(a).total_cmp(&pos(b)).then(a.instance_number.cmp(&b.instance_number)).then(a.path.cmp(&b.path)).then(a.frame.cmp(&b.frame))
         });
     }
-    // Duplicate positions: keep the first (lowest InstanceNumber), say how many were left out.
+    // Duplicate positions: keep the first (lowest InstanceNumber; files cut short were already
+    // left out by the scan), and name each image left out and the one kept in its place.
     if have_pos && slices.len() > 1 {
         let before = slices.len();
         let mut kept: Vec<SliceHeader> = Vec::with_capacity(before);
+        let mut dropped: Vec<(PathBuf, String)> = Vec::new();
         for s in slices.drain(..) {
             if let Some(last) = kept.last() {
                 if (pos(&s) - pos(last)).abs() < 1e-3 {
+                    let what = |h: &SliceHeader| {
+                        if h.n_frames > 1 {
+                            format!("{} frame {}", h.path.display(), h.frame)
+                        } else {
+                            h.path.display().to_string()
+                        }
+                    };
+                    dropped.push((s.path.clone(), format!("{:.3} mm, same as {}", pos(&s), what(last))));
                     continue;
                 }
             }
@@ -288,8 +497,9 @@ fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
             warnings.push(Warning::new(
                 WarningCode::DuplicatePositions,
                 format!(
-                    "{} images share a slice position with another image and were left out (kept the lowest InstanceNumber at each position)",
-                    before - slices.len()
+                    "{} images share a slice position with another image and were left out (kept the lowest InstanceNumber at each position): {}",
+                    before - slices.len(),
+                    name_files(dropped.iter().map(|(p, why)| (p.as_path(), Some(why.as_str()))))
                 ),
             ));
         }
@@ -299,9 +509,9 @@ fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
     // Column 0 steps along a row (next column): row direction × column spacing (PixelSpacing[1]).
     let col0 = row.map(|v| v * ps[1]);
     let col1 = col.map(|v| v * ps[0]);
-    let origin = slices[0].ipp.unwrap_or([0.0; 3]);
+    let origin = slices[0].ipp.filter(|p| sane(p)).unwrap_or([0.0; 3]);
     let col2 = if n > 1 && have_pos {
-        let last = slices[n - 1].ipp.unwrap();
+        let last = slices[n - 1].ipp.unwrap_or(origin);
         sub(last, origin).map(|v| v / (n - 1) as f64)
     } else {
         let step = slices[0].spacing_between_slices.or(slices[0].slice_thickness).filter(|t| *t > 0.0).unwrap_or(1.0);
@@ -341,11 +551,11 @@ fn build_series(mut slices: Vec<SliceHeader>, by_uid: bool) -> Series {
 }
 
 fn stack_warnings(slices: &[SliceHeader], normal: [f64; 3], col2: [f64; 3], warnings: &mut Vec<Warning>) {
-    let positions: Vec<f64> = slices.iter().map(|s| dot(s.ipp.unwrap(), normal)).collect();
+    let positions: Vec<f64> = slices.iter().map(|s| dot(s.ipp.unwrap_or([0.0; 3]), normal)).collect();
     let mut diffs: Vec<f64> = positions.windows(2).map(|w| w[1] - w[0]).collect();
     let mut sorted = diffs.clone();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median = sorted[sorted.len() / 2];
+    sorted.sort_by(f64::total_cmp);
+    let Some(&median) = sorted.get(sorted.len() / 2) else { return };
     let tol = (0.01 * median).max(0.01);
     // Gaps that are whole multiples of the usual step: missing slices.
     let mut missing = 0usize;
@@ -354,7 +564,7 @@ fn stack_warnings(slices: &[SliceHeader], normal: [f64; 3], col2: [f64; 3], warn
         if *d > 1.5 * median {
             let k = (d / median).round();
             if (d - k * median).abs() <= tol * k {
-                missing += k as usize - 1;
+                missing = missing.saturating_add((k as usize).saturating_sub(1));
                 gap_at.push(format!("{:.2} mm after slice {}", d, i));
             }
         }
@@ -456,10 +666,16 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         return Err(VolumeError::WrongModality { path: first.path.clone(), modality: series.info.modality.clone() });
     }
     let [nx, ny, nz] = series.info.dimensions;
-    let voxels = (nx as u64) * (ny as u64) * (nz as u64);
+    let voxels = (nx as u64).checked_mul(ny as u64).and_then(|p| p.checked_mul(nz as u64)).unwrap_or(u64::MAX);
     if voxels > options.max_voxels {
         return Err(VolumeError::TooLarge { path: root.to_path_buf(), voxels, limit: options.max_voxels });
     }
+    if nx == 0 || ny == 0 || nz == 0 {
+        // The scan refuses Rows or Columns of 0; kept as a guard (chunks of 0 would panic).
+        return Err(VolumeError::BadDicomHeader { path: first.path.clone(), reason: format!("image size {nx}x{ny}x{nz}") });
+    }
+    let total =
+        usize::try_from(voxels).map_err(|_| VolumeError::TooLarge { path: root.to_path_buf(), voxels, limit: options.max_voxels })?;
     for s in &series.slices {
         dicom::check_transfer_syntax(&s.path, &s.transfer_syntax)?;
     }
@@ -499,7 +715,6 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         };
         Ok((out, exact.load(Ordering::Relaxed)))
     };
-    let total = plane * nz;
     let result = decode_into(Voxels::I16(vec![0i16; total]));
     let result = match result {
         Ok((v, true)) => Ok(v),
@@ -519,6 +734,28 @@ pub fn load(scan: &Scan, index: usize, root: &Path, options: &OpenOptions) -> Re
         warnings.push(Warning::new(
             WarningCode::PaddingValues,
             format!("{pads} voxels hold the PixelPaddingValue (outside the scanned area) and read as {PADDING_HU} HU"),
+        ));
+    }
+    let others: Vec<&Series> = scan.series.iter().filter(|s| s.info.index != series.info.index).collect();
+    if !others.is_empty() {
+        let mut files: Vec<(&Path, String)> = Vec::new();
+        for o in &others {
+            let mut last: Option<&Path> = None;
+            for sl in &o.slices {
+                if last != Some(sl.path.as_path()) {
+                    files.push((sl.path.as_path(), format!("series {}", o.info.index)));
+                    last = Some(sl.path.as_path());
+                }
+            }
+        }
+        warnings.push(Warning::new(
+            WarningCode::OtherSeries,
+            format!(
+                "{} files of {} other series were not loaded (pick one with --series or in the series list): {}",
+                files.len(),
+                others.len(),
+                name_files(files.iter().map(|(p, why)| (*p, Some(why.as_str()))))
+            ),
         ));
     }
     if series.info.modality != "CT" {

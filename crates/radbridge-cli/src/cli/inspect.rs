@@ -37,6 +37,8 @@ fn inspect(path: &Path, load: &LoadArgs, as_json: bool) -> Result<()> {
         "files_scanned": loaded.scan.files_scanned,
         "non_dicom_skipped": loaded.scan.non_dicom_skipped,
         "non_image_skipped": loaded.scan.non_image_skipped,
+        "rejected": loaded.scan.rejected,
+        "skipped_files": loaded.scan.skipped.iter().map(|(p, why)| json!({"path": p.display().to_string(), "reason": why})).collect::<Vec<_>>(),
         "series": loaded.series,
         "chosen": loaded.chosen,
         "volume": {
@@ -65,6 +67,15 @@ fn inspect(path: &Path, load: &LoadArgs, as_json: bool) -> Result<()> {
             "scanned {} files; {} not DICOM, {} DICOM without image",
             loaded.scan.files_scanned, loaded.scan.non_dicom_skipped, loaded.scan.non_image_skipped
         );
+        if !loaded.scan.skipped.is_empty() {
+            println!("skipped:");
+            for (p, why) in loaded.scan.skipped.iter().take(radbridge_volume::MAX_NAMED_FILES) {
+                println!("  - {}: {why}", p.display());
+            }
+            if loaded.scan.skipped.len() > radbridge_volume::MAX_NAMED_FILES {
+                println!("  … and {} more (all in --json)", loaded.scan.skipped.len() - radbridge_volume::MAX_NAMED_FILES);
+            }
+        }
     }
     println!("series:");
     for s in &loaded.series {
