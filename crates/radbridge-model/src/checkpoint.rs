@@ -407,7 +407,7 @@ fn infer_ctclip_of(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
         return Err(format!("attention width {inner} is not heads {heads} × dim_head {dim_head}: pass --heads and --dim-head"));
     }
     let ff = shape(t, &format!("{v}enc_spatial_transformer.layers.0.3.1.weight"), 2)?.map(|s| s[0]).unwrap_or(0);
-    let code = need(t, &format!("{v}vq._codebook.embed"), 2, "no vq._codebook.embed")?;
+    let code = need(t, &format!("{v}vq._codebook.embed"), 3, "no vq._codebook.embed")?;
     let vl = need(t, "to_visual_latent.weight", 2, "no to_visual_latent.weight")?;
     let latent = vl[0];
     let grid = vl[1] / dim; // dim ≥ 1 (no zero dimensions)
@@ -605,10 +605,10 @@ mod tests {
         let t = tensors(&[
             ("visual_transformer.to_patch_emb.2.weight", &[8, 1]),
             ("visual_transformer.enc_spatial_transformer.layers.0.1.to_q.weight", &[32, 8]),
-            ("visual_transformer.vq._codebook.embed", &[1, 4, 8]),
+            ("visual_transformer.vq._codebook.embed", &[4, 8]),
         ]);
         let e = infer_ctclip(&t, &json!({}), &o, "c.pt").unwrap_err();
-        assert!(e.to_string().contains("vq._codebook.embed has shape [1, 4, 8]; expected 2"), "{e}");
+        assert!(e.to_string().contains("vq._codebook.embed has shape [4, 8]; expected 3"), "{e}");
     }
 
     #[test]

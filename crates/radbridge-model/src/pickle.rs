@@ -485,8 +485,10 @@ fn tensor_info(name: &str, value: &V, dir: &str) -> Result<Option<TensorInfo>, S
         return Err(format!("size {shape:?} and stride {stride:?} differ in rank"));
     }
     let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| format!("size {shape:?} overflows"))?;
-    let fortran = shape.len() > 1 && !dense(&shape, &stride, false) && dense(&shape, &stride, true);
-    if !fortran && !dense(&shape, &stride, false) {
+    // An empty tensor (CT-CLIP's null_kv of shape (heads, 0, dim_head)) holds nothing: any
+    // strides will do.
+    let fortran = numel > 0 && shape.len() > 1 && !dense(&shape, &stride, false) && dense(&shape, &stride, true);
+    if numel > 0 && !fortran && !dense(&shape, &stride, false) {
         return Err(format!("size {shape:?} with stride {stride:?} is not a dense tensor"));
     }
     let overflow = || format!("size {shape:?} at offset {offset} overflows");
@@ -803,6 +805,11 @@ mod tests {
         let pkl = state_dict_pickle(&[("neg", v)]);
         let p = write_zip("neg", &[("a/data.pkl", &pkl)]);
         assert!(tensor_infos(&p).unwrap_err().contains("the size is -1"));
+        let pkl = state_dict_pickle(&[("empty", tensor("0", 0, 0, &[2, 0, 8], &[8, 8, 1]))]);
+        let p0 = write_zip("empty", &[("a/data.pkl", &pkl), ("a/data/0", &[])]);
+        assert_eq!(tensor_infos(&p0).unwrap()[0].bytes, 0);
+        assert!(read_pth(&p0).unwrap().is_empty());
+        std::fs::remove_file(p0).unwrap();
         let pkl = state_dict_pickle(&[("gap", tensor("0", 100, 0, &[2, 2], &[4, 2]))]);
         let p2 = write_zip("gap", &[("a/data.pkl", &pkl)]);
         assert!(tensor_infos(&p2).unwrap_err().contains("not a dense"));
