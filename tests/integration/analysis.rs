@@ -200,7 +200,7 @@ fn heatmap_cells_land_where_the_model_saw_them() {
     // slice k must read the cell its model-grid position falls in (BrgSA: 3 mm slices, 8 per
     // patch, 16 cells), interpolated between cell centres.
     let v = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
-    let input = preprocess(&v, &PreprocessConfig::brgsa());
+    let input = preprocess(&v, &PreprocessConfig::brgsa()).unwrap();
     let grid = [16usize, 16, 16];
     let sims: Vec<f32> = (0..16 * 16 * 16).map(|n| (n % 16) as f32).collect();
     let hm = radbridge_model::heatmap::to_volume(

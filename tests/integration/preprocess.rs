@@ -32,7 +32,7 @@ fn model_inputs_match_the_reference() {
         let hu = 1.0 / (cfg.hu_scale as f64 * cfg.std as f64);
         let reference = json_file(&format!("reference/{f}"));
         let vol = volume::open(data(input_for(case)), &OpenOptions::default()).unwrap().volume;
-        let input = preprocess(&vol, &cfg);
+        let input = preprocess(&vol, &cfg).unwrap();
         assert_eq!(input.shape.to_vec(), usizes(&reference["shape"]), "{f}: shape");
         let idx = usizes(&reference["sample"]["index"]);
         let val = f64s(&reference["sample"]["value"]);
@@ -66,10 +66,10 @@ fn model_inputs_match_the_reference() {
 #[test]
 fn padding_and_intensity_follow_each_model() {
     let vol = volume::open(data("totalsegmentator/chest_ct.nii.gz"), &OpenOptions::default()).unwrap().volume;
-    let b = preprocess(&vol, &PreprocessConfig::brgsa());
+    let b = preprocess(&vol, &PreprocessConfig::brgsa()).unwrap();
     // Corner is padding: -1024 HU → clamp -1000 → (-1 - 0.4978) / 0.2449.
     assert!((b.data[0] - (-1.0 - 0.4978) / 0.2449).abs() < 1e-5);
-    let c = preprocess(&vol, &PreprocessConfig::ctclip());
+    let c = preprocess(&vol, &PreprocessConfig::ctclip()).unwrap();
     assert_eq!(c.data[0], -1.0);
     assert!(c.data.iter().all(|x| (-1.0..=1.0).contains(x)));
     assert_eq!(c.resampled_shape, [466, 334, 191]);

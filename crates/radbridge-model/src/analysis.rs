@@ -90,6 +90,15 @@ impl TextCode {
     }
 }
 
+/// The lengths of the vectors a model's text side gives (what a cached entry must hold):
+/// BrgSA t, t̂ (embed_dim) and z (bank_size); CT-CLIP's latent.
+fn text_dims(net: &Net) -> Vec<usize> {
+    match net {
+        Net::Brgsa(m) => vec![m.config().embed_dim, m.config().embed_dim, m.config().bank_size],
+        Net::Ctclip(m) => vec![m.config().latent_dim],
+    }
+}
+
 fn vec1(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -123,6 +132,8 @@ impl Engine {
             let path = weights.clone();
             move |source| ModelError::Weights { path, what, source: Box::new(source) }
         };
+        crate::pickle::check_safetensors_header(&weights)
+            .map_err(|reason| ModelError::Invalid { path: weights.clone(), reason: format!("not a safetensors file: {reason}") })?;
         // SAFETY of the mmap: the file is not modified while the model is loaded (it is ours).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .map_err(weights_error("cannot map the weights"))?;
@@ -153,10 +164,11 @@ impl Engine {
             Some(t) => Thresholds::load(&package.path(t))?,
             None => None,
         };
-        let cache = match cache_dir() {
+        let mut cache = match cache_dir() {
             Some(d) => TextCache::open(d.join("text-embeddings").join(format!("{}.json", &m.weights_sha256)), &m.weights_sha256),
             None => TextCache::in_memory(&m.weights_sha256),
         };
+        cache.retain_valid(&text_dims(&net));
         Ok(Engine { package, net, tokenizer, bank, thresholds, cache, device: device.clone(), encoded: None })
     }
 
@@ -171,9 +183,10 @@ impl Engine {
         }
     }
 
-    /// The model's preprocessing of a volume.
-    pub fn preprocess(&self, volume: &Volume) -> ModelInput {
+    /// The model's preprocessing of a volume (an error names the volume's source).
+    pub fn preprocess(&self, volume: &Volume) -> Result<ModelInput> {
         preprocess::preprocess(volume, &self.package.manifest.preprocess)
+            .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source })
     }
 
     /// A model input as a tensor (1, 1, d0, d1, d2).
@@ -254,13 +267,20 @@ impl Engine {
             }
             self.cache.save();
         }
+        let dims = text_dims(&self.net);
         prompts
             .iter()
             .map(|p| {
-                let c = self.cache.get(p).expect("just embedded");
-                Ok(match self.arch() {
-                    Arch::Brgsa => TextCode::Brgsa { t: c[0].clone(), t_hat: c[1].clone(), z: c[2].clone() },
-                    Arch::Ctclip => TextCode::Ctclip { latent: c[0].clone() },
+                let bad = |reason: String| ModelError::Invalid {
+                    path: self.cache.path().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("text-embedding cache")),
+                    reason: format!("cached text embedding of '{p}' {reason}"),
+                };
+                let c = self.cache.get(p).ok_or_else(|| bad("is missing".into()))?;
+                TextCache::check_entry(c, &dims).map_err(bad)?;
+                Ok(match (self.arch(), c.as_slice()) {
+                    (Arch::Brgsa, [t, t_hat, z]) => TextCode::Brgsa { t: t.clone(), t_hat: t_hat.clone(), z: z.clone() },
+                    (Arch::Ctclip, [latent]) => TextCode::Ctclip { latent: latent.clone() },
+                    _ => return Err(bad(format!("holds {} vectors", c.len()))),
                 })
             })
             .collect()
@@ -530,7 +550,7 @@ impl Engine {
         self.encoded = None;
         progress(Stage::Preprocess, 0.0);
         let canon = volume.canonical();
-        let input = self.preprocess(&canon);
+        let input = self.preprocess(&canon)?;
         timings.push("preprocess", stage_start);
         opts.cancel.check()?;
         progress(Stage::EncodeImage, 0.2);

@@ -118,7 +118,28 @@ impl BertConfig {
         use crate::error::ModelError;
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
-        serde_json::from_str(&text).map_err(ModelError::json(path, "invalid BERT config"))
+        let cfg: BertConfig = serde_json::from_str(&text).map_err(ModelError::json(path, "invalid BERT config"))?;
+        cfg.validate().map_err(|e| e.in_file(path))?;
+        Ok(cfg)
+    }
+
+    /// Every dimension in range.
+    pub fn validate(&self) -> std::result::Result<(), crate::error::SettingError> {
+        use crate::error::{check_positive, check_size, SettingError, MAX_DEPTH, MAX_SIDE, MAX_WIDTH};
+        check_size("vocab_size", self.vocab_size, MAX_WIDTH)?;
+        check_size("hidden_size", self.hidden_size, MAX_WIDTH)?;
+        check_size("num_hidden_layers", self.num_hidden_layers, MAX_DEPTH)?;
+        check_size("num_attention_heads", self.num_attention_heads, MAX_DEPTH)?;
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(SettingError::new(
+                "num_attention_heads",
+                format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size),
+            ));
+        }
+        check_size("intermediate_size", self.intermediate_size, MAX_WIDTH)?;
+        check_size("max_position_embeddings", self.max_position_embeddings, MAX_SIDE)?;
+        check_size("type_vocab_size", self.type_vocab_size, MAX_DEPTH)?;
+        check_positive("layer_norm_eps", self.layer_norm_eps)
     }
 
     pub fn head_dim(&self) -> usize {

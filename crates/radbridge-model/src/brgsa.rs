@@ -56,6 +56,19 @@ pub struct BrgsaConfig {
     pub text_pool_layers: usize,
 }
 
+impl BrgsaConfig {
+    /// The dimensions of model.json's `model` section in range (the BERT side is checked with
+    /// its config.json).
+    pub fn validate(&self) -> std::result::Result<(), crate::error::SettingError> {
+        use crate::error::{check_size, MAX_DEPTH, MAX_SIDE, MAX_WIDTH};
+        self.vision.validate("model.vision")?;
+        check_size("model.embed_dim", self.embed_dim, MAX_WIDTH)?;
+        check_size("model.bank_size", self.bank_size, MAX_WIDTH)?;
+        check_size("model.text_max_length", self.text_max_length, MAX_SIDE)?;
+        check_size("model.text_pool_layers", self.text_pool_layers, MAX_DEPTH)
+    }
+}
+
 impl Default for BrgsaConfig {
     fn default() -> Self {
         Self {

@@ -97,30 +97,17 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
         }
     }
     let pairs: Vec<(String, Tensor)> = if &head[..2] == b"PK" {
-        // PyTorch zip: a Lightning checkpoint keeps the weights under "state_dict".
-        let pth = match candle_core::pickle::PthTensors::new(path, Some("state_dict")) {
-            Ok(p) if !p.tensor_infos().is_empty() => p,
-            _ => candle_core::pickle::PthTensors::new(path, None)
-                .map_err(|e| err(format!("not a readable PyTorch state dict ({})", first_line(&e))))?,
-        };
-        let mut v = Vec::new();
-        for (name, info) in pth.tensor_infos() {
-            // Empty tensors (CT-CLIP's null_kv of shape (heads, 0, dim_head)) hold nothing.
-            if info.layout.shape().elem_count() == 0 {
-                continue;
-            }
-            match pth.get(name) {
-                Ok(Some(t)) => v.push((name.clone(), t)),
-                Ok(None) => {}
-                Err(e) => return Err(err(format!("tensor {name}: {}", first_line(&e)))),
-            }
-        }
-        v
+        // PyTorch zip: a Lightning checkpoint keeps the weights under "state_dict". Read with
+        // our bounded reader (`crate::pickle`), not candle's, which panics on hostile pickles.
+        // Empty tensors (CT-CLIP's null_kv of shape (heads, 0, dim_head)) hold nothing.
+        crate::pickle::read_pth(path).map_err(|e| err(format!("not a readable PyTorch state dict ({e})")))?
     } else if head[0] == 0x80 {
         return Err(err(
             "legacy (non-zip) PyTorch serialisation is not supported; re-save with torch.save in the default zip format".into()
         ));
     } else {
+        crate::pickle::check_safetensors_header(path)
+            .map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({e})")))?;
         candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({})", first_line(&e))))?
             .into_iter()
@@ -152,16 +139,39 @@ pub fn canonical_name(key: &str) -> String {
     k.strip_prefix("module.").unwrap_or(k).to_string()
 }
 
-fn shape(t: &BTreeMap<String, Tensor>, k: &str) -> Option<Vec<usize>> {
-    t.get(k).map(|x| x.dims().to_vec())
+/// The shape of tensor `k` if present; an error (naming the key) when it has not `rank`
+/// dimensions or any of them is zero.
+fn shape(t: &BTreeMap<String, Tensor>, k: &str, rank: usize) -> Result<Option<Vec<usize>>, String> {
+    let Some(x) = t.get(k) else { return Ok(None) };
+    let d = x.dims();
+    if d.len() != rank {
+        return Err(format!("{k} has shape {d:?}; expected {rank} dimensions"));
+    }
+    if d.contains(&0) {
+        return Err(format!("{k} has shape {d:?}, with no elements"));
+    }
+    Ok(Some(d.to_vec()))
 }
 
+/// The shape of tensor `k`, which must be present (`missing` says what its absence means).
+fn need(t: &BTreeMap<String, Tensor>, k: &str, rank: usize, missing: &str) -> Result<Vec<usize>, String> {
+    shape(t, k, rank)?.ok_or_else(|| missing.to_string())
+}
+
+/// a × b, or an error naming what overflowed.
+fn mul(a: usize, b: usize, what: &str) -> Result<usize, String> {
+    a.checked_mul(b).ok_or_else(|| format!("{what}: {a} × {b} overflows"))
+}
+
+/// How many consecutive indices 0, 1, … have keys `{prefix}{n}.…` (one pass over the keys).
 fn count_indexed(t: &BTreeMap<String, Tensor>, prefix: &str) -> usize {
-    let mut n = 0;
-    while t.keys().any(|k| k.starts_with(&format!("{prefix}{n}."))) {
-        n += 1;
-    }
-    n
+    let seen: std::collections::BTreeSet<usize> = t
+        .range(prefix.to_string()..)
+        .map(|(k, _)| k)
+        .take_while(|k| k.starts_with(prefix))
+        .filter_map(|k| k[prefix.len()..].split_once('.').and_then(|(n, _)| n.parse::<usize>().ok()))
+        .collect();
+    (0..).take_while(|n| seen.contains(n)).count()
 }
 
 /// Overrides for what shapes cannot tell.
@@ -179,19 +189,24 @@ pub struct Overrides {
 }
 
 /// Text-encoder (BERT) dimensions from the weights, merged over a `config.json`.
-fn bert_config(t: &BTreeMap<String, Tensor>, prefix: &str, base: &Value, path: &str) -> Result<Value, CheckpointError> {
-    let dims = |reason: String| CheckpointError::Dims { path: path.into(), reason };
-    let we = shape(t, &format!("{prefix}embeddings.word_embeddings.weight"))
-        .ok_or_else(|| dims(format!("no {prefix}embeddings.word_embeddings.weight: not a BERT text encoder")))?;
-    let pe = shape(t, &format!("{prefix}embeddings.position_embeddings.weight")).unwrap_or(vec![512, we[1]]);
-    let te = shape(t, &format!("{prefix}embeddings.token_type_embeddings.weight")).unwrap_or(vec![2, we[1]]);
+fn bert_config_of(t: &BTreeMap<String, Tensor>, prefix: &str, base: &Value) -> Result<Value, String> {
+    let we = need(
+        t,
+        &format!("{prefix}embeddings.word_embeddings.weight"),
+        2,
+        &format!("no {prefix}embeddings.word_embeddings.weight: not a BERT text encoder"),
+    )?;
+    let pe = shape(t, &format!("{prefix}embeddings.position_embeddings.weight"), 2)?.unwrap_or(vec![512, we[1]]);
+    let te = shape(t, &format!("{prefix}embeddings.token_type_embeddings.weight"), 2)?.unwrap_or(vec![2, we[1]]);
     let layers = count_indexed(t, &format!("{prefix}encoder.layer."));
-    let inter = shape(t, &format!("{prefix}encoder.layer.0.intermediate.dense.weight")).map(|s| s[0]).unwrap_or(4 * we[1]);
-    let mut c = base.clone();
-    if !c.is_object() {
-        c = json!({});
-    }
-    let o = c.as_object_mut().unwrap();
+    let inter = match shape(t, &format!("{prefix}encoder.layer.0.intermediate.dense.weight"), 2)? {
+        Some(s) => s[0],
+        None => mul(4, we[1], "intermediate size")?,
+    };
+    let mut o = match base {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
     for (k, v) in [
         ("vocab_size", json!(we[0])),
         ("hidden_size", json!(we[1])),
@@ -212,7 +227,7 @@ fn bert_config(t: &BTreeMap<String, Tensor>, prefix: &str, base: &Value, path: &
     o.entry("layer_norm_eps").or_insert(json!(1e-12));
     o.entry("pad_token_id").or_insert(json!(0));
     o.entry("model_type").or_insert(json!("bert"));
-    Ok(c)
+    Ok(Value::Object(o))
 }
 
 fn bert_expected(prefix: &str, c: &Value, out: &mut Vec<(String, Vec<usize>)>) {
@@ -266,39 +281,44 @@ pub struct Inferred {
 
 fn grid_side(tokens: usize) -> Option<usize> {
     let s = (tokens as f64).cbrt().round() as usize;
-    (s * s * s == tokens).then_some(s)
+    (s.checked_mul(s)?.checked_mul(s)? == tokens).then_some(s)
 }
 
 /// Work out a BrgSA model's dimensions from its weights (canonical names).
 pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides, path: &str) -> Result<Inferred, CheckpointError> {
-    let dims = |reason: String| CheckpointError::Dims { path: path.into(), reason };
+    infer_brgsa_of(t, text_base, o).map_err(|reason| CheckpointError::Dims { path: path.into(), reason })
+}
+
+fn infer_brgsa_of(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides) -> Result<Inferred, String> {
     let v = "img_encoder.model.";
-    let cls = shape(t, &format!("{v}cls_token")).ok_or_else(|| dims("no img_encoder.model.cls_token: not a BrgSA checkpoint".into()))?;
+    let cls = need(t, &format!("{v}cls_token"), 3, "no img_encoder.model.cls_token: not a BrgSA checkpoint")?;
     let hidden = cls[2];
-    let pw = shape(t, &format!("{v}patch_embed.proj.weight")).ok_or_else(|| dims("no patch_embed.proj.weight".into()))?;
-    if pw.len() != 5 {
-        return Err(dims(format!("patch_embed.proj.weight has shape {pw:?}; expected a Conv3d weight (5 dims)")));
-    }
+    let pw = need(t, &format!("{v}patch_embed.proj.weight"), 5, "no patch_embed.proj.weight")
+        .map_err(|e| if e.contains("expected 5") { format!("{e} (a Conv3d weight)") } else { e })?;
     let patch = [pw[2], pw[3], pw[4]];
     let depth = count_indexed(t, &format!("{v}blocks."));
-    let mlp = shape(t, &format!("{v}blocks.0.mlp.fc1.weight")).map(|s| s[0]).unwrap_or(4 * hidden);
-    let pos = shape(t, &format!("{v}pos_embed")).ok_or_else(|| dims("no pos_embed".into()))?;
+    let mlp = match shape(t, &format!("{v}blocks.0.mlp.fc1.weight"), 2)? {
+        Some(s) => s[0],
+        None => mul(4, hidden, "MLP width")?,
+    };
+    let pos = need(t, &format!("{v}pos_embed"), 3, "no pos_embed")?;
     let img_size: Vec<usize> = match &o.image_size {
         Some(s) if s.len() == 3 => s.clone(),
-        Some(s) => return Err(dims(format!("--image-size needs three values for BrgSA, got {s:?}"))),
+        Some(s) => return Err(format!("--image-size needs three values for BrgSA, got {s:?}")),
         None => {
             // Official grid: 224×224×112 with patch 16×16×8 → 14³. A cube grid is unambiguous.
-            let side = grid_side(pos[1] - 1)
-                .ok_or_else(|| dims(format!("pos_embed holds {} patch positions, not a cube: give --image-size A0,A1,A2", pos[1] - 1)))?;
-            vec![side * patch[0], side * patch[1], side * patch[2]]
+            let tokens = pos[1] - 1; // pos[1] ≥ 1 (no zero dimensions)
+            let side = grid_side(tokens)
+                .ok_or_else(|| format!("pos_embed holds {tokens} patch positions, not a cube: give --image-size A0,A1,A2"))?;
+            vec![mul(side, patch[0], "image size")?, mul(side, patch[1], "image size")?, mul(side, patch[2], "image size")?]
         }
     };
-    let embed = shape(t, "img_encoder.global_embedder.weight").ok_or_else(|| dims("no img_encoder.global_embedder.weight".into()))?[0];
-    let bank = shape(t, "dictionarylearning.dictionary.weight")
-        .ok_or_else(|| dims("no dictionarylearning.dictionary.weight (the knowledge bank)".into()))?;
+    let embed = need(t, "img_encoder.global_embedder.weight", 2, "no img_encoder.global_embedder.weight")?[0];
+    let bank = need(t, "dictionarylearning.dictionary.weight", 2, "no dictionarylearning.dictionary.weight (the knowledge bank)")?;
     let heads = o.vision_heads.unwrap_or(if hidden % 64 == 0 { hidden / 64 } else { 12 });
-    let text_config = bert_config(t, "text_encoder.model.", text_base, path)?;
-    let th = text_config["hidden_size"].as_u64().unwrap() as usize;
+    let text_config = bert_config_of(t, "text_encoder.model.", text_base)?;
+    let th = text_config["hidden_size"].as_u64().unwrap_or(0) as usize;
+    let hidden3 = mul(3, hidden, "qkv width")?;
     let model = json!({
         "vision": {
             "hidden_size": hidden, "depth": depth, "num_heads": heads, "mlp_dim": mlp,
@@ -310,11 +330,15 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
         "text_max_length": o.text_max_length.unwrap_or(97),
         "text_pool_layers": o.text_pool_layers.unwrap_or(4),
     });
-    let grid: usize = (0..3).map(|a| img_size[a] / patch[a]).product();
+    let mut grid = 1usize;
+    for a in 0..3 {
+        grid = mul(grid, img_size[a] / patch[a], "position grid")?;
+    }
+    let grid1 = grid.checked_add(1).ok_or("position grid overflows")?;
     let mut e = Vec::new();
     let mut push = |k: String, s: Vec<usize>| e.push((k, s));
     push(format!("{v}cls_token"), vec![1, 1, hidden]);
-    push(format!("{v}pos_embed"), vec![1, 1 + grid, hidden]);
+    push(format!("{v}pos_embed"), vec![1, grid1, hidden]);
     push(format!("{v}patch_embed.proj.weight"), pw.clone());
     push(format!("{v}patch_embed.proj.bias"), vec![hidden]);
     for n in 0..depth {
@@ -323,9 +347,9 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
             push(format!("{b}{ln}.weight"), vec![hidden]);
             push(format!("{b}{ln}.bias"), vec![hidden]);
         }
-        push(format!("{b}attn.qkv.weight"), vec![3 * hidden, hidden]);
+        push(format!("{b}attn.qkv.weight"), vec![hidden3, hidden]);
         if model["vision"]["qkv_bias"] == json!(true) {
-            push(format!("{b}attn.qkv.bias"), vec![3 * hidden]);
+            push(format!("{b}attn.qkv.bias"), vec![hidden3]);
         }
         push(format!("{b}attn.proj.weight"), vec![hidden, hidden]);
         push(format!("{b}attn.proj.bias"), vec![hidden]);
@@ -358,44 +382,46 @@ pub fn infer_brgsa(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
 
 /// Work out a CT-CLIP model's dimensions from its weights.
 pub fn infer_ctclip(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides, path: &str) -> Result<Inferred, CheckpointError> {
-    let dims = |reason: String| CheckpointError::Dims { path: path.into(), reason };
+    infer_ctclip_of(t, text_base, o).map_err(|reason| CheckpointError::Dims { path: path.into(), reason })
+}
+
+fn infer_ctclip_of(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides) -> Result<Inferred, String> {
     let v = "visual_transformer.";
-    let emb = shape(t, &format!("{v}to_patch_emb.2.weight"))
-        .ok_or_else(|| dims("no visual_transformer.to_patch_emb.2.weight: not a CT-CLIP checkpoint".into()))?;
+    let emb = need(t, &format!("{v}to_patch_emb.2.weight"), 2, "no visual_transformer.to_patch_emb.2.weight: not a CT-CLIP checkpoint")?;
     let (dim, feat) = (emb[0], emb[1]);
     let patch = o.patch_size.unwrap_or(20);
     let tpatch = o.temporal_patch_size.unwrap_or(10);
-    if feat != tpatch * patch * patch {
-        return Err(dims(format!(
-            "the patch embedding takes {feat} features but patch {patch} × {patch} × temporal {tpatch} gives {}: pass --patch-size and --temporal-patch-size",
-            tpatch * patch * patch
-        )));
+    let features = mul(mul(tpatch, patch, "patch features")?, patch, "patch features")?;
+    if feat != features {
+        return Err(format!(
+            "the patch embedding takes {feat} features but patch {patch} × {patch} × temporal {tpatch} gives {features}: pass --patch-size and --temporal-patch-size"
+        ));
     }
     let sd = count_indexed(t, &format!("{v}enc_spatial_transformer.layers."));
     let td = count_indexed(t, &format!("{v}enc_temporal_transformer.layers."));
-    let q =
-        shape(t, &format!("{v}enc_spatial_transformer.layers.0.1.to_q.weight")).ok_or_else(|| dims("no attention to_q weight".into()))?;
+    let q = need(t, &format!("{v}enc_spatial_transformer.layers.0.1.to_q.weight"), 2, "no attention to_q weight")?;
     let inner = q[0];
     let dim_head = o.dim_head.unwrap_or(32);
     let heads = o.heads.unwrap_or(inner / dim_head.max(1));
-    if heads * dim_head != inner {
-        return Err(dims(format!("attention width {inner} is not heads {heads} × dim_head {dim_head}: pass --heads and --dim-head")));
+    if heads.checked_mul(dim_head) != Some(inner) {
+        return Err(format!("attention width {inner} is not heads {heads} × dim_head {dim_head}: pass --heads and --dim-head"));
     }
-    let ff = shape(t, &format!("{v}enc_spatial_transformer.layers.0.3.1.weight")).map(|s| s[0]).unwrap_or(0);
-    let code = shape(t, &format!("{v}vq._codebook.embed")).ok_or_else(|| dims("no vq._codebook.embed".into()))?;
-    let vl = shape(t, "to_visual_latent.weight").ok_or_else(|| dims("no to_visual_latent.weight".into()))?;
+    let ff = shape(t, &format!("{v}enc_spatial_transformer.layers.0.3.1.weight"), 2)?.map(|s| s[0]).unwrap_or(0);
+    let code = need(t, &format!("{v}vq._codebook.embed"), 3, "no vq._codebook.embed")?;
+    let vl = need(t, "to_visual_latent.weight", 2, "no to_visual_latent.weight")?;
     let latent = vl[0];
-    let grid = vl[1] / dim;
+    let grid = vl[1] / dim; // dim ≥ 1 (no zero dimensions)
     let side = (grid as f64).sqrt().round() as usize;
     let image_size = match &o.image_size {
         Some(s) if s.len() == 2 => s.clone(),
-        Some(s) => return Err(dims(format!("--image-size needs two values (h, w) for CT-CLIP, got {s:?}"))),
-        None if side * side == grid => vec![side * patch, side * patch],
-        None => return Err(dims(format!("to_visual_latent expects {grid} spatial tokens, not a square: give --image-size H,W"))),
+        Some(s) => return Err(format!("--image-size needs two values (h, w) for CT-CLIP, got {s:?}")),
+        None if side.checked_mul(side) == Some(grid) => vec![mul(side, patch, "image size")?, mul(side, patch, "image size")?],
+        None => return Err(format!("to_visual_latent expects {grid} spatial tokens, not a square: give --image-size H,W")),
     };
-    let cpb = shape(t, &format!("{v}spatial_rel_pos_bias.net.0.0.weight")).map(|s| s[0]).unwrap_or(dim);
-    let text_config = bert_config(t, "text_transformer.", text_base, path)?;
-    let th = text_config["hidden_size"].as_u64().unwrap() as usize;
+    let cpb = shape(t, &format!("{v}spatial_rel_pos_bias.net.0.0.weight"), 2)?.map(|s| s[0]).unwrap_or(dim);
+    let text_config = bert_config_of(t, "text_transformer.", text_base)?;
+    let th = text_config["hidden_size"].as_u64().unwrap_or(0) as usize;
+    let inner2 = mul(2, inner, "key/value width")?;
     let model = json!({
         "vision": {
             "dim": dim, "patch_size": patch, "temporal_patch_size": tpatch, "spatial_depth": sd, "temporal_depth": td,
@@ -428,7 +454,7 @@ pub fn infer_ctclip(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrid
             push(format!("{b}1.norm.gamma"), vec![dim]);
             push(format!("{b}1.norm.beta"), vec![dim]);
             push(format!("{b}1.to_q.weight"), vec![inner, dim]);
-            push(format!("{b}1.to_kv.weight"), vec![2 * inner, dim]);
+            push(format!("{b}1.to_kv.weight"), vec![inner2, dim]);
             push(format!("{b}1.to_out.weight"), vec![dim, inner]);
             push(format!("{b}3.0.weight"), vec![dim]);
             push(format!("{b}3.0.bias"), vec![dim]);
@@ -538,5 +564,67 @@ mod tests {
         assert_eq!(grid_side(2744), Some(14));
         assert_eq!(grid_side(4096), Some(16));
         assert_eq!(grid_side(2 * 2 * 3), None);
+    }
+
+    fn tensors(shapes: &[(&str, &[usize])]) -> BTreeMap<String, Tensor> {
+        shapes.iter().map(|(k, s)| (k.to_string(), Tensor::zeros(*s, DType::F32, &Device::Cpu).unwrap())).collect()
+    }
+
+    #[test]
+    fn tensors_with_too_few_dimensions_name_the_key_and_rank() {
+        let t = tensors(&[("img_encoder.model.cls_token", &[4])]);
+        let e = infer_brgsa(&t, &json!({}), &Overrides::default(), "x.ckpt").unwrap_err();
+        assert!(matches!(e, CheckpointError::Dims { .. }), "{e:?}");
+        assert!(e.to_string().contains("img_encoder.model.cls_token has shape [4]; expected 3 dimensions"), "{e}");
+        let t = tensors(&[("img_encoder.model.cls_token", &[1, 1, 8]), ("img_encoder.model.patch_embed.proj.weight", &[8, 1, 2])]);
+        let e = infer_brgsa(&t, &json!({}), &Overrides::default(), "x.ckpt").unwrap_err();
+        assert!(e.to_string().contains("patch_embed.proj.weight has shape [8, 1, 2]; expected 5 dimensions"), "{e}");
+        let t = tensors(&[
+            ("img_encoder.model.cls_token", &[1, 1, 8]),
+            ("img_encoder.model.patch_embed.proj.weight", &[8, 1, 2, 2, 2]),
+            ("img_encoder.model.pos_embed", &[9]),
+        ]);
+        let e = infer_brgsa(&t, &json!({}), &Overrides::default(), "x.ckpt").unwrap_err();
+        assert!(e.to_string().contains("pos_embed has shape [9]; expected 3"), "{e}");
+        // A BERT word embedding of rank 1.
+        let t = tensors(&[
+            ("img_encoder.model.cls_token", &[1, 1, 8]),
+            ("img_encoder.model.patch_embed.proj.weight", &[8, 1, 2, 2, 2]),
+            ("img_encoder.model.pos_embed", &[1, 9, 8]),
+            ("img_encoder.global_embedder.weight", &[4, 8]),
+            ("dictionarylearning.dictionary.weight", &[3, 4]),
+            ("text_encoder.model.embeddings.word_embeddings.weight", &[10]),
+        ]);
+        let e = infer_brgsa(&t, &json!({}), &Overrides::default(), "x.ckpt").unwrap_err();
+        assert!(e.to_string().contains("word_embeddings.weight has shape [10]; expected 2"), "{e}");
+        // CT-CLIP: the patch embedding, the latent projection.
+        let t = tensors(&[("visual_transformer.to_patch_emb.2.weight", &[8])]);
+        let e = infer_ctclip(&t, &json!({}), &Overrides::default(), "c.pt").unwrap_err();
+        assert!(e.to_string().contains("to_patch_emb.2.weight has shape [8]; expected 2"), "{e}");
+        let o = Overrides { patch_size: Some(1), temporal_patch_size: Some(1), ..Default::default() };
+        let t = tensors(&[
+            ("visual_transformer.to_patch_emb.2.weight", &[8, 1]),
+            ("visual_transformer.enc_spatial_transformer.layers.0.1.to_q.weight", &[32, 8]),
+            ("visual_transformer.vq._codebook.embed", &[4, 8]),
+        ]);
+        let e = infer_ctclip(&t, &json!({}), &o, "c.pt").unwrap_err();
+        assert!(e.to_string().contains("vq._codebook.embed has shape [4, 8]; expected 3"), "{e}");
+    }
+
+    #[test]
+    fn overflowing_overrides_are_errors() {
+        let t = tensors(&[("visual_transformer.to_patch_emb.2.weight", &[8, 1])]);
+        let o = Overrides { patch_size: Some(usize::MAX), temporal_patch_size: Some(3), ..Default::default() };
+        let e = infer_ctclip(&t, &json!({}), &o, "c.pt").unwrap_err();
+        assert!(e.to_string().contains("overflows"), "{e}");
+        assert_eq!(grid_side(usize::MAX), None);
+    }
+
+    #[test]
+    fn indexed_layers_are_counted_in_one_pass() {
+        let t = tensors(&[("b.0.w", &[1]), ("b.1.w", &[1]), ("b.1.v", &[1]), ("b.3.w", &[1]), ("b.x.w", &[1]), ("c.2.w", &[1])]);
+        assert_eq!(count_indexed(&t, "b."), 2);
+        assert_eq!(count_indexed(&t, "c."), 0);
+        assert_eq!(count_indexed(&t, "z."), 0);
     }
 }

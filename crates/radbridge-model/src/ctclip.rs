@@ -50,6 +50,15 @@ impl Default for CtClipConfig {
 }
 
 impl CtClipConfig {
+    /// The dimensions of model.json's `model` section in range (the BERT side is checked with
+    /// its config.json).
+    pub fn validate(&self) -> std::result::Result<(), crate::error::SettingError> {
+        use crate::error::{check_size, MAX_SIDE, MAX_WIDTH};
+        self.vision.validate("model.vision")?;
+        check_size("model.latent_dim", self.latent_dim, MAX_WIDTH)?;
+        check_size("model.text_max_length", self.text_max_length, MAX_SIDE)
+    }
+
     /// `CT-CLIP_v2.pt`: CTViT v2, CXR-BERT-specialized (BERT-base shape), latent 512.
     pub fn ct_clip_v2() -> Self {
         Self { vision: CtVitConfig::ct_clip_v2(), text: BertConfig::default(), latent_dim: 512, text_max_length: 512 }

@@ -78,6 +78,37 @@ impl Default for CtVitConfig {
 }
 
 impl CtVitConfig {
+    /// Every dimension in range (`prefix` names the section, e.g. "model.vision").
+    pub fn validate(&self, prefix: &str) -> std::result::Result<(), crate::error::SettingError> {
+        use crate::error::{check_at_most, check_positive, check_size, SettingError, MAX_DEPTH, MAX_SIDE, MAX_WIDTH};
+        let f = |n: &str| format!("{prefix}.{n}");
+        check_size(&f("dim"), self.dim, MAX_WIDTH)?;
+        check_size(&f("codebook_size"), self.codebook_size, MAX_WIDTH)?;
+        check_size(&f("patch_size"), self.patch_size, MAX_SIDE)?;
+        check_size(&f("temporal_patch_size"), self.temporal_patch_size, MAX_SIDE)?;
+        for s in self.image_size {
+            check_size(&f("image_size"), s, MAX_SIDE)?;
+            if s < self.patch_size {
+                return Err(SettingError::new(f("image_size"), format!("{:?} is smaller than patch_size {}", self.image_size, self.patch_size)));
+            }
+        }
+        check_at_most(&f("spatial_depth"), self.spatial_depth, MAX_DEPTH)?;
+        check_at_most(&f("temporal_depth"), self.temporal_depth, MAX_DEPTH)?;
+        check_size(&f("heads"), self.heads, MAX_DEPTH)?;
+        check_size(&f("dim_head"), self.dim_head, MAX_WIDTH)?;
+        check_size(&f("channels"), self.channels, MAX_DEPTH)?;
+        if !(self.ff_mult.is_finite() && self.ff_mult >= 0.0) {
+            return Err(SettingError::new(f("ff_mult"), format!("{} must be finite and not negative", self.ff_mult)));
+        }
+        check_size(&f("ff_inner"), self.ff_inner(), MAX_WIDTH)?;
+        if !self.attn_scale.is_finite() {
+            return Err(SettingError::new(f("attn_scale"), format!("{} must be finite", self.attn_scale)));
+        }
+        check_at_most(&f("num_null_kv"), self.num_null_kv, MAX_DEPTH)?;
+        check_at_most(&f("rel_pos_layers"), self.rel_pos_layers, MAX_DEPTH)?;
+        check_positive(&f("layer_norm_eps"), self.layer_norm_eps)
+    }
+
     /// The configuration of `CT-CLIP_v2.pt` (input 240 × 480 × 480).
     pub fn ct_clip_v2() -> Self {
         Self {

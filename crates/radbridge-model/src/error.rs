@@ -14,8 +14,40 @@ use radbridge_volume::{Cancelled, VolumeError};
 pub enum PackageError {
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// A file name in `model.json` that would leave the model folder (absolute, `..`, or a
+    /// symbolic link resolving outside it).
+    #[error("{path}: {field} '{name}' {reason}; files must stay inside the model folder")]
+    UnsafePath { path: PathBuf, field: &'static str, name: String, reason: &'static str },
+    /// A numeric setting of `model.json` (or the BERT `config.json`) out of range.
+    #[error("{path}: {field}: {reason}")]
+    Setting { path: PathBuf, field: String, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Preprocessing settings or a volume that preprocessing refuses (re-exported as
+/// `preprocess::PreprocessError`): checked before anything is allocated, so a hostile spacing
+/// or setting is an error rather than an enormous buffer or a panic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PreprocessError {
+    /// A setting of `PreprocessConfig` (model.json `preprocess`) is out of range.
+    #[error("preprocess.{field}: {reason}")]
+    Config { field: &'static str, reason: String },
+    /// The volume has no voxels along some axis.
+    #[error("the volume's grid {dims:?} is empty")]
+    EmptyVolume { dims: [usize; 3] },
+    /// The grid does not match the number of voxels held.
+    #[error("the volume's grid {dims:?} does not match its {len} voxels")]
+    VoxelCount { dims: [usize; 3], len: usize },
+    /// A voxel spacing that is zero, negative or not finite.
+    #[error("voxel spacing along axis {axis} is {spacing} mm; it must be finite and positive")]
+    Spacing { axis: usize, spacing: f64 },
+    /// The resampled grid along one axis is not a finite size (spacing / target overflows).
+    #[error("resampling {size} voxels of {spacing} mm to {target} mm along axis {axis} gives {value} voxels, not a usable grid size")]
+    GridSize { axis: usize, size: usize, spacing: f64, target: f64, value: f64 },
+    /// A resampled (or intermediate) grid holds more voxels than allowed.
+    #[error("resampling {dims:?} voxels of {spacing:?} mm to {target:?} mm needs a grid of {voxels} voxels, over the limit of {limit}")]
+    TooLarge { dims: [usize; 3], spacing: [f64; 3], target: [f64; 3], voxels: u128, limit: usize },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +90,13 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// The volume at `path` (or the model's settings) cannot be preprocessed.
+    #[error("{path}: cannot preprocess for the model")]
+    Preprocess {
+        path: PathBuf,
+        #[source]
+        source: PreprocessError,
+    },
     #[error(transparent)]
     Volume(#[from] VolumeError),
     #[error(transparent)]
@@ -84,6 +123,55 @@ impl ModelError {
         move |source| ModelError::Json { path, what, source }
     }
 }
+
+/// A configuration setting out of range: the field (dotted path) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl SettingError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> SettingError {
+        SettingError { field: field.into(), reason: reason.into() }
+    }
+
+    /// As a [`PackageError`] naming the file that holds the setting.
+    pub fn in_file(self, path: impl Into<PathBuf>) -> PackageError {
+        PackageError::Setting { path: path.into(), field: self.field, reason: self.reason }
+    }
+}
+
+/// `value` of setting `field` must be in `1..=max`.
+pub(crate) fn check_size(field: &str, value: usize, max: usize) -> std::result::Result<(), SettingError> {
+    if value == 0 || value > max {
+        return Err(SettingError::new(field, format!("{value} must be in 1..={max}")));
+    }
+    Ok(())
+}
+
+/// `value` of setting `field` must be at most `max` (zero allowed).
+pub(crate) fn check_at_most(field: &str, value: usize, max: usize) -> std::result::Result<(), SettingError> {
+    if value > max {
+        return Err(SettingError::new(field, format!("{value} must be at most {max}")));
+    }
+    Ok(())
+}
+
+/// `value` of setting `field` must be finite and positive.
+pub(crate) fn check_positive(field: &str, value: f64) -> std::result::Result<(), SettingError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(SettingError::new(field, format!("{value} must be finite and positive")));
+    }
+    Ok(())
+}
+
+/// Bounds of model dimensions read from files: widths, vocabularies and bank sizes.
+pub(crate) const MAX_WIDTH: usize = 1 << 20;
+/// Depths (layers) and heads.
+pub(crate) const MAX_DEPTH: usize = 1024;
+/// Image sides, patch sizes and text lengths.
+pub(crate) const MAX_SIDE: usize = 1 << 16;
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 

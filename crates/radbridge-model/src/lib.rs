@@ -30,6 +30,7 @@ pub mod ctvit;
 pub mod error;
 pub mod heatmap;
 pub mod package;
+pub mod pickle;
 pub mod preprocess;
 pub mod text;
 pub mod vit3d;

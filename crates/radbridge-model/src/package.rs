@@ -6,14 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use radbridge_volume::atomic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::checkpoint::Arch;
-use crate::preprocess::PreprocessConfig;
+use crate::error::SettingError;
+use crate::preprocess::{PreprocessConfig, PreprocessError};
 use crate::zeroshot::{self, PromptTemplates, ScoringRule};
 
 pub const FORMAT: &str = "radbridge-model/1";
@@ -159,18 +160,29 @@ impl ModelPackage {
             return Err(invalid(&mpath, format!("format '{}' is not {FORMAT}", manifest.format)));
         }
         let p = ModelPackage { dir: dir.to_path_buf(), manifest };
-        for f in
-            [Some(&p.manifest.weights), Some(&p.manifest.text.config), p.manifest.text.vocab.as_ref(), p.manifest.text.tokenizer.as_ref()]
-                .into_iter()
-                .flatten()
-        {
+        let m = &p.manifest;
+        let named: [(&'static str, Option<&String>); 6] = [
+            ("weights", Some(&m.weights)),
+            ("text.config", Some(&m.text.config)),
+            ("text.vocab", m.text.vocab.as_ref()),
+            ("text.tokenizer", m.text.tokenizer.as_ref()),
+            ("bank", m.bank.as_ref()),
+            ("thresholds", m.thresholds.as_ref()),
+        ];
+        for (field, name) in named {
+            if let Some(name) = name {
+                confined(dir, field, name)?;
+            }
+        }
+        for f in [Some(&m.weights), Some(&m.text.config), m.text.vocab.as_ref(), m.text.tokenizer.as_ref()].into_iter().flatten() {
             if !p.dir.join(f).exists() {
                 return Err(invalid(&p.dir.join(f), "listed in model.json but missing"));
             }
         }
-        if p.manifest.text.vocab.is_none() && p.manifest.text.tokenizer.is_none() {
+        if m.text.vocab.is_none() && m.text.tokenizer.is_none() {
             return Err(invalid(&mpath, "text needs a vocab (vocab.txt) or a tokenizer (tokenizer.json)"));
         }
+        check_settings(m).map_err(|e| e.in_file(&mpath))?;
         Ok(p)
     }
 
@@ -206,6 +218,67 @@ impl ModelPackage {
         let t = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
         atomic::write(&p, t + "\n").map_err(|e| PackageError::Io { path: p, source: e })
     }
+}
+
+/// Check model.json's numeric settings: the preprocessing (see
+/// [`PreprocessConfig::validate`]) and the model dimensions of its architecture. A `model`
+/// section that does not parse is left to the loader, which names the parse error.
+fn check_settings(m: &Manifest) -> Result<(), SettingError> {
+    m.preprocess.validate().map_err(|e| match e {
+        PreprocessError::Config { field, reason } => SettingError::new(format!("preprocess.{field}"), reason),
+        e => SettingError::new("preprocess", e.to_string()),
+    })?;
+    match m.architecture {
+        Arch::Brgsa => {
+            if let Ok(c) = serde_json::from_value::<crate::brgsa::BrgsaConfig>(m.model.clone()) {
+                c.validate()?;
+            }
+        }
+        Arch::Ctclip => {
+            if let Ok(c) = serde_json::from_value::<crate::ctclip::CtClipConfig>(m.model.clone()) {
+                c.validate()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `name`, a file named by model.json's `field`, joined to the model folder `dir` — provided
+/// it stays inside: a relative path without `..`, and, where it (or a folder on its way)
+/// exists, no symbolic link that resolves outside the folder.
+pub fn confined(dir: &Path, field: &'static str, name: &str) -> Result<PathBuf, PackageError> {
+    let unsafe_path = |reason: &'static str| PackageError::UnsafePath { path: dir.join("model.json"), field, name: name.to_string(), reason };
+    let rel = Path::new(name);
+    if name.is_empty() || name.contains('\0') {
+        return Err(unsafe_path("is not a file name"));
+    }
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(unsafe_path("contains '..'")),
+            Component::RootDir | Component::Prefix(_) => return Err(unsafe_path("is an absolute path")),
+        }
+    }
+    if rel.components().all(|c| c == Component::CurDir) {
+        return Err(unsafe_path("is not a file name"));
+    }
+    let joined = dir.join(rel);
+    let root = std::fs::canonicalize(dir).map_err(|e| PackageError::Io { path: dir.to_path_buf(), source: e })?;
+    // The longest existing prefix of the path, with its links resolved, must lie in the folder.
+    let mut probe = joined.clone();
+    loop {
+        if probe.symlink_metadata().is_ok() {
+            match std::fs::canonicalize(&probe) {
+                Ok(real) if real.starts_with(&root) => break,
+                Ok(_) => return Err(unsafe_path("is a symbolic link that resolves outside the model folder")),
+                Err(_) => return Err(unsafe_path("is a symbolic link that does not resolve")),
+            }
+        }
+        if !probe.pop() || probe.as_os_str().is_empty() {
+            break;
+        }
+    }
+    Ok(joined)
 }
 
 /// Copy `from` to `to` with an atomic write (an error names the file that failed).
@@ -268,4 +341,105 @@ pub fn create(
     let p = ModelPackage { dir: out.to_path_buf(), manifest };
     p.write_manifest()?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A model folder with placeholder files and a manifest that `edit` may spoil.
+    fn folder(tag: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("radbridge-package-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["model.safetensors", "config.json", "vocab.txt"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        let text = TextFiles { config: "config.json".into(), vocab: Some("vocab.txt".into()), tokenizer: None };
+        let m = Manifest::official(Arch::Brgsa, "t", json!({}), "0".repeat(64), text);
+        let mut v = serde_json::to_value(&m).unwrap();
+        edit(&mut v);
+        std::fs::write(dir.join("model.json"), serde_json::to_string(&v).unwrap()).unwrap();
+        dir
+    }
+
+    fn open_err(tag: &str, edit: impl FnOnce(&mut Value)) -> PackageError {
+        let dir = folder(tag, edit);
+        let e = ModelPackage::open(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        e
+    }
+
+    #[test]
+    fn a_valid_folder_opens() {
+        let dir = folder("ok", |_| {});
+        let p = ModelPackage::open(&dir).unwrap();
+        assert_eq!(p.weights_path(), dir.join("model.safetensors"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_names_that_leave_the_folder_are_refused_naming_the_field() {
+        let cases: [(&str, &str, Value); 5] = [
+            ("abs", "weights", json!("/etc/passwd")),
+            ("dotdot", "weights", json!("../model.safetensors")),
+            ("deep", "bank", json!("a/../../bank.json")),
+            ("thr", "thresholds", json!("../../thresholds.json")),
+            ("empty", "weights", json!("")),
+        ];
+        for (tag, field, name) in cases {
+            let e = open_err(tag, |v| v[field] = name.clone());
+            match &e {
+                PackageError::UnsafePath { field: f, .. } => assert_eq!(*f, field, "{e}"),
+                _ => panic!("{tag}: {e:?}"),
+            }
+            assert!(e.to_string().contains("model.json") && e.to_string().contains(field), "{e}");
+        }
+        let e = open_err("vocab", |v| v["text"]["vocab"] = json!("../vocab.txt"));
+        assert!(matches!(e, PackageError::UnsafePath { field: "text.vocab", .. }), "{e:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_out_of_the_folder_is_refused() {
+        let outside = std::env::temp_dir().join(format!("radbridge-package-outside-{}", std::process::id()));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("thresholds.json"), b"{}").unwrap();
+        let dir = folder("link", |v| v["thresholds"] = json!("sub/thresholds.json"));
+        std::os::unix::fs::symlink(&outside, dir.join("sub")).unwrap();
+        let e = ModelPackage::open(&dir).unwrap_err();
+        assert!(matches!(e, PackageError::UnsafePath { field: "thresholds", .. }), "{e:?}");
+        // A link that stays inside is fine; a dangling one is not.
+        std::fs::remove_file(dir.join("sub")).unwrap();
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("sub")).unwrap();
+        ModelPackage::open(&dir).unwrap();
+        std::os::unix::fs::symlink(outside.join("gone"), dir.join("real").join("thresholds.json")).unwrap();
+        let e = ModelPackage::open(&dir).unwrap_err();
+        assert!(matches!(e, PackageError::UnsafePath { field: "thresholds", .. }), "{e:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn numeric_settings_out_of_range_are_refused_naming_the_field() {
+        let field = |tag: &str, edit: &dyn Fn(&mut Value)| match open_err(tag, |v| edit(v)) {
+            PackageError::Setting { field, path, .. } => {
+                assert!(path.ends_with("model.json"));
+                field
+            }
+            e => panic!("{tag}: {e:?}"),
+        };
+        assert_eq!(field("axes", &|v| v["preprocess"]["output_axes"] = json!([0, 1, 3])), "preprocess.output_axes");
+        assert_eq!(field("hu", &|v| v["preprocess"]["hu_window"] = json!([1000.0, -1000.0])), "preprocess.hu_window");
+        assert_eq!(field("sp", &|v| v["preprocess"]["target_spacing"] = json!([1.5, 0.0, 3.0])), "preprocess.target_spacing");
+        assert_eq!(field("sp2", &|v| v["preprocess"]["target_spacing"] = json!([1.5, -1.0, 3.0])), "preprocess.target_spacing");
+        assert_eq!(field("shape", &|v| v["preprocess"]["target_shape"] = json!([0, 256, 128])), "preprocess.target_shape");
+        assert_eq!(field("std", &|v| v["preprocess"]["std"] = json!(0.0)), "preprocess.std");
+        assert_eq!(field("heads", &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 0, "mlp_dim": 3072, "patch_size": [16, 16, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})), "model.vision.num_heads");
+        assert_eq!(field("patch", &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 12, "mlp_dim": 3072, "patch_size": [16, 0, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})), "model.vision.patch_size");
+        assert_eq!(field("bank", &|v| v["model"] = json!({"bank_size": 0})), "model.bank_size");
+        assert_eq!(field("embed", &|v| v["model"] = json!({"embed_dim": 1u64 << 40})), "model.embed_dim");
+    }
 }

@@ -30,6 +30,16 @@ use serde::{Deserialize, Serialize};
 
 use radbridge_volume::Volume;
 
+pub use crate::error::PreprocessError;
+
+/// Default bound on any grid preprocessing builds (the resampled grid and each intermediate
+/// grid of the separable resampling): 2^28 voxels (2 GiB of f64).
+pub const DEFAULT_MAX_VOXELS: usize = 1 << 28;
+
+/// Largest target grid side a model may ask for, and the largest target spacing (mm).
+const MAX_TARGET_SIDE: usize = 4096;
+const MAX_TARGET_SPACING: f64 = 1000.0;
+
 /// How samples between voxels are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -145,6 +155,50 @@ impl PreprocessConfig {
         }
     }
 
+    /// Check every setting is in range (a model.json is input like any other): target spacing
+    /// finite and in (0, 1000] mm, target sides in 1..=4096 with at most
+    /// [`DEFAULT_MAX_VOXELS`] voxels, `output_axes` a permutation of 0, 1, 2, `hu_window` finite
+    /// with lo < hi, `hu_scale` and `std` finite and non-zero, the rest finite.
+    pub fn validate(&self) -> Result<(), PreprocessError> {
+        let bad = |field: &'static str, reason: String| Err(PreprocessError::Config { field, reason });
+        for (a, &t) in self.target_spacing.iter().enumerate() {
+            if !(t.is_finite() && t > 0.0 && t <= MAX_TARGET_SPACING) {
+                return bad("target_spacing", format!("axis {a} is {t} mm; it must be finite and in (0, {MAX_TARGET_SPACING}]"));
+            }
+        }
+        for (a, &n) in self.target_shape.iter().enumerate() {
+            if n == 0 || n > MAX_TARGET_SIDE {
+                return bad("target_shape", format!("axis {a} is {n}; it must be in 1..={MAX_TARGET_SIDE}"));
+            }
+        }
+        let voxels: u128 = self.target_shape.iter().map(|&n| n as u128).product();
+        if voxels > DEFAULT_MAX_VOXELS as u128 {
+            return bad("target_shape", format!("{:?} is {voxels} voxels, over the limit of {DEFAULT_MAX_VOXELS}", self.target_shape));
+        }
+        let mut seen = [false; 3];
+        for &a in &self.output_axes {
+            if a >= 3 || seen[a] {
+                return bad("output_axes", format!("{:?} is not a permutation of [0, 1, 2]", self.output_axes));
+            }
+            seen[a] = true;
+        }
+        let [lo, hi] = self.hu_window;
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return bad("hu_window", format!("[{lo}, {hi}] must be finite with lower < upper"));
+        }
+        for (field, v) in [("hu_scale", self.hu_scale), ("std", self.std)] {
+            if !v.is_finite() || v == 0.0 {
+                return bad(field, format!("{v} must be finite and non-zero"));
+            }
+        }
+        for (field, v) in [("mean", self.mean), ("outside_hu", self.outside_hu), ("pad_hu", self.pad_hu)] {
+            if !v.is_finite() {
+                return bad(field, format!("{v} must be finite"));
+            }
+        }
+        Ok(())
+    }
+
     /// Output tensor shape (1, 1, ...spatial axes in output order).
     pub fn tensor_shape(&self) -> [usize; 5] {
         let s = self.target_shape;
@@ -186,8 +240,13 @@ impl InputGeometry {
     }
 }
 
-fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
+/// The resampled size along one axis; None when n·spacing/target is not finite or beyond
+/// 2^53 (no grid that size could be allocated anyway).
+fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> Option<usize> {
     let x = n as f64 * spacing / target;
+    if !x.is_finite() || x > (1u64 << 53) as f64 {
+        return None;
+    }
     let v = match rule {
         SizeRule::Floor => x.floor(),
         SizeRule::Round => {
@@ -200,7 +259,7 @@ fn output_size(n: usize, spacing: f64, target: f64, rule: SizeRule) -> usize {
             }
         }
     };
-    (v.max(1.0)) as usize
+    Some((v.max(1.0)) as usize)
 }
 
 /// One linear sampling step: (1 - w)·in[i0] + w·in[i1] computed as in[i0] + (in[i1] - in[i0])·w,
@@ -317,8 +376,61 @@ fn resample(src: Vec<f64>, dims: [usize; 3], plans: &[Vec<Tap>; 3], r: Resampler
     data
 }
 
-/// Run a model's preprocessing on a volume (reoriented to canonical LPS first).
-pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
+/// The resampled grid of a volume of `dims` voxels of `spacing` mm, checked: every spacing
+/// finite and positive, every size finite, and the output grid and each intermediate grid
+/// of the separable resampling (one axis at a time, in the resampler's order) at most
+/// `max_voxels`.
+pub fn resampled_grid(dims: [usize; 3], spacing: [f64; 3], cfg: &PreprocessConfig, max_voxels: usize) -> Result<[usize; 3], PreprocessError> {
+    if dims.contains(&0) {
+        return Err(PreprocessError::EmptyVolume { dims });
+    }
+    for (axis, &s) in spacing.iter().enumerate() {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(PreprocessError::Spacing { axis, spacing: s });
+        }
+    }
+    let mut out = [0usize; 3];
+    for a in 0..3 {
+        let (size, spacing, target) = (dims[a], spacing[a], cfg.target_spacing[a]);
+        out[a] = output_size(size, spacing, target, cfg.size_rule)
+            .ok_or(PreprocessError::GridSize { axis: a, size, spacing, target, value: size as f64 * spacing / target })?;
+    }
+    let order = match cfg.resampler {
+        Resampler::ItkLinear => [0, 1, 2],
+        Resampler::TorchTrilinear => [1, 0, 2],
+    };
+    let mut grid = dims.map(|n| n as u128);
+    let mut largest = 0u128;
+    for axis in order {
+        grid[axis] = out[axis] as u128;
+        largest = largest.max(grid.iter().product());
+    }
+    if largest > max_voxels as u128 {
+        return Err(PreprocessError::TooLarge { dims, spacing, target: cfg.target_spacing, voxels: largest, limit: max_voxels });
+    }
+    Ok(out)
+}
+
+/// Run a model's preprocessing on a volume (reoriented to canonical LPS first), with grids
+/// bounded by [`DEFAULT_MAX_VOXELS`].
+pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> Result<ModelInput, PreprocessError> {
+    preprocess_with_limit(volume, cfg, DEFAULT_MAX_VOXELS)
+}
+
+/// [`preprocess`] with a caller's bound on the voxels of any grid it builds. The settings and
+/// the resampled grid are checked before anything is allocated.
+pub fn preprocess_with_limit(volume: &Volume, cfg: &PreprocessConfig, max_voxels: usize) -> Result<ModelInput, PreprocessError> {
+    cfg.validate()?;
+    // The grid the canonical volume will have (a permutation of this one's), checked before
+    // the canonical copy is made.
+    let (canon_dims, canon_spacing) = match volume.affine.canonical_plan(volume.dims) {
+        Some(plan) => (plan.new_dims, plan.affine.spacing()),
+        None => (volume.dims, volume.spacing()),
+    };
+    resampled_grid(canon_dims, canon_spacing, cfg, max_voxels)?;
+    if volume.dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(volume.voxels.len()) {
+        return Err(PreprocessError::VoxelCount { dims: volume.dims, len: volume.voxels.len() });
+    }
     let canon = volume.canonical();
     let dims = canon.dims;
     let spacing = canon.spacing();
@@ -331,7 +443,7 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
     if cfg.clip_before_resample {
         src.par_iter_mut().for_each(|v| *v = v.clamp(lo as f64, hi as f64));
     }
-    let out = [0, 1, 2].map(|a| output_size(dims[a], spacing[a], cfg.target_spacing[a], cfg.size_rule));
+    let out = resampled_grid(dims, spacing, cfg, max_voxels)?;
     let origin = canon_origin;
     let plans = [0, 1, 2].map(|a| axis_plan(dims[a], out[a], spacing[a], cfg.target_spacing[a], origin[a], a == 0, cfg.resampler));
     let truncate = cfg.itk_integer_cast && integer_source;
@@ -395,7 +507,7 @@ pub fn preprocess(volume: &Volume, cfg: &PreprocessConfig) -> ModelInput {
         start,
         output_axes: cfg.output_axes,
     };
-    ModelInput { shape, data, resampled_shape: out, geometry }
+    Ok(ModelInput { shape, data, resampled_shape: out, geometry })
 }
 
 /// Write a float32 C-order array as `.npy` (format version 1.0). The format is a short text
@@ -465,10 +577,12 @@ mod tests {
 
     #[test]
     fn python_round_is_half_even() {
-        assert_eq!(output_size(191, 1.5, 3.0, SizeRule::Round), 96); // 95.5 → 96
-        assert_eq!(output_size(189, 1.5, 3.0, SizeRule::Round), 94); // 94.5 → 94
-        assert_eq!(output_size(233, 1.5, 0.75, SizeRule::Floor), 466);
-        assert_eq!(output_size(7, 1.0, 3.0, SizeRule::Floor), 2);
+        assert_eq!(output_size(191, 1.5, 3.0, SizeRule::Round), Some(96)); // 95.5 → 96
+        assert_eq!(output_size(189, 1.5, 3.0, SizeRule::Round), Some(94)); // 94.5 → 94
+        assert_eq!(output_size(233, 1.5, 0.75, SizeRule::Floor), Some(466));
+        assert_eq!(output_size(7, 1.0, 3.0, SizeRule::Floor), Some(2));
+        assert_eq!(output_size(7, f64::INFINITY, 3.0, SizeRule::Floor), None);
+        assert_eq!(output_size(7, 1e300, 1e-300, SizeRule::Round), None);
     }
 
     #[test]
@@ -489,5 +603,79 @@ mod tests {
         let p = axis_plan(4, 4, 1.0, 1.5, 0.0, false, Resampler::ItkLinear);
         assert_eq!(p[3], None);
         assert_eq!(p[2], Some((3, 3, 0.0)));
+    }
+
+    fn volume(dims: [usize; 3], spacing: [f64; 3]) -> Volume {
+        use radbridge_volume::{Affine, SourceMeta, Voxels};
+        let n = dims.iter().product();
+        Volume {
+            dims,
+            voxels: Voxels::I16(vec![0; n]),
+            affine: Affine::from_columns([[spacing[0], 0.0, 0.0], [0.0, spacing[1], 0.0], [0.0, 0.0, spacing[2]]], [0.0; 3]),
+            meta: SourceMeta::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_pixel_spacing_is_refused_before_allocating() {
+        // 8×8×4 voxels of 1000 mm → 5333×5333×1333 at 1.5×1.5×3 mm: far over 2^28 voxels.
+        let e = preprocess(&volume([8, 8, 4], [1000.0, 1000.0, 1000.0]), &PreprocessConfig::brgsa()).unwrap_err();
+        assert!(matches!(e, PreprocessError::TooLarge { limit: DEFAULT_MAX_VOXELS, .. }), "{e:?}");
+        assert!(e.to_string().contains("over the limit"), "{e}");
+        // One axis alone may blow up an intermediate grid of the separable resampling.
+        let e = preprocess_with_limit(&volume([4, 4, 4], [1.0, 1.0, 1.0]), &PreprocessConfig::brgsa(), 10).unwrap_err();
+        assert!(matches!(e, PreprocessError::TooLarge { limit: 10, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_infinite_or_zero_spacing_is_refused() {
+        let cfg = PreprocessConfig::ctclip();
+        let e = preprocess(&volume([2, 2, 2], [1.0, f64::INFINITY, 1.0]), &cfg).unwrap_err();
+        assert!(matches!(e, PreprocessError::Spacing { .. }), "{e:?}");
+        let e = preprocess(&volume([2, 2, 2], [1.0, 1.0, 0.0]), &cfg).unwrap_err();
+        assert!(matches!(e, PreprocessError::Spacing { axis: 2, .. }), "{e:?}");
+        let e = preprocess(&volume([2, 2, 2], [1.0, f64::NAN, 1.0]), &cfg).unwrap_err();
+        assert!(matches!(e, PreprocessError::Spacing { .. }), "{e:?}");
+        // Finite but overflowing n·spacing/target.
+        let e = resampled_grid([2, 2, 2], [1e300, 1.0, 1.0], &PreprocessConfig { target_spacing: [1e-300, 1.0, 1.0], ..cfg }, 1 << 20)
+            .unwrap_err();
+        assert!(matches!(e, PreprocessError::GridSize { axis: 0, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_empty_or_inconsistent_volume_is_refused() {
+        let e = preprocess(&volume([0, 2, 2], [1.0; 3]), &PreprocessConfig::brgsa()).unwrap_err();
+        assert!(matches!(e, PreprocessError::EmptyVolume { .. }), "{e:?}");
+        let mut v = volume([2, 2, 2], [1.0; 3]);
+        v.dims = [usize::MAX, 2, 2];
+        let e = preprocess_with_limit(&v, &PreprocessConfig::brgsa(), usize::MAX).unwrap_err();
+        assert!(matches!(e, PreprocessError::VoxelCount { .. } | PreprocessError::GridSize { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn hostile_settings_are_refused_naming_the_field() {
+        let v = volume([4, 4, 4], [1.0; 3]);
+        let field = |cfg: PreprocessConfig| match preprocess(&v, &cfg).unwrap_err() {
+            PreprocessError::Config { field, .. } => field,
+            e => panic!("{e:?}"),
+        };
+        let b = PreprocessConfig::brgsa;
+        assert_eq!(field(PreprocessConfig { output_axes: [0, 1, 3], ..b() }), "output_axes");
+        assert_eq!(field(PreprocessConfig { output_axes: [0, 0, 1], ..b() }), "output_axes");
+        assert_eq!(field(PreprocessConfig { hu_window: [1000.0, -1000.0], ..b() }), "hu_window");
+        assert_eq!(field(PreprocessConfig { hu_window: [f32::NAN, 0.0], ..b() }), "hu_window");
+        assert_eq!(field(PreprocessConfig { target_spacing: [1.5, 0.0, 3.0], ..b() }), "target_spacing");
+        assert_eq!(field(PreprocessConfig { target_spacing: [1.5, f64::INFINITY, 3.0], ..b() }), "target_spacing");
+        assert_eq!(field(PreprocessConfig { target_shape: [0, 256, 128], ..b() }), "target_shape");
+        assert_eq!(field(PreprocessConfig { target_shape: [4096, 4096, 4096], ..b() }), "target_shape");
+        assert_eq!(field(PreprocessConfig { std: 0.0, ..b() }), "std");
+        assert_eq!(field(PreprocessConfig { hu_scale: f32::INFINITY, ..b() }), "hu_scale");
+        assert_eq!(field(PreprocessConfig { mean: f32::NAN, ..b() }), "mean");
+        assert!(PreprocessConfig::brgsa().validate().is_ok() && PreprocessConfig::ctclip().validate().is_ok());
+        // A small valid volume still preprocesses.
+        let x = preprocess(&v, &PreprocessConfig { target_shape: [2, 3, 4], output_axes: [2, 0, 1], ..b() }).unwrap();
+        assert_eq!(x.shape, [1, 1, 4, 2, 3]);
+        assert_eq!(x.data.len(), 24);
     }
 }

@@ -57,6 +57,29 @@ impl Default for Vit3dConfig {
 }
 
 impl Vit3dConfig {
+    /// Every dimension in range (`prefix` names the section, e.g. "model.vision").
+    pub fn validate(&self, prefix: &str) -> std::result::Result<(), crate::error::SettingError> {
+        use crate::error::{check_positive, check_size, SettingError, MAX_DEPTH, MAX_SIDE, MAX_WIDTH};
+        let f = |n: &str| format!("{prefix}.{n}");
+        check_size(&f("hidden_size"), self.hidden_size, MAX_WIDTH)?;
+        check_size(&f("depth"), self.depth, MAX_DEPTH)?;
+        check_size(&f("num_heads"), self.num_heads, MAX_DEPTH)?;
+        if self.hidden_size % self.num_heads != 0 {
+            return Err(SettingError::new(f("num_heads"), format!("{} does not divide hidden_size {}", self.num_heads, self.hidden_size)));
+        }
+        check_size(&f("mlp_dim"), self.mlp_dim, MAX_WIDTH)?;
+        check_size(&f("in_channels"), self.in_channels, MAX_DEPTH)?;
+        for a in 0..3 {
+            check_size(&f("patch_size"), self.patch_size[a], MAX_SIDE)?;
+            check_size(&f("img_size"), self.img_size[a], MAX_SIDE)?;
+            if self.img_size[a] < self.patch_size[a] {
+                return Err(SettingError::new(f("img_size"), format!("{:?} is smaller than patch_size {:?}", self.img_size, self.patch_size)));
+            }
+        }
+        check_positive(&f("block_eps"), self.block_eps)?;
+        check_positive(&f("final_eps"), self.final_eps)
+    }
+
     /// Width of the MLP hidden layer: `hidden_size * (mlp_dim / hidden_size)` (integer
     /// division), which is how the official code turns `mlp_dim` into timm's `mlp_ratio`.
     pub fn mlp_hidden(&self) -> usize {

@@ -247,7 +247,15 @@ impl Thresholds {
             return Ok(None);
         }
         let text = std::fs::read_to_string(path).map_err(ModelError::io(path, "cannot read"))?;
-        Ok(Some(serde_json::from_str(&text).map_err(ModelError::json(path, "invalid thresholds file"))?))
+        let t: Thresholds = serde_json::from_str(&text).map_err(ModelError::json(path, "invalid thresholds file"))?;
+        // JSON has no NaN, but 1e39 reads as an infinite f32.
+        if let Some((label, x)) = t.thresholds.iter().find(|(_, x)| !x.is_finite()) {
+            return Err(ModelError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("thresholds.{label}: {x} is not a finite number"),
+            });
+        }
+        Ok(Some(t))
     }
     pub fn get(&self, label: &str) -> Option<f32> {
         self.thresholds.get(label).copied()
@@ -285,6 +293,44 @@ impl TextCache {
 
     pub fn get(&self, prompt: &str) -> Option<&Vec<Vec<f32>>> {
         self.entries.get(prompt)
+    }
+
+    /// The cache file (None for an in-memory cache).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether an entry fits a model whose text side gives one vector per `dims` entry, of that
+    /// length, all finite: `Err` says what is wrong.
+    pub fn check_entry(vectors: &[Vec<f32>], dims: &[usize]) -> Result<(), String> {
+        let lens: Vec<usize> = vectors.iter().map(Vec::len).collect();
+        if lens != dims {
+            return Err(format!("holds vectors of lengths {lens:?}; the model gives {dims:?}"));
+        }
+        if vectors.iter().flatten().any(|x| !x.is_finite()) {
+            return Err("holds a value that is not finite".into());
+        }
+        Ok(())
+    }
+
+    /// Drop the entries that do not fit the model (`dims` as in [`TextCache::check_entry`]),
+    /// so that they are embedded again: the cache is derived data. Returns how many were
+    /// dropped (each is logged with the cache file and the prompt).
+    pub fn retain_valid(&mut self, dims: &[usize]) -> usize {
+        let before = self.entries.len();
+        let file = self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        self.entries.retain(|prompt, v| match TextCache::check_entry(v, dims) {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(file = %file, prompt = %prompt, reason = %reason, "dropping a cached text embedding that does not fit the model");
+                false
+            }
+        });
+        let dropped = before - self.entries.len();
+        if dropped > 0 {
+            self.dirty = true;
+        }
+        dropped
     }
 
     pub fn insert(&mut self, prompt: &str, vectors: Vec<Vec<f32>>) {
@@ -359,5 +405,38 @@ mod tests {
         assert!((a - 0.70710677).abs() < 1e-6 && (b - a).abs() < 1e-6 && (s - a).abs() < 1e-6);
         assert!((ctclip_p_present(2.0, 0.0) - 0.880797).abs() < 1e-5);
         assert!((ctclip_p_present(0.0, 0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn an_infinite_threshold_is_refused_naming_the_label() {
+        let dir = std::env::temp_dir().join(format!("radbridge-thresholds-inf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("thresholds.json");
+        std::fs::write(&p, "{\"thresholds\": {\"Emphysema\": 1e39}}").unwrap();
+        let e = Thresholds::load(&p).unwrap_err();
+        assert!(matches!(e, ModelError::Invalid { .. }), "{e:?}");
+        assert!(e.to_string().contains("thresholds.Emphysema") && e.to_string().contains("thresholds.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cached_text_embeddings_that_do_not_fit_the_model_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("radbridge-text-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.json");
+        std::fs::write(
+            &p,
+            r#"{"model_checksum": "abc", "entries": {"empty": [], "no vectors": [[]], "short": [[1.0], [1.0], [1.0, 2.0]], "good": [[1.0, 2.0], [3.0, 4.0], [5.0]]}}"#,
+        )
+        .unwrap();
+        let mut c = TextCache::open(p.clone(), "abc");
+        assert_eq!(c.path(), Some(p.as_path()));
+        assert_eq!(c.entries.len(), 4);
+        assert!(TextCache::check_entry(c.get("empty").unwrap(), &[2, 2, 1]).unwrap_err().contains("lengths []"));
+        assert!(TextCache::check_entry(c.get("short").unwrap(), &[2, 2, 1]).is_err());
+        assert_eq!(c.retain_valid(&[2, 2, 1]), 3);
+        assert!(c.get("good").is_some() && c.get("empty").is_none());
+        assert!(TextCache::check_entry(&[vec![f32::INFINITY]], &[1]).unwrap_err().contains("not finite"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -132,8 +132,9 @@ pub fn render(ct: &Volume, heat: Option<&Volume>, peak: &Peak) -> (Vec<u8>, usiz
     let sp = ct.spacing();
     let (wmm, hmm) = (nx as f64 * sp[0], ny as f64 * sp[1]);
     let scale = MAX_SIDE as f64 / wmm.max(hmm);
-    let w = ((wmm * scale).round() as usize).max(1);
-    let h = ((hmm * scale).round() as usize).max(1);
+    // Bounded whatever the spacing says (a zero, infinite or NaN spacing gives 1..=MAX_SIDE).
+    let w = ((wmm * scale).round() as usize).clamp(1, MAX_SIDE);
+    let h = ((hmm * scale).round() as usize).clamp(1, MAX_SIDE);
     let col = |x: usize| (((x as f64 + 0.5) / w as f64 * nx as f64) as usize).min(nx - 1);
     let row = |y: usize| (((y as f64 + 0.5) / h as f64 * ny as f64) as usize).min(ny - 1);
     let (ww, wl) = WINDOW;

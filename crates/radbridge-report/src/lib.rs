@@ -62,6 +62,9 @@ pub enum ReportError {
     Image(String),
     #[error("{path}: invalid verdicts: {reason}")]
     Verdicts { path: PathBuf, reason: String },
+    /// A diagnosis document with values no analysis writes (a hand-edited or hostile file).
+    #[error("invalid diagnosis: {0}")]
+    InvalidDiagnosis(String),
     #[error("unknown report format '{0}' (pdf, json, sr)")]
     UnknownFormat(String),
     #[error("no data folder for the de-identification key: set RADBRIDGE_DATA_DIR")]
@@ -323,6 +326,27 @@ pub fn now_utc() -> (String, String, String) {
     (format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"), format!("{y:04}{m:02}{d:02}"), format!("{hh:02}{mm:02}{ss:02}"))
 }
 
+/// Every number a report prints must be finite (JSON has no NaN, but 1e39 reads as an
+/// infinite f32).
+fn check_numbers(d: &Diagnosis) -> Result<()> {
+    for f in &d.findings {
+        let label = &f.finding.label;
+        let bad = |what: &str, x: f64| ReportError::InvalidDiagnosis(format!("finding '{label}': {what} {x} is not a finite number"));
+        if !f.finding.score.is_finite() {
+            return Err(bad("score", f.finding.score as f64));
+        }
+        if let Some(t) = f.finding.threshold.filter(|t| !t.is_finite()) {
+            return Err(bad("threshold", t as f64));
+        }
+        if let Some(p) = &f.peak {
+            if let Some(x) = p.lps_mm.iter().copied().chain([p.value as f64]).find(|x| !x.is_finite()) {
+                return Err(bad("peak value or position", x));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Flagged findings without any verdict.
 pub fn unreviewed_flagged(d: &Diagnosis, verdicts: Option<&[Verdict]>) -> Vec<String> {
     d.findings
@@ -341,6 +365,7 @@ impl Report {
         if !unreviewed.is_empty() && !opts.export_anyway {
             return Err(ReportError::Unreviewed(unreviewed));
         }
+        check_numbers(d)?;
         let source = d.source.as_ref().ok_or(ReportError::NoSource)?;
         let verdicts = verdicts.unwrap_or(&[]);
         let (created, _, _) = now_utc();
@@ -584,5 +609,72 @@ mod finding_status_tests {
             }
         }
         assert!(serde_json::from_value::<FindingStatus>(serde_json::json!("pending")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile_json_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn diagnosis(score: Value) -> Value {
+        json!({
+            "disclaimer": "x",
+            "model": {"name": "m", "architecture": "brgsa", "weights_sha256": "0", "synthetic": true, "scoring": "brgsa_mean_cosine"},
+            "findings": [{"label": "Emphysema", "prompt": "p", "score": score, "threshold": 0.1, "flagged": false, "custom": false}],
+            "timings": [],
+            "source": {"path": "/nonexistent", "format": "nifti"}
+        })
+    }
+    use serde_json::Value;
+
+    fn opts() -> ReportOptions {
+        ReportOptions { deidentify: false, export_anyway: true, key_images: false, ..Default::default() }
+    }
+
+    #[test]
+    fn hostile_diagnosis_json_is_an_error_never_a_panic() {
+        // Deep nesting: serde_json's recursion limit.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(serde_json::from_str::<Diagnosis>(&deep).is_err());
+        // Missing fields, wrong types, negative or huge integers.
+        assert!(serde_json::from_str::<Diagnosis>("{}").is_err());
+        let mut d = diagnosis(json!(0.5));
+        d["source"]["dims"] = json!([-1, 2, 3]);
+        assert!(serde_json::from_value::<Diagnosis>(d).is_err());
+        let mut d = diagnosis(json!(0.5));
+        d["source"]["dims"] = json!([1e30, 2, 3]);
+        assert!(serde_json::from_value::<Diagnosis>(d).is_err());
+        assert!(serde_json::from_str::<Diagnosis>(&diagnosis(json!(0.5)).to_string().replace("0.5", "NaN")).is_err());
+        // A huge number reads as an infinite f32: refused when the report is built.
+        let d: Diagnosis = serde_json::from_str(&diagnosis(json!(0.5)).to_string().replace("0.5", "1e39")).unwrap();
+        let e = Report::build(&d, None, &opts()).unwrap_err();
+        assert!(matches!(e, ReportError::InvalidDiagnosis(_)) && e.to_string().contains("Emphysema"), "{e}");
+        let mut v = diagnosis(json!(0.5));
+        v["findings"][0]["peak"] = json!({"voxel": [0, 0, 0], "lps_mm": [0.0, 1e308, 0.0], "value": 1e39, "from": "patch_grid"});
+        if let Ok(d) = serde_json::from_value::<Diagnosis>(v) {
+            assert!(matches!(Report::build(&d, None, &opts()).unwrap_err(), ReportError::InvalidDiagnosis(_)));
+        }
+        // A sane one builds, and its JSON and SR render.
+        let d: Diagnosis = serde_json::from_value(diagnosis(json!(0.5))).unwrap();
+        let r = Report::build(&d, None, &opts()).unwrap();
+        assert!(json::to_string(&r).contains("Emphysema"));
+    }
+
+    #[test]
+    fn a_key_image_of_a_volume_with_a_broken_spacing_stays_bounded() {
+        use radbridge_volume::{Affine, SourceMeta, Volume, Voxels};
+        for s in [0.0, f64::INFINITY, f64::NAN, 1e-300] {
+            let ct = Volume {
+                dims: [4, 3, 2],
+                voxels: Voxels::I16(vec![0; 24]),
+                affine: Affine::from_columns([[s, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [0.0; 3]),
+                meta: SourceMeta::default(),
+                warnings: vec![],
+            };
+            let peak = Peak { voxel: [1, 1, 1], lps_mm: [0.0; 3], value: 1.0, from: radbridge_model::heatmap::PeakSource::PatchGrid };
+            let (rgb, w, h) = images::render(&ct, None, &peak);
+            assert!(w <= images::MAX_SIDE && h <= images::MAX_SIDE && rgb.len() == w * h * 3, "{s}: {w}×{h}");
+        }
     }
 }

@@ -78,6 +78,10 @@ pub enum FeedbackError {
     ForeignDatabase { path: PathBuf, application_id: i64, tables: i64 },
     #[error("{path}: schema version {found} is newer than this Radbridge supports ({supported}); update Radbridge")]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    #[error("{path}: schema version {found} is not a version Radbridge ever wrote; it was left untouched")]
+    InvalidSchemaVersion { path: PathBuf, found: i64 },
+    #[error("{path}: not the feedback schema of version {version} ({msg}); it was left untouched")]
+    WrongSchema { path: PathBuf, version: i64, msg: String },
     #[error("{path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("{path}: {source}")]
@@ -699,8 +703,8 @@ impl Store {
                     created_at: r.get(3)?,
                     model_name: r.get(4)?,
                     model_checksum: r.get(5)?,
-                    flagged: r.get::<_, i64>(6)? as usize,
-                    events: r.get::<_, i64>(7)? as usize,
+                    flagged: usize::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    events: usize::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
                 })
             })
             .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>());
@@ -1037,6 +1041,49 @@ mod tests {
         drop(Store::open(&newer).unwrap());
         Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
         assert!(matches!(Store::open(&newer).unwrap_err(), FeedbackError::NewerSchema { found: 99, .. }));
+    }
+
+    #[test]
+    fn hostile_schema_versions_and_schemas_are_typed_errors_naming_the_file() {
+        let t = TempDir::new("hostile");
+        // Ours, with a negative user_version (SQLite keeps a signed 32-bit value).
+        let neg = t.0.join("negative.sqlite3");
+        drop(Store::open(&neg).unwrap());
+        Connection::open(&neg).unwrap().execute_batch("PRAGMA user_version = -5;").unwrap();
+        let err = Store::open(&neg).unwrap_err();
+        assert!(matches!(err, FeedbackError::InvalidSchemaVersion { found: -5, .. }), "{err:?}");
+        assert!(err.to_string().contains("negative.sqlite3"), "{err}");
+        Connection::open(&neg).unwrap().execute_batch(&format!("PRAGMA user_version = {};", i32::MIN)).unwrap();
+        assert!(matches!(Store::open(&neg).unwrap_err(), FeedbackError::InvalidSchemaVersion { .. }));
+        Connection::open(&neg).unwrap().execute_batch(&format!("PRAGMA user_version = {};", i32::MAX)).unwrap();
+        assert!(matches!(Store::open(&neg).unwrap_err(), FeedbackError::NewerSchema { .. }));
+
+        // Our application_id and version, but not our tables.
+        let wrong = t.0.join("wrong.sqlite3");
+        Connection::open(&wrong)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA application_id = {}; PRAGMA user_version = 1; CREATE TABLE meta (x);", schema::APPLICATION_ID))
+            .unwrap();
+        let err = Store::open(&wrong).unwrap_err();
+        assert!(matches!(err, FeedbackError::WrongSchema { version: 1, .. }), "{err:?}");
+        assert!(err.to_string().contains("wrong.sqlite3") && err.to_string().contains("meta"), "{err}");
+        // A table with a column missing.
+        let cut = t.0.join("cut.sqlite3");
+        drop(Store::open(&cut).unwrap());
+        Connection::open(&cut).unwrap().execute_batch("DROP TABLE audit_log; CREATE TABLE audit_log (id INTEGER PRIMARY KEY);").unwrap();
+        assert!(matches!(Store::open(&cut).unwrap_err(), FeedbackError::WrongSchema { .. }));
+
+        // Garbage after a valid SQLite magic, and random bytes.
+        let garbage = t.0.join("garbage.sqlite3");
+        let mut bytes = b"SQLite format 3\0".to_vec();
+        bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+        std::fs::write(&garbage, &bytes).unwrap();
+        let err = Store::open(&garbage).unwrap_err();
+        assert!(err.to_string().contains("garbage.sqlite3"), "{err}");
+        assert_eq!(std::fs::read(&garbage).unwrap(), bytes, "left untouched");
+        let noise = t.0.join("noise.sqlite3");
+        std::fs::write(&noise, (0..1000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>()).unwrap();
+        assert!(matches!(Store::open(&noise).unwrap_err(), FeedbackError::NotADatabase { .. }));
     }
 
     #[test]

@@ -484,4 +484,29 @@ mod tests {
             assert_eq!(v.as_f64().unwrap() as f32, x);
         }
     }
+
+    #[test]
+    fn a_thresholds_file_outside_the_model_folder_is_never_written() {
+        use radbridge_model::checkpoint::Arch;
+        use radbridge_model::package::{Manifest, TextFiles};
+        let root = std::env::temp_dir().join(format!("radbridge-recal-escape-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("model");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["model.safetensors", "config.json", "vocab.txt"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        let text = TextFiles { config: "config.json".into(), vocab: Some("vocab.txt".into()), tokenizer: None };
+        let mut m = Manifest::official(Arch::Brgsa, "t", json!({}), "0".repeat(64), text);
+        m.thresholds = Some("../escaped.json".into());
+        std::fs::write(dir.join("model.json"), serde_json::to_string(&m).unwrap()).unwrap();
+        let mut store = Store::open(root.join("db.sqlite3")).unwrap();
+        let e = apply(&mut store, &dir, None).unwrap_err();
+        assert!(matches!(e, FeedbackError::Model { .. }), "{e:?}");
+        assert!(e.to_string().contains("thresholds") && e.to_string().contains("'..'"), "{e}");
+        assert!(revert(&mut store, &dir, None).is_err());
+        assert!(!root.join("escaped.json").exists());
+        drop(store);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -164,8 +164,14 @@ pub fn open(path: &Path) -> Result<Connection> {
     if app_id != APPLICATION_ID && (app_id != 0 || tables > 0 || version != 0) {
         return Err(FeedbackError::ForeignDatabase { path: path.to_path_buf(), application_id: app_id, tables });
     }
+    if version < 0 {
+        return Err(FeedbackError::InvalidSchemaVersion { path: path.to_path_buf(), found: version });
+    }
     if version > latest_version() {
         return Err(FeedbackError::NewerSchema { path: path.to_path_buf(), found: version, supported: latest_version() });
+    }
+    if app_id == APPLICATION_ID && version > 0 {
+        check_tables(&conn, path, version)?;
     }
     if tables > 0 {
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(not_db)?;
@@ -215,6 +221,28 @@ fn check_header(path: &Path, bytes: &[u8], len: u64) -> Result<()> {
     Ok(())
 }
 
+/// The tables and columns each schema version has (every version so far: those of V1).
+const TABLES: &[(&str, &str)] = &[
+    ("meta", "key, value"),
+    ("studies", "id, study_key, path, created_at"),
+    ("runs", "id, study_id, study_path, created_at, model_name, model_checksum, bank_checksum, app_version, label_set, diagnosis"),
+    ("run_findings", "run_id, ordinal, label, score, threshold, flagged, custom"),
+    ("review_events", "id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at"),
+    ("audit_log", "id, created_at, actor, action, detail"),
+    ("thresholds_versions", "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals"),
+];
+
+/// A database that says it is ours at `version` must have that version's tables and columns
+/// (a file edited by hand, or another program's, is refused rather than failing later).
+fn check_tables(conn: &Connection, path: &Path, version: i64) -> Result<()> {
+    for (table, cols) in TABLES {
+        if let Err(e) = conn.prepare(&format!("SELECT {cols} FROM {table} LIMIT 0")) {
+            return Err(FeedbackError::WrongSchema { path: path.to_path_buf(), version, msg: format!("table {table}: {e}") });
+        }
+    }
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let sql = |source| FeedbackError::Sqlite { path: path.to_path_buf(), source };
     loop {
@@ -225,7 +253,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             tx.commit().map_err(sql)?;
             return Ok(());
         }
-        tx.execute_batch(MIGRATIONS[version as usize]).map_err(sql)?;
+        let migration = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+            .ok_or(FeedbackError::InvalidSchemaVersion { path: path.to_path_buf(), found: version })?;
+        tx.execute_batch(migration).map_err(sql)?;
         if version == 0 {
             tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};")).map_err(sql)?;
         }

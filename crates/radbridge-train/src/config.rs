@@ -343,6 +343,7 @@ impl TrainConfig {
         if self.preprocess.output_axes != [0, 1, 2] {
             return Err("preprocess.output_axes must be [0, 1, 2] for BrgSA".into());
         }
+        self.preprocess.validate().map_err(|e| e.to_string())?;
         if self.batch_size < 2 {
             return Err("batch_size must be at least 2 (the contrastive loss needs negatives)".into());
         }

@@ -234,7 +234,8 @@ impl InputCache {
                 cancel.check()?;
                 let p = corpus.path(&c.volume);
                 let loaded = volume::open(&p, &OpenOptions::default()).map_err(|source| DataError::Volume { path: p.clone(), source })?;
-                let input = preprocess::preprocess(&loaded.volume, cfg);
+                let input = preprocess::preprocess(&loaded.volume, cfg)
+                    .map_err(|e| DataError::Invalid { path: p.clone(), reason: format!("cannot preprocess: {e}") })?;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(k, total);
                 Ok::<_, DataError>(input.data.iter().map(|&x| half::f16::from_f32(x)).collect())

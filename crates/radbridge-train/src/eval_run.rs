@@ -332,7 +332,7 @@ impl CaseContext<'_> {
         let p = self.corpus.path(&case.volume);
         let loaded = volume::open(&p, &OpenOptions::default()).map_err(|source| EvalError::Open { path: p.clone(), source })?;
         let canon = loaded.volume.canonical();
-        let input = engine.preprocess(&canon);
+        let input = engine.preprocess(&canon).map_err(model_err(&p))?;
         let x = engine.tensor(&input).map_err(model_err(&p))?;
         let image = engine.encode_image_keeping(&x, self.opts.heatmap_layer).map_err(model_err(&p))?;
         let ImageCode::Brgsa { v, v_hat, grid, .. } = &image else {

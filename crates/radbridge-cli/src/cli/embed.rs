@@ -48,7 +48,7 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
         }
         (None, Some(ct)) => {
             let loaded = volume::open(ct, &open_options(&LoadArgs { series: None, any_modality: false }, true))?;
-            let input = engine.preprocess(&loaded.volume);
+            let input = engine.preprocess(&loaded.volume)?;
             engine.tensor(&input)?
         }
         (None, None) => anyhow::bail!("give --volume or --ct"),

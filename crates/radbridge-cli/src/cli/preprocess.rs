@@ -27,7 +27,7 @@ pub fn run(a: &PreprocessArgs) -> Result<()> {
     for w in &loaded.volume.warnings {
         eprintln!("warning: {}", w.message);
     }
-    let input = preprocess::preprocess(&loaded.volume, &cfg);
+    let input = preprocess::preprocess(&loaded.volume, &cfg).with_context(|| format!("{}: cannot preprocess", path.display()))?;
     preprocess::write_npy(output, &input.shape, &input.data).with_context(|| format!("{}: cannot write", output.display()))?;
     eprintln!("wrote {} float32 {:?} (resampled grid {:?})", output.display(), input.shape, input.resampled_shape);
     Ok(())
