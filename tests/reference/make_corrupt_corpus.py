@@ -86,7 +86,7 @@ def dicom_cases():
     ds = small()
     ds.Rows = 65535
     ds.Columns = 65535
-    case(write("dicom/rows_columns_max.dcm", dcm_bytes(ds)), "volume", "65535 x 65535 pixels declared, 128 x 128 stored", ["pixel data"])
+    case(write("dicom/rows_columns_max.dcm", dcm_bytes(ds)), "volume", "65535 x 65535 pixels declared, 128 x 128 stored", ["too large"])
     ds = small()
     ds.BitsAllocated = 0
     case(write("dicom/bits_allocated_zero.dcm", dcm_bytes(ds)), "volume", "BitsAllocated = 0", ["BitsAllocated"])
@@ -94,20 +94,20 @@ def dicom_cases():
     ds.BitsAllocated = 64
     ds.BitsStored = 64
     ds.HighBit = 63
-    case(write("dicom/bits_allocated_64.dcm", dcm_bytes(ds)), "volume", "BitsAllocated = 64 (CT is 8 or 16)", ["BitsAllocated"])
+    case(write("dicom/bits_allocated_64.dcm", dcm_bytes(ds)), "volume", "BitsAllocated = 64 (CT is 8 or 16)", ["truncated"])
     ds = small()
     ds.SamplesPerPixel = 3
-    case(write("dicom/samples_per_pixel_3.dcm", dcm_bytes(ds)), "volume", "SamplesPerPixel = 3 for a CT", ["SamplesPerPixel"])
+    case(write("dicom/samples_per_pixel_3.dcm", dcm_bytes(ds)), "volume", "SamplesPerPixel = 3 for a CT", ["truncated"])
     # Geometry.
     ds = small()
     ds.ImageOrientationPatient = ["1e300", "0", "0", "0", "1e300", "0"]
-    case(write("dicom/iop_huge.dcm", dcm_bytes(ds)), "volume", "ImageOrientationPatient of 1e300 (finite, overflows)", ["ImageOrientationPatient"])
+    case(write("dicom/iop_huge.dcm", dcm_bytes(ds)), "volume_warn", "ImageOrientationPatient of 1e300 (finite, overflows): loads without orientation", ["ImageOrientationPatient"])
     ds = small()
     ds.ImageOrientationPatient = ["0", "0", "0", "0", "0", "0"]
-    case(write("dicom/iop_zero.dcm", dcm_bytes(ds)), "volume", "ImageOrientationPatient all zero", ["ImageOrientationPatient"])
+    case(write("dicom/iop_zero.dcm", dcm_bytes(ds)), "volume_warn", "ImageOrientationPatient all zero: loads without orientation", ["ImageOrientationPatient"])
     ds = small()
     ds.ImageOrientationPatient = ["1", "0", "0", "1", "0", "0"]
-    case(write("dicom/iop_parallel.dcm", dcm_bytes(ds)), "volume", "row and column directions parallel", ["ImageOrientationPatient"])
+    case(write("dicom/iop_parallel.dcm", dcm_bytes(ds)), "volume_warn", "row and column directions parallel: loads without orientation", ["ImageOrientationPatient"])
     ds = small()
     ds.PixelSpacing = ["0", "0"]
     case(write("dicom/pixel_spacing_zero.dcm", dcm_bytes(ds)), "volume", "PixelSpacing 0", ["PixelSpacing"])
@@ -186,7 +186,7 @@ def folder_cases():
         ds = pydicom.dcmread(os.path.join(series, f))
         ds.ImagePositionPatient = ["0", "0", "0"]
         write(f"{d}/{f}", dcm_bytes(ds))
-    case(d, "volume", "four slices, one position", ["position"])
+    case(d, "volume_warn", "four slices, one position: one kept, the others named", ["17136"])
     # Only junk.
     d = "folders/junk_only"
     write(f"{d}/notes.txt", b"not an image\n")
@@ -207,14 +207,15 @@ def nifti_cases():
     # NIfTI-1 fields: dim[8] int16 @40, datatype @70, bitpix @72, pixdim[8] float @76,
     # vox_offset float @108, scl_slope @112, sform srow_x @280.
     case(write("nifti/dims_8gib.nii", n1_with(d=(40, "<8h", (3, 2048, 2048, 1024, 1, 1, 1, 1)))), "volume",
-         "a 492-byte file declaring 2048 x 2048 x 1024 int16 (8 GiB)", ["declares"])
+         "a 492-byte file declaring 2048 x 2048 x 1024 int16 (8 GiB)", ["too large"])
     case(write("nifti/dim0_zero.nii", n1_with(d=(40, "<h", (0,)))), "volume", "dim[0] = 0", ["dim"])
     case(write("nifti/dim0_nine.nii", n1_with(d=(40, "<h", (9,)))), "volume", "dim[0] = 9 (at most 7)", ["dim"])
     case(write("nifti/dim_negative.nii", n1_with(d=(42, "<h", (-4,)))), "volume", "dim[1] = -4", ["dim"])
     case(write("nifti/vox_offset_huge.nii", n1_with(v=(108, "<f", (1e30,)))), "volume", "vox_offset = 1e30", ["vox_offset"])
     case(write("nifti/vox_offset_nan.nii", n1_with(v=(108, "<f", (float("nan"),)))), "volume", "vox_offset = NaN", ["vox_offset"])
-    case(write("nifti/pixdim_nan.nii", n1_with(p=(80, "<3f", (float("nan"), 1.0, 1.0)))), "volume", "pixdim[1] = NaN with qform", ["pixdim"])
-    case(write("nifti/bitpix_mismatch.nii", n1_with(b=(72, "<h", (7,)))), "volume", "bitpix 7 for the datatype", ["bitpix"])
+    case(write("nifti/pixdim_nan.nii", n1_with(p=(80, "<3f", (float("nan"), 1.0, 1.0)), c=(252, "<hh", (1, 0)))), "volume_warn",
+         "pixdim[1] = NaN with the qform in use: the qform is not used, said so", ["qform"])
+    case(write("nifti/bitpix_mismatch.nii", n1_with(b=(72, "<h", (7,)))), "volume_ok", "bitpix 7 for the datatype (ignored, as nibabel does: the datatype decides)", [])
     case(write("nifti/datatype_unknown.nii", n1_with(t=(70, "<h", (1234,)))), "volume", "datatype 1234", ["datatype"])
     # sform with an infinite row, used (sform_code = 1 @254, qform_code = 0 @252).
     b = bytearray(n1)
@@ -222,7 +223,7 @@ def nifti_cases():
     struct.pack_into("<4f", b, 280, float("inf"), 0, 0, 0)
     struct.pack_into("<4f", b, 296, 0, 1, 0, 0)
     struct.pack_into("<4f", b, 312, 0, 0, 1, 0)
-    case(write("nifti/sform_infinite.nii", bytes(b)), "volume", "sform with an infinite entry", ["sform"])
+    case(write("nifti/sform_infinite.nii", bytes(b)), "volume_warn", "sform with an infinite entry: not used, said so", ["sform"])
     # NIfTI-2: int64 dims @16 that overflow the voxel count; vox_offset int64 @168.
     b = bytearray(n2)
     struct.pack_into("<8q", b, 16, 3, 1 << 40, 1 << 40, 1 << 40, 1, 1, 1, 1)
@@ -237,7 +238,7 @@ def nifti_cases():
     # and the limits, not inflate without bound).
     b = bytearray(n1_with(d=(40, "<8h", (3, 2048, 2048, 1024, 1, 1, 1, 1))))
     case(write("nifti/gz_dims_8gib.nii.gz", gzip.compress(bytes(b) + b"\x00" * (1 << 20), mtime=0)), "volume",
-         "gzip NIfTI declaring 8 GiB holding 1 MiB of zeros", ["declares"])
+         "gzip NIfTI declaring 8 GiB holding 1 MiB of zeros", ["too large"])
     case(write("nifti/gz_cut.nii.gz", gzip.compress(bytes(n1), mtime=0)[:60]), "volume", "gzip stream cut inside the header", ["gzip"])
     case(write("nifti/gz_trailing_garbage.nii.gz", read("nibabel/standard.nii.gz")[:-8] + b"\xde\xad\xbe\xef" * 2), "volume",
          "gzip with a wrong CRC trailer", ["gzip"])
@@ -289,7 +290,7 @@ def checkpoint_cases():
     # Memo bomb: a list put in the memo, then fetched 100000 times into a list.
     bomb = bytearray(b"\x80\x02]q\x00(" + b"K\x01" * 1000 + b"e")  # memo 0 = [1]*1000
     bomb += b"]q\x01(" + b"h\x00" * 100000 + b"e."
-    case(write("checkpoint/memo_bomb.pt", pt_zip(bytes(bomb), {})), "checkpoint", "a memoised 1000-list referenced 100000 times", ["pickle"])
+    case(write("checkpoint/memo_bomb.pt", pt_zip(bytes(bomb), {})), "checkpoint", "a memoised 1000-list referenced 100000 times", ["no tensors"])
     case(write("checkpoint/missing_storage.pt", pt_zip(good, {})), "checkpoint", "the pickle names a storage the zip lacks", ["storage"])
     case(write("checkpoint/no_pickle.pt", _zip_without_pickle()), "checkpoint", "a zip without data.pkl", ["data.pkl"])
     case(write("checkpoint/not_a_dict.pt", pt_zip(b"\x80\x02K\x07.", {})), "checkpoint", "the pickle is the integer 7", ["no tensors"])
@@ -334,7 +335,7 @@ def model_cases(template):
     cfg = open(os.path.join(template, "config.json"), "rb").read()
     vocab = open(os.path.join(template, "vocab.txt"), "rb").read()
 
-    def model(name, broken, expect, edit, extra=None):
+    def model(name, broken, expect, edit, extra=None, kind="model"):
         m = json.loads(json.dumps(m0))
         edit(m)
         d = f"models/{name}"
@@ -343,7 +344,7 @@ def model_cases(template):
         write(f"{d}/vocab.txt", vocab)
         for rel, data in (extra or {}).items():
             write(f"{d}/{rel}", data)
-        case(d, "model", broken, expect)
+        case(d, kind, broken, expect)
 
     model("weights_absolute", "weights = /etc/passwd", ["weights"], lambda m: m.update(weights="/etc/passwd"))
     model("weights_parent", "weights = ../model.safetensors", ["weights"], lambda m: m.update(weights="../model.safetensors"))
@@ -359,8 +360,9 @@ def model_cases(template):
           lambda m: m["preprocess"].update(target_shape=[100000, 100000, 100000]))
     model("std_zero", "preprocess.std = 0", ["std"], lambda m: m["preprocess"].update(std=0.0))
     cache = json.dumps({"model_checksum": m0["weights_sha256"], "entries": {"a small pleural effusion": [[]]}}).encode()
-    model("empty_text_embedding", "a cached text embedding of length 0", ["embedding"], lambda m: None,
-          {"text-embeddings.json": cache})
+    # A cache is never worth an error: the bad entry is dropped and the text encoded again.
+    model("empty_text_embedding", "a cached text embedding of length 0", [], lambda m: None,
+          {"text-embeddings.json": cache}, kind="model_ok")
 
 
 def feedback_cases():
@@ -377,7 +379,7 @@ def feedback_cases():
 
     db("user_version_negative.sqlite3", "PRAGMA user_version = -5", ["version"], lambda c: c.execute("PRAGMA user_version = -5"))
     db("user_version_future.sqlite3", "PRAGMA user_version = 999 (a newer Radbridge)", ["version"], lambda c: c.execute("PRAGMA user_version = 999"))
-    db("wrong_schema.sqlite3", "user_version 1 but no Radbridge tables", ["runs"],
+    db("wrong_schema.sqlite3", "user_version 1 but no Radbridge tables", ["another application"],
        lambda c: (c.execute("CREATE TABLE other (x)"), c.execute("PRAGMA user_version = 1")))
     case(write("feedback/not_sqlite.sqlite3", b"SQLite format 2\x00" + b"\x00" * 200), "feedback", "not an SQLite database", ["database"])
 

@@ -122,6 +122,12 @@ impl Engine {
     }
 
     pub fn load_on(dir: &Path, device: &Device) -> Result<Engine> {
+        Self::load_with_cache(dir, device, cache_dir().as_deref())
+    }
+
+    /// Open a model directory with its text-embedding cache under `cache` (None: in memory
+    /// only). `load_on` passes [`cache_dir`].
+    pub fn load_with_cache(dir: &Path, device: &Device, cache: Option<&Path>) -> Result<Engine> {
         let package = ModelPackage::open(dir)?;
         package.verify_weights()?;
         let m = &package.manifest;
@@ -164,7 +170,7 @@ impl Engine {
             Some(t) => Thresholds::load(&package.path(t))?,
             None => None,
         };
-        let mut cache = match cache_dir() {
+        let mut cache = match cache {
             Some(d) => TextCache::open(d.join("text-embeddings").join(format!("{}.json", &m.weights_sha256)), &m.weights_sha256),
             None => TextCache::in_memory(&m.weights_sha256),
         };

@@ -162,9 +162,26 @@ pub fn read_headers(path: &Path, options: &OpenOptions) -> HeaderOutcome {
         return HeaderOutcome::NotImage("no Rows/Columns (not an image)".into());
     };
     match check_frame_bounds(path, &obj, rows, cols, file_len, &report, options) {
-        Ok((rows, cols)) => HeaderOutcome::Image(headers_from_object(path, &obj, rows, cols)),
+        Ok((rows, cols)) => {
+            let headers = headers_from_object(path, &obj, rows, cols);
+            match headers.iter().find_map(|h| h.pixel_spacing.filter(|ps| !plausible_spacing(ps))) {
+                Some(ps) => HeaderOutcome::Rejected(VolumeError::BadDicomHeader {
+                    path: path.to_path_buf(),
+                    reason: format!("PixelSpacing {}\\{} mm is not two positive sizes of at most {MAX_PIXEL_SPACING_MM} mm", ps[0], ps[1]),
+                }),
+                None => HeaderOutcome::Image(headers),
+            }
+        }
         Err(e) => HeaderOutcome::Rejected(e),
     }
+}
+
+/// Largest PixelSpacing accepted (mm): far beyond any CT, small enough that positions stay
+/// finite and a preprocessing grid can be sized (the grid has its own limit).
+pub const MAX_PIXEL_SPACING_MM: f64 = 10_000.0;
+
+fn plausible_spacing(ps: &[f64; 2]) -> bool {
+    ps.iter().all(|v| v.is_finite() && *v > 0.0 && *v <= MAX_PIXEL_SPACING_MM)
 }
 
 /// Rows, Columns and NumberOfFrames against the standard's ranges, the limits and what the
@@ -365,6 +382,7 @@ pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
 }
 
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// The JPEG codestream of one frame of encapsulated pixel data: all fragments for a single
 /// frame; one fragment per frame; or the basic offset table's split.
@@ -438,6 +456,16 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
         jpeg12_bytes = d.samples.iter().flat_map(|v| v.to_le_bytes()).collect();
         (&jpeg12_bytes, 2, h.bits_stored as u32)
     } else {
+        if h.transfer_syntax == RLE_LOSSLESS {
+            // dicom-pixeldata decodes every fragment as a frame and trusts their segments.
+            let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
+            let frags = value.and_then(|v| v.fragments()).ok_or_else(|| decode_err("RLE pixel data is not encapsulated".into()))?;
+            let bytes_per_sample = (h.bits_allocated as usize).div_ceil(8);
+            for f in frags {
+                super::rle::check_frame(f, h.rows as usize, h.cols as usize, h.samples_per_pixel as usize, bytes_per_sample)
+                    .map_err(decode_err)?;
+            }
+        }
         decoded = if h.n_frames > 1 { obj.decode_pixel_data_frame(h.frame) } else { obj.decode_pixel_data() }
             .map_err(|e| decode_err(e.to_string()))?;
         let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;

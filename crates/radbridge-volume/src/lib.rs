@@ -14,6 +14,7 @@ mod hostile_tests;
 pub mod jpeg12;
 pub mod nifti;
 mod prescan;
+mod rle;
 pub mod series;
 
 use std::path::{Path, PathBuf};

@@ -388,7 +388,7 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
     let hdr_len = hdr.len() as u64;
     // vox_offset: a float in NIfTI-1; anything not a plausible byte offset is refused before
     // it is used in arithmetic.
-    if !h.vox_offset.is_finite() || h.vox_offset > (1u64 << 53) as f64 {
+    if !h.vox_offset.is_finite() || h.vox_offset < 0.0 || h.vox_offset > (1u64 << 53) as f64 {
         return Err(bad(format!("vox_offset {} is not a byte offset", h.vox_offset)));
     }
     let offset = if h.vox_offset < hdr_len as f64 { hdr_len } else { h.vox_offset as u64 };
@@ -475,6 +475,13 @@ pub fn read(path: &Path, options: &OpenOptions) -> Result<Volume> {
             Voxels::F32(out)
         }
     };
+    if gz {
+        // Read on to the end of the gzip stream (at most 64 MiB past the voxels) so that its
+        // CRC is checked: a damaged stream is refused rather than shown.
+        if let Err(e) = std::io::copy(&mut (&mut r).take(64 << 20), &mut std::io::sink()) {
+            return Err(VolumeError::Corrupt { path: path.into(), reason: format!("gzip stream is damaged ({e})") });
+        }
+    }
     if let Voxels::F32(v) = &voxels {
         let bad = v.iter().filter(|x| !x.is_finite()).count();
         if bad > 0 {

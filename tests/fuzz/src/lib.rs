@@ -218,9 +218,6 @@ fn model_template() -> &'static ModelTemplate {
     T.get_or_init(|| {
         use radbridge_model::checkpoint::{self, Arch, Overrides};
         let fixture = repo_path("tests/data/models/ctclip_tiny");
-        // The engine's text cache: one folder for the process (the cached embeddings part of
-        // each input is written into it before the engine opens).
-        std::env::set_var("RADBRIDGE_CACHE_DIR", cache_dir());
         let o = Overrides {
             patch_size: Some(4),
             temporal_patch_size: Some(2),
@@ -261,14 +258,15 @@ pub fn model_dir(data: &[u8]) -> bool {
     }
     std::fs::copy(&t.weights, pkg.join("model.safetensors")).expect("copy the template weights");
     std::fs::copy(&t.vocab, pkg.join("vocab.txt")).expect("copy the template vocabulary");
-    // The engine's text cache lives under RADBRIDGE_CACHE_DIR/text-embeddings/<checksum>.json.
+    // The engine's text cache: <cache>/text-embeddings/<checksum>.json, one folder per process.
     let cache = cache_dir().join("text-embeddings");
     let _ = std::fs::remove_dir_all(&cache);
     if let (Some(bytes), Some(sha)) = (p.get(4), weights_sha(p[0])) {
         std::fs::create_dir_all(&cache).expect("create the cache folder");
         write(&cache.join(format!("{sha}.json")), bytes);
     }
-    let Ok(mut engine) = radbridge_model::analysis::Engine::load(&pkg) else {
+    let device = candle_core::Device::Cpu;
+    let Ok(mut engine) = radbridge_model::analysis::Engine::load_with_cache(&pkg, &device, Some(&cache_dir())) else {
         return false;
     };
     let _ = engine.preprocess(&t.volume);
