@@ -248,6 +248,11 @@ def main():
     tmp.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
     env["TMPDIR"] = str(tmp)
+    # Reports are saved where the native dialog would put them; the tests cannot drive that
+    # dialog, so the app (not the page) is told the folder at start.
+    exports = Path(a.out) / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    env["RADBRIDGE_TEST_SAVE_DIR"] = str(exports)
     drv = subprocess.Popen([a.driver, "--port", str(port), "--native-port", str(native), "--native-driver", "/usr/bin/WebKitWebDriver"],
                            stdout=driver_log, stderr=subprocess.STDOUT, env=env)
     ct = nib.load(a.ct)
@@ -422,27 +427,38 @@ def main():
             d.execute_script("document.getElementById('settings-close').click()")
 
             print("7. export the report (JSON, de-identified) through the app's export command")
-            out = Path(a.out) / "report.json"
+            # The page cannot name the file: an `output` it passes is ignored.
+            stray = Path(a.out) / "stray-report.json"
+            out = exports / "radbridge-report.json"
             res = d.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "window.__TAURI_INTERNALS__.invoke('export_report', {format: 'json', deidentify: true, runId: arguments[1], exportAnyway: true, output: arguments[0]})"
-                ".then(r => done(r), e => done({error: String(e)}));", str(out),
+                ".then(r => done(r), e => done({error: String(e)}));", str(stray),
                 d.execute_script("return window.__radbridge.runId()"))
             assert res and "error" not in res, res
+            assert res["path"] == str(out) and not stray.exists(), (res, stray)
             report = json.loads(out.read_text())
             text = json.dumps(report)
             assert "false_positive" in text and label in text, "the report lacks the review"
             assert str(Path(a.ct).parent) not in text, "the de-identified report names the study's folder"
             print(f"  wrote {out} ({out.stat().st_size} bytes)")
-            for fmt, name, magic, at in (("pdf", "report.pdf", b"%PDF", 0), ("sr", "report.dcm", b"DICM", 128)):
-                out = Path(a.out) / name
+            for fmt, name, magic, at in (("pdf", "radbridge-report.pdf", b"%PDF", 0), ("sr", "radbridge-report.dcm", b"DICM", 128)):
+                out = exports / name
                 res = d.execute_async_script(
                     "const done = arguments[arguments.length - 1];"
-                    "window.__TAURI_INTERNALS__.invoke('export_report', {format: arguments[2], deidentify: true, runId: arguments[1], exportAnyway: true, output: arguments[0]})"
-                    ".then(r => done(r), e => done({error: String(e)}));", str(out), d.execute_script("return window.__radbridge.runId()"), fmt)
+                    "window.__TAURI_INTERNALS__.invoke('export_report', {format: arguments[1], deidentify: true, runId: arguments[0], exportAnyway: true})"
+                    ".then(r => done(r), e => done({error: String(e)}));", d.execute_script("return window.__radbridge.runId()"), fmt)
                 assert res and "error" not in res, res
                 assert out.read_bytes()[at:at + 4] == magic, f"{out} is not a {fmt.upper()} file"
                 print(f"  wrote {out} ({out.stat().st_size} bytes)")
+
+            print("7b. the page cannot open a path the user did not choose")
+            res = d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__TAURI_INTERNALS__.invoke('open_path', {path: '/etc', series: null})"
+                ".then(r => done({opened: r.path}), e => done({error: e}));")
+            assert res.get("error", {}).get("code") == "not_permitted", res
+            print(f"  refused: {res['error']['message']}")
 
             print("8. type a finding and score it on the spot")
             box = s.tid("finding-input")[0]

@@ -100,7 +100,7 @@ export const fetchHeatmap = (id: number) => fetchBinary(`heatmap/${id}`);
 export const reviewFinding = (runId: number, label: string, action: ReviewAction) =>
   invoke<ReviewResult>("review_finding", { runId, label, action });
 export const exportReport = (format: Format, deidentify: boolean, runId: number | null, exportAnyway: boolean) =>
-  invoke<ExportResult | null>("export_report", { format, deidentify, runId, exportAnyway, output: null });
+  invoke<ExportResult | null>("export_report", { format, deidentify, runId, exportAnyway });
 
 /** The current verdicts of a run in the feedback store (the same list `review_finding` answers). */
 export const runVerdicts = (runId: number) => invoke<ReviewResult["verdicts"]>("run_verdicts", { runId });

@@ -214,13 +214,10 @@ document.addEventListener("keydown", (e) => {
   if (step) { e.preventDefault(); viewer.step(step); }
 }, true);
 
-// Drag and drop a file or folder onto the window.
-import("@tauri-apps/api/webview")
-  .then(({ getCurrentWebview }) =>
-    getCurrentWebview().onDragDropEvent((ev) => {
-      if (ev.payload.type === "drop" && ev.payload.paths.length > 0) open(ev.payload.paths[0]);
-    }),
-  )
+// Drag and drop a file or folder onto the window: the shell receives the drop, lets the page
+// open that path, and tells the page which one (the page cannot open paths of its own).
+import("@tauri-apps/api/event")
+  .then(({ listen }) => listen<string>("study-dropped", (ev) => open(ev.payload)))
   .catch(() => {});
 
 installTestHooks(viewer, open, () => store.get().result?.run_id ?? null);

@@ -13,14 +13,25 @@ use super::state::{self, lock, AppState, Displayed, Settings, VolumeSummary};
 use radbridge_volume::{self as volume, OpenOptions};
 
 #[tauri::command]
-pub fn startup_path(state: State<'_, AppState>) -> Option<String> {
+pub async fn startup_path(state: State<'_, AppState>) -> AppResult<Option<String>> {
+    Ok(startup(&state))
+}
+
+fn startup(state: &AppState) -> Option<String> {
     state.initial.as_ref().map(|p| p.display().to_string())
 }
 
-/// Open a DICOM folder/file or NIfTI file. On error the previously loaded volume stays.
+/// Open a DICOM folder/file or NIfTI file. On error the previously loaded volume stays. Only a
+/// path the user chose outside the page (command line, dialog, drop) is opened.
 #[tauri::command]
 pub async fn open_path(path: String, series: Option<String>, state: State<'_, AppState>) -> AppResult<VolumeSummary> {
     let p = PathBuf::from(&path);
+    if !state.is_granted(&p) {
+        return Err(AppError::new(
+            ErrorCode::NotPermitted,
+            format!("{path}: not opened (choose it with File → Open, drop it on the window, or give it on the command line)"),
+        ));
+    }
     let loaded = tauri::async_runtime::spawn_blocking(move || volume::open(&p, &OpenOptions { series, ..Default::default() }))
         .await
         .map_err(|e| AppError::internal("loading", e))??;
@@ -62,9 +73,17 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
     Ok(summary)
 }
 
-/// Native file or folder dialog; None when cancelled.
+/// Native file or folder dialog; None when cancelled. The chosen path may then be opened.
 #[tauri::command]
-pub async fn pick_path(folder: bool) -> Option<String> {
+pub async fn pick_path(folder: bool, state: State<'_, AppState>) -> AppResult<Option<String>> {
+    let picked = pick(folder).await;
+    if let Some(p) = &picked {
+        state.grant(std::path::Path::new(p));
+    }
+    Ok(picked)
+}
+
+async fn pick(folder: bool) -> Option<String> {
     let dialog = rfd::AsyncFileDialog::new().set_title(if folder { "Open a DICOM folder" } else { "Open a CT file" });
     let picked = if folder {
         dialog.pick_folder().await
@@ -74,14 +93,19 @@ pub async fn pick_path(folder: bool) -> Option<String> {
     picked.map(|f| f.path().display().to_string())
 }
 
-/// Native folder dialog for a model directory; None when cancelled.
+/// Native folder dialog for a model directory; None when cancelled. The chosen folder may then
+/// be set as the model.
 #[tauri::command]
-pub async fn pick_model_dir() -> Option<String> {
-    rfd::AsyncFileDialog::new()
+pub async fn pick_model_dir(state: State<'_, AppState>) -> AppResult<Option<String>> {
+    let picked = rfd::AsyncFileDialog::new()
         .set_title("Choose a model folder (with model.json)")
         .pick_folder()
         .await
-        .map(|f| f.path().display().to_string())
+        .map(|f| f.path().display().to_string());
+    if let Some(p) = &picked {
+        state.grant(std::path::Path::new(p));
+    }
+    Ok(picked)
 }
 
 fn notice_file() -> Option<PathBuf> {
@@ -90,13 +114,13 @@ fn notice_file() -> Option<PathBuf> {
 
 /// Has the research-use notice been acknowledged on this machine?
 #[tauri::command]
-pub fn notice_status() -> bool {
+pub async fn notice_status() -> bool {
     notice_file().map(|f| f.exists()).unwrap_or(false)
 }
 
 /// Record the acknowledgement (time, app version).
 #[tauri::command]
-pub fn acknowledge_notice() -> AppResult<()> {
+pub async fn acknowledge_notice() -> AppResult<()> {
     let f = notice_file().ok_or_else(|| AppError::new(ErrorCode::Io, "no data folder on this system"))?;
     let io = |e: std::io::Error| AppError::new(ErrorCode::Io, format!("{}: {e}", f.display()));
     if let Some(dir) = f.parent() {
@@ -129,13 +153,24 @@ fn view(s: &Settings) -> SettingsView {
 }
 
 #[tauri::command]
-pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
+pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {
+    Ok(settings_view(&state))
+}
+
+fn settings_view(state: &AppState) -> SettingsView {
     view(&lock(&state.settings))
 }
 
 /// Change the model folder and/or the label set (empty string: back to the default).
 #[tauri::command]
-pub fn set_settings(model_dir: Option<String>, label_set: Option<String>, state: State<'_, AppState>) -> AppResult<SettingsView> {
+pub async fn set_settings(model_dir: Option<String>, label_set: Option<String>, state: State<'_, AppState>) -> AppResult<SettingsView> {
+    if let Some(m) = model_dir.as_deref().filter(|m| !m.is_empty()) {
+        // The page may switch back to the current model, or to a folder the user chose.
+        let current = lock(&state.settings).model_dir.clone();
+        if current.as_deref() != Some(m) && !state.is_granted(std::path::Path::new(m)) {
+            return Err(AppError::new(ErrorCode::NotPermitted, format!("{m}: not used as the model (choose the folder with the dialog)")));
+        }
+    }
     let mut s = lock(&state.settings);
     if let Some(m) = model_dir {
         s.model_dir = Some(m).filter(|m| !m.is_empty());

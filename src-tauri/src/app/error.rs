@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Store,
     /// The report could not be built or written.
     Report,
+    /// The page asked for a path the user did not choose (open, model folder).
+    NotPermitted,
     /// A bug: a worker stopped unexpectedly.
     Internal,
 }

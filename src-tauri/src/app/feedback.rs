@@ -44,7 +44,7 @@ pub struct ReviewResult {
 
 /// Confirm, mark false positive (reason, note), add a missed finding, or undo an event.
 #[tauri::command]
-pub fn review_finding(run_id: RunId, label: String, action: ReviewAction, state: State<'_, AppState>) -> AppResult<ReviewResult> {
+pub async fn review_finding(run_id: RunId, label: String, action: ReviewAction, state: State<'_, AppState>) -> AppResult<ReviewResult> {
     let reviewer = audit::os_user();
     with_store(&state, |s| {
         let event_id = s.review(run_id, &label, &action, reviewer.as_deref())?;
@@ -54,7 +54,7 @@ pub fn review_finding(run_id: RunId, label: String, action: ReviewAction, state:
 
 /// The current verdicts of a run.
 #[tauri::command]
-pub fn run_verdicts(run_id: RunId, state: State<'_, AppState>) -> AppResult<Vec<Verdict>> {
+pub async fn run_verdicts(run_id: RunId, state: State<'_, AppState>) -> AppResult<Vec<Verdict>> {
     with_store(&state, |s| s.verdicts(run_id))
 }
 
@@ -82,7 +82,7 @@ pub enum RecalibrationAction {
 /// Threshold recalibration from the reviewer's verdicts for the current model. Apply and revert
 /// are versioned in the store; the next analysis reloads the model with the new thresholds.
 #[tauri::command]
-pub fn recalibrate_thresholds(action: RecalibrationAction, state: State<'_, AppState>) -> AppResult<Recalibration> {
+pub async fn recalibrate_thresholds(action: RecalibrationAction, state: State<'_, AppState>) -> AppResult<Recalibration> {
     let setting = lock(&state.settings).model_dir.clone();
     let dir =
         resolve_model(setting.as_deref()).0.ok_or_else(|| AppError::new(ErrorCode::NoModel, "no model folder: choose one in Settings"))?;

@@ -57,11 +57,20 @@ pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         ])
         .build(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the app window could not start: {e}"))?
-        .run(|_, event| {
-            if let tauri::RunEvent::Exit = event {
+        .run(|app, event| match event {
+            tauri::RunEvent::Exit => {
                 // Heat maps of this session live in the temporary folder only while it runs.
                 let _ = std::fs::remove_dir_all(analysis::session_dir());
             }
+            tauri::RunEvent::WindowEvent { event: tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }), .. } => {
+                // A drop is the user's choice: the page may open it (and only it).
+                if let Some(p) = paths.first() {
+                    use tauri::{Emitter, Manager};
+                    app.state::<AppState>().grant(p);
+                    let _ = app.emit("study-dropped", p.display().to_string());
+                }
+            }
+            _ => {}
         });
     Ok(())
 }

@@ -18,15 +18,18 @@ pub struct ExportResult {
     pub format: String,
 }
 
-/// Ask where to save, then write the report; None when the dialog was cancelled. With
-/// `output` the dialog is skipped (tests, scripted use).
+/// Ask where to save (the native dialog, opened here: the page never names the file), then
+/// write the report; None when the dialog was cancelled.
+///
+/// For the end-to-end tests, which cannot drive a native dialog: when the app was started with
+/// `RADBRIDGE_TEST_SAVE_DIR` set, the report goes to `<that folder>/radbridge-report.<ext>`
+/// without a dialog. The variable comes from whoever started the app, never from the page.
 #[tauri::command]
 pub async fn export_report(
     format: Format,
     deidentify: bool,
     run_id: Option<i64>,
     export_anyway: Option<bool>,
-    output: Option<String>,
     state: State<'_, AppState>,
 ) -> AppResult<Option<ExportResult>> {
     let fmt = format;
@@ -40,8 +43,8 @@ pub async fn export_report(
         Format::Json => "json",
         Format::Sr => "dcm",
     };
-    let path = match output {
-        Some(p) => std::path::PathBuf::from(p),
+    let path = match std::env::var_os("RADBRIDGE_TEST_SAVE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join(format!("radbridge-report.{ext}")),
         None => {
             let picked = rfd::AsyncFileDialog::new()
                 .set_title("Export the findings report")

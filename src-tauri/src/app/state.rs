@@ -108,11 +108,31 @@ pub struct AppState {
     pub run: Mutex<Run>,
     /// The feedback store, opened on first use.
     pub store: Mutex<Option<radbridge_store::Store>>,
+    /// Paths the user chose outside the page: the command line, the native dialogs, a drop on
+    /// the window. The page can only ask to open (or use as the model folder) one of these.
+    granted: Mutex<std::collections::BTreeSet<PathBuf>>,
+}
+
+/// Paths compare by their canonical form (so `a/../b` and a symlink name the same place).
+fn grant_key(p: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 impl AppState {
+    /// Let the page use `p` (it came from the user, not from the page).
+    pub fn grant(&self, p: &std::path::Path) {
+        lock(&self.granted).insert(grant_key(p));
+    }
+
+    /// Did the user choose `p` outside the page?
+    pub fn is_granted(&self, p: &std::path::Path) -> bool {
+        lock(&self.granted).contains(&grant_key(p))
+    }
+
     pub fn new(initial: Option<PathBuf>) -> Self {
+        let granted = initial.iter().map(|p| grant_key(p)).collect();
         AppState {
+            granted: Mutex::new(granted),
             initial,
             displayed: Mutex::new(None),
             generation: Mutex::new(0),

@@ -174,7 +174,7 @@ test("export asks the backend with format and de-identification", async () => {
   await page.getByTestId("report-format").selectOption("json");
   await page.getByTestId("export-report").click();
   await page.waitForFunction(() => document.querySelector('[data-testid="report-status"]').textContent.startsWith("saved"));
-  assert.deepEqual((await calls("export_report"))[0], { format: "json", deidentify: true, runId: 7, exportAnyway: false, output: null });
+  assert.deepEqual((await calls("export_report"))[0], { format: "json", deidentify: true, runId: 7, exportAnyway: false });
 });
 
 test("cancel stops a running analysis", async () => {
@@ -200,9 +200,15 @@ test("settings: the resolved model, choose another folder and label set", async 
   assert.ok(await page.getByTestId("settings").isHidden());
 });
 
+test("a drop on the window arrives as the shell's study-dropped event and opens that path", async () => {
+  await page.evaluate(() => window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "study-dropped", payload: "/data/dropped.nii.gz" }));
+  await page.waitForFunction(() => window.__calls.some((c) => c[0] === "open_path" && c[1].path === "/data/dropped.nii.gz"));
+});
+
 test("File menu → Open file… picks and opens a path", async () => {
+  const before = (await calls("open_path")).length;
   await page.evaluate(() => window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "menu", payload: "open-file" }));
-  await page.waitForFunction(() => window.__calls.filter((c) => c[0] === "open_path").length === 2);
+  await page.waitForFunction((n) => window.__calls.filter((c) => c[0] === "open_path").length === n + 1, before);
   assert.deepEqual((await calls("pick_path")).at(-1), { folder: false });
   assert.deepEqual((await calls("open_path")).at(-1), { path: "/data/other.nii.gz", series: null });
   await page.keyboard.press("?");
