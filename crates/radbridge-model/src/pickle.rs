@@ -42,13 +42,22 @@ enum Kind {
     Float,
     Str(String),
     Bytes,
-    Class { module: String, name: String },
+    Class {
+        module: String,
+        name: String,
+    },
     Tuple(Vec<V>),
     List(Vec<V>),
     Dict(Vec<(V, V)>),
     Set(Vec<V>),
-    Reduce { callable: V, args: V },
-    Build { obj: V, state: V },
+    Reduce {
+        callable: V,
+        args: V,
+    },
+    Build {
+        obj: V,
+        state: V,
+    },
     PersId(V),
 }
 
@@ -497,11 +506,18 @@ fn tensor_info(name: &str, value: &V, dir: &str) -> Result<Option<TensorInfo>, S
     let end = start.checked_add(bytes).ok_or_else(overflow)?;
     let storage_bytes = storage_numel.checked_mul(esize).ok_or_else(|| format!("storage size {storage_numel} overflows"))?;
     if numel > 0 && end > storage_bytes {
-        return Err(format!(
-            "size {shape:?} at offset {offset} needs {end} bytes of storage '{key}', which declares {storage_bytes}"
-        ));
+        return Err(format!("size {shape:?} at offset {offset} needs {end} bytes of storage '{key}', which declares {storage_bytes}"));
     }
-    Ok(Some(TensorInfo { name: name.to_string(), dtype, shape, fortran, offset: start, bytes, entry: format!("{dir}/{key}"), storage_bytes }))
+    Ok(Some(TensorInfo {
+        name: name.to_string(),
+        dtype,
+        shape,
+        fortran,
+        offset: start,
+        bytes,
+        entry: format!("{dir}/{key}"),
+        storage_bytes,
+    }))
 }
 
 /// The state dict inside a checkpoint object: a TorchScript module's state, a Lightning
@@ -658,7 +674,15 @@ mod tests {
         storage.push(b'Q');
         let sizes: Vec<Vec<u8>> = size.iter().map(|&x| int(x)).collect();
         let strides: Vec<Vec<u8>> = stride.iter().map(|&x| int(x)).collect();
-        b.extend(tuple_of(&[storage, int(offset), tuple_of(&sizes), tuple_of(&strides), vec![0x89], global("collections", "OrderedDict"), vec![b')', b'R']]));
+        b.extend(tuple_of(&[
+            storage,
+            int(offset),
+            tuple_of(&sizes),
+            tuple_of(&strides),
+            vec![0x89],
+            global("collections", "OrderedDict"),
+            vec![b')', b'R'],
+        ]));
         b.push(b'R');
         b
     }

@@ -73,7 +73,10 @@ impl Vit3dConfig {
             check_size(&f("patch_size"), self.patch_size[a], MAX_SIDE)?;
             check_size(&f("img_size"), self.img_size[a], MAX_SIDE)?;
             if self.img_size[a] < self.patch_size[a] {
-                return Err(SettingError::new(f("img_size"), format!("{:?} is smaller than patch_size {:?}", self.img_size, self.patch_size)));
+                return Err(SettingError::new(
+                    f("img_size"),
+                    format!("{:?} is smaller than patch_size {:?}", self.img_size, self.patch_size),
+                ));
             }
         }
         check_positive(&f("block_eps"), self.block_eps)?;
