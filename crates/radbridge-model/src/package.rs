@@ -247,8 +247,11 @@ fn check_settings(m: &Manifest) -> Result<(), SettingError> {
 /// it stays inside: a relative path without `..`, and, where it (or a folder on its way)
 /// exists, no symbolic link that resolves outside the folder.
 pub fn confined(dir: &Path, field: &'static str, name: &str) -> Result<PathBuf, PackageError> {
-    let unsafe_path =
-        |reason: &'static str| PackageError::UnsafePath { path: dir.join("model.json"), field, name: name.to_string(), reason };
+    let unsafe_path = |reason: &str| PackageError::UnsafePath {
+        path: dir.join("model.json"),
+        field,
+        reason: format!("'{}' {reason}", name.escape_debug()),
+    };
     let rel = Path::new(name);
     if name.is_empty() || name.contains('\0') {
         return Err(unsafe_path("is not a file name"));

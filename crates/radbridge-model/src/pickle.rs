@@ -167,7 +167,7 @@ impl<'a> Machine<'a> {
         match &mut top.kind {
             Kind::List(v) | Kind::Set(v) => v.extend(items),
             Kind::Dict(d) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("pickle: SETITEMS with an odd number of values".into());
                 }
                 let mut it = items.into_iter();
@@ -284,7 +284,7 @@ impl<'a> Machine<'a> {
                 }
                 b'd' => {
                     let items = self.pop_to_mark()?;
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         return Err("pickle: DICT with an odd number of values".into());
                     }
                     let v = node(Kind::Dict(Vec::new()), items.iter())?;
@@ -631,7 +631,7 @@ pub fn check_safetensors_header(path: &Path) -> Result<(), String> {
     if n > 100_000_000 {
         return Err(format!("declares a header of {n} bytes (safetensors allows 100000000)"));
     }
-    if n.checked_add(8).map_or(true, |end| end > len) {
+    if n.checked_add(8).is_none_or(|end| end > len) {
         return Err(format!("declares a header of {n} bytes but the file holds {len}"));
     }
     Ok(())
@@ -810,7 +810,7 @@ mod tests {
         assert!(unpickle(&[b'J', 1]).unwrap_err().contains("cut short"));
         assert!(unpickle(&[0x8a, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, b'.']).unwrap_err().contains("64 bits"));
         assert!(unpickle(&[b'h', 3, b'.']).unwrap_err().contains("memo 3"));
-        assert!(unpickle(&[b'i']).unwrap_err().contains("opcode"));
+        assert!(unpickle(b"i").unwrap_err().contains("opcode"));
         assert!(unpickle(&[]).unwrap_err().contains("cut short"));
         // LONG1 is signed.
         assert!(matches!(unpickle(&[0x8a, 1, 0xff, b'.']).unwrap().kind, Kind::Int(-1)));

@@ -64,7 +64,7 @@ impl Vit3dConfig {
         check_size(&f("hidden_size"), self.hidden_size, MAX_WIDTH)?;
         check_size(&f("depth"), self.depth, MAX_DEPTH)?;
         check_size(&f("num_heads"), self.num_heads, MAX_DEPTH)?;
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(SettingError::new(f("num_heads"), format!("{} does not divide hidden_size {}", self.num_heads, self.hidden_size)));
         }
         check_size(&f("mlp_dim"), self.mlp_dim, MAX_WIDTH)?;

@@ -183,7 +183,7 @@ mod tests {
         assert_eq!((io.code, io.message.as_str()), (ErrorCode::Io, "/m/model.json: cannot read: gone"));
         let spacing = ModelError::Preprocess {
             path: "/x/ct.nii".into(),
-            source: radbridge_model::error::PreprocessError::Spacing { axis: 0, spacing: f64::INFINITY },
+            source: Box::new(radbridge_model::error::PreprocessError::Spacing { axis: 0, spacing: f64::INFINITY }),
         };
         let spacing = AppError::from_chain(&spacing, ErrorCode::Model);
         assert_eq!(spacing.code, ErrorCode::BadInput);
