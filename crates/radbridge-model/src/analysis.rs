@@ -192,7 +192,7 @@ impl Engine {
     /// The model's preprocessing of a volume (an error names the volume's source).
     pub fn preprocess(&self, volume: &Volume) -> Result<ModelInput> {
         preprocess::preprocess(volume, &self.package.manifest.preprocess)
-            .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source })
+            .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source: Box::new(source) })
     }
 
     /// A model input as a tensor (1, 1, d0, d1, d2).

@@ -130,7 +130,7 @@ impl BertConfig {
         check_size("hidden_size", self.hidden_size, MAX_WIDTH)?;
         check_size("num_hidden_layers", self.num_hidden_layers, MAX_DEPTH)?;
         check_size("num_attention_heads", self.num_attention_heads, MAX_DEPTH)?;
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(SettingError::new(
                 "num_attention_heads",
                 format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size),

@@ -106,8 +106,7 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
             "legacy (non-zip) PyTorch serialisation is not supported; re-save with torch.save in the default zip format".into()
         ));
     } else {
-        crate::pickle::check_safetensors_header(path)
-            .map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({e})")))?;
+        crate::pickle::check_safetensors_header(path).map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({e})")))?;
         candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| err(format!("neither a PyTorch zip nor a safetensors file ({})", first_line(&e))))?
             .into_iter()
@@ -293,8 +292,13 @@ fn infer_brgsa_of(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Overrides
     let v = "img_encoder.model.";
     let cls = need(t, &format!("{v}cls_token"), 3, "no img_encoder.model.cls_token: not a BrgSA checkpoint")?;
     let hidden = cls[2];
-    let pw = need(t, &format!("{v}patch_embed.proj.weight"), 5, "no patch_embed.proj.weight")
-        .map_err(|e| if e.contains("expected 5") { format!("{e} (a Conv3d weight)") } else { e })?;
+    let pw = need(t, &format!("{v}patch_embed.proj.weight"), 5, "no patch_embed.proj.weight").map_err(|e| {
+        if e.contains("expected 5") {
+            format!("{e} (a Conv3d weight)")
+        } else {
+            e
+        }
+    })?;
     let patch = [pw[2], pw[3], pw[4]];
     let depth = count_indexed(t, &format!("{v}blocks."));
     let mlp = match shape(t, &format!("{v}blocks.0.mlp.fc1.weight"), 2)? {

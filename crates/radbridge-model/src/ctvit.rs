@@ -89,7 +89,10 @@ impl CtVitConfig {
         for s in self.image_size {
             check_size(&f("image_size"), s, MAX_SIDE)?;
             if s < self.patch_size {
-                return Err(SettingError::new(f("image_size"), format!("{:?} is smaller than patch_size {}", self.image_size, self.patch_size)));
+                return Err(SettingError::new(
+                    f("image_size"),
+                    format!("{:?} is smaller than patch_size {}", self.image_size, self.patch_size),
+                ));
             }
         }
         check_at_most(&f("spatial_depth"), self.spatial_depth, MAX_DEPTH)?;

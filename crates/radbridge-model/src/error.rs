@@ -16,8 +16,8 @@ pub enum PackageError {
     Invalid { path: PathBuf, reason: String },
     /// A file name in `model.json` that would leave the model folder (absolute, `..`, or a
     /// symbolic link resolving outside it).
-    #[error("{path}: {field} '{name}' {reason}; files must stay inside the model folder")]
-    UnsafePath { path: PathBuf, field: &'static str, name: String, reason: &'static str },
+    #[error("{path}: {field} {reason}; files must stay inside the model folder")]
+    UnsafePath { path: PathBuf, field: &'static str, reason: String },
     /// A numeric setting of `model.json` (or the BERT `config.json`) out of range.
     #[error("{path}: {field}: {reason}")]
     Setting { path: PathBuf, field: String, reason: String },
@@ -95,7 +95,7 @@ pub enum ModelError {
     Preprocess {
         path: PathBuf,
         #[source]
-        source: PreprocessError,
+        source: Box<PreprocessError>,
     },
     #[error(transparent)]
     Volume(#[from] VolumeError),

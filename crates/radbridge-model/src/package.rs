@@ -247,7 +247,11 @@ fn check_settings(m: &Manifest) -> Result<(), SettingError> {
 /// it stays inside: a relative path without `..`, and, where it (or a folder on its way)
 /// exists, no symbolic link that resolves outside the folder.
 pub fn confined(dir: &Path, field: &'static str, name: &str) -> Result<PathBuf, PackageError> {
-    let unsafe_path = |reason: &'static str| PackageError::UnsafePath { path: dir.join("model.json"), field, name: name.to_string(), reason };
+    let unsafe_path = |reason: &str| PackageError::UnsafePath {
+        path: dir.join("model.json"),
+        field,
+        reason: format!("'{}' {reason}", name.escape_debug()),
+    };
     let rel = Path::new(name);
     if name.is_empty() || name.contains('\0') {
         return Err(unsafe_path("is not a file name"));
@@ -437,8 +441,20 @@ mod tests {
         assert_eq!(field("sp2", &|v| v["preprocess"]["target_spacing"] = json!([1.5, -1.0, 3.0])), "preprocess.target_spacing");
         assert_eq!(field("shape", &|v| v["preprocess"]["target_shape"] = json!([0, 256, 128])), "preprocess.target_shape");
         assert_eq!(field("std", &|v| v["preprocess"]["std"] = json!(0.0)), "preprocess.std");
-        assert_eq!(field("heads", &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 0, "mlp_dim": 3072, "patch_size": [16, 16, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})), "model.vision.num_heads");
-        assert_eq!(field("patch", &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 12, "mlp_dim": 3072, "patch_size": [16, 0, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})), "model.vision.patch_size");
+        assert_eq!(
+            field(
+                "heads",
+                &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 0, "mlp_dim": 3072, "patch_size": [16, 16, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})
+            ),
+            "model.vision.num_heads"
+        );
+        assert_eq!(
+            field(
+                "patch",
+                &|v| v["model"] = json!({"vision": {"hidden_size": 768, "depth": 12, "num_heads": 12, "mlp_dim": 3072, "patch_size": [16, 0, 8], "img_size": [224, 224, 112], "in_channels": 1, "qkv_bias": true, "block_eps": 1e-6, "final_eps": 1e-5}})
+            ),
+            "model.vision.patch_size"
+        );
         assert_eq!(field("bank", &|v| v["model"] = json!({"bank_size": 0})), "model.bank_size");
         assert_eq!(field("embed", &|v| v["model"] = json!({"embed_dim": 1u64 << 40})), "model.embed_dim");
     }

@@ -42,13 +42,22 @@ enum Kind {
     Float,
     Str(String),
     Bytes,
-    Class { module: String, name: String },
+    Class {
+        module: String,
+        name: String,
+    },
     Tuple(Vec<V>),
     List(Vec<V>),
     Dict(Vec<(V, V)>),
     Set(Vec<V>),
-    Reduce { callable: V, args: V },
-    Build { obj: V, state: V },
+    Reduce {
+        callable: V,
+        args: V,
+    },
+    Build {
+        obj: V,
+        state: V,
+    },
     PersId(V),
 }
 
@@ -158,7 +167,7 @@ impl<'a> Machine<'a> {
         match &mut top.kind {
             Kind::List(v) | Kind::Set(v) => v.extend(items),
             Kind::Dict(d) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("pickle: SETITEMS with an odd number of values".into());
                 }
                 let mut it = items.into_iter();
@@ -275,7 +284,7 @@ impl<'a> Machine<'a> {
                 }
                 b'd' => {
                     let items = self.pop_to_mark()?;
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         return Err("pickle: DICT with an odd number of values".into());
                     }
                     let v = node(Kind::Dict(Vec::new()), items.iter())?;
@@ -497,11 +506,18 @@ fn tensor_info(name: &str, value: &V, dir: &str) -> Result<Option<TensorInfo>, S
     let end = start.checked_add(bytes).ok_or_else(overflow)?;
     let storage_bytes = storage_numel.checked_mul(esize).ok_or_else(|| format!("storage size {storage_numel} overflows"))?;
     if numel > 0 && end > storage_bytes {
-        return Err(format!(
-            "size {shape:?} at offset {offset} needs {end} bytes of storage '{key}', which declares {storage_bytes}"
-        ));
+        return Err(format!("size {shape:?} at offset {offset} needs {end} bytes of storage '{key}', which declares {storage_bytes}"));
     }
-    Ok(Some(TensorInfo { name: name.to_string(), dtype, shape, fortran, offset: start, bytes, entry: format!("{dir}/{key}"), storage_bytes }))
+    Ok(Some(TensorInfo {
+        name: name.to_string(),
+        dtype,
+        shape,
+        fortran,
+        offset: start,
+        bytes,
+        entry: format!("{dir}/{key}"),
+        storage_bytes,
+    }))
 }
 
 /// The state dict inside a checkpoint object: a TorchScript module's state, a Lightning
@@ -615,7 +631,7 @@ pub fn check_safetensors_header(path: &Path) -> Result<(), String> {
     if n > 100_000_000 {
         return Err(format!("declares a header of {n} bytes (safetensors allows 100000000)"));
     }
-    if n.checked_add(8).map_or(true, |end| end > len) {
+    if n.checked_add(8).is_none_or(|end| end > len) {
         return Err(format!("declares a header of {n} bytes but the file holds {len}"));
     }
     Ok(())
@@ -658,7 +674,15 @@ mod tests {
         storage.push(b'Q');
         let sizes: Vec<Vec<u8>> = size.iter().map(|&x| int(x)).collect();
         let strides: Vec<Vec<u8>> = stride.iter().map(|&x| int(x)).collect();
-        b.extend(tuple_of(&[storage, int(offset), tuple_of(&sizes), tuple_of(&strides), vec![0x89], global("collections", "OrderedDict"), vec![b')', b'R']]));
+        b.extend(tuple_of(&[
+            storage,
+            int(offset),
+            tuple_of(&sizes),
+            tuple_of(&strides),
+            vec![0x89],
+            global("collections", "OrderedDict"),
+            vec![b')', b'R'],
+        ]));
         b.push(b'R');
         b
     }
@@ -786,7 +810,7 @@ mod tests {
         assert!(unpickle(&[b'J', 1]).unwrap_err().contains("cut short"));
         assert!(unpickle(&[0x8a, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, b'.']).unwrap_err().contains("64 bits"));
         assert!(unpickle(&[b'h', 3, b'.']).unwrap_err().contains("memo 3"));
-        assert!(unpickle(&[b'i']).unwrap_err().contains("opcode"));
+        assert!(unpickle(b"i").unwrap_err().contains("opcode"));
         assert!(unpickle(&[]).unwrap_err().contains("cut short"));
         // LONG1 is signed.
         assert!(matches!(unpickle(&[0x8a, 1, 0xff, b'.']).unwrap().kind, Kind::Int(-1)));

@@ -380,7 +380,12 @@ fn resample(src: Vec<f64>, dims: [usize; 3], plans: &[Vec<Tap>; 3], r: Resampler
 /// finite and positive, every size finite, and the output grid and each intermediate grid
 /// of the separable resampling (one axis at a time, in the resampler's order) at most
 /// `max_voxels`.
-pub fn resampled_grid(dims: [usize; 3], spacing: [f64; 3], cfg: &PreprocessConfig, max_voxels: usize) -> Result<[usize; 3], PreprocessError> {
+pub fn resampled_grid(
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    cfg: &PreprocessConfig,
+    max_voxels: usize,
+) -> Result<[usize; 3], PreprocessError> {
     if dims.contains(&0) {
         return Err(PreprocessError::EmptyVolume { dims });
     }
@@ -392,8 +397,13 @@ pub fn resampled_grid(dims: [usize; 3], spacing: [f64; 3], cfg: &PreprocessConfi
     let mut out = [0usize; 3];
     for a in 0..3 {
         let (size, spacing, target) = (dims[a], spacing[a], cfg.target_spacing[a]);
-        out[a] = output_size(size, spacing, target, cfg.size_rule)
-            .ok_or(PreprocessError::GridSize { axis: a, size, spacing, target, value: size as f64 * spacing / target })?;
+        out[a] = output_size(size, spacing, target, cfg.size_rule).ok_or(PreprocessError::GridSize {
+            axis: a,
+            size,
+            spacing,
+            target,
+            value: size as f64 * spacing / target,
+        })?;
     }
     let order = match cfg.resampler {
         Resampler::ItkLinear => [0, 1, 2],

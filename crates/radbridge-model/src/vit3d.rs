@@ -64,7 +64,7 @@ impl Vit3dConfig {
         check_size(&f("hidden_size"), self.hidden_size, MAX_WIDTH)?;
         check_size(&f("depth"), self.depth, MAX_DEPTH)?;
         check_size(&f("num_heads"), self.num_heads, MAX_DEPTH)?;
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(SettingError::new(f("num_heads"), format!("{} does not divide hidden_size {}", self.num_heads, self.hidden_size)));
         }
         check_size(&f("mlp_dim"), self.mlp_dim, MAX_WIDTH)?;
@@ -73,7 +73,10 @@ impl Vit3dConfig {
             check_size(&f("patch_size"), self.patch_size[a], MAX_SIDE)?;
             check_size(&f("img_size"), self.img_size[a], MAX_SIDE)?;
             if self.img_size[a] < self.patch_size[a] {
-                return Err(SettingError::new(f("img_size"), format!("{:?} is smaller than patch_size {:?}", self.img_size, self.patch_size)));
+                return Err(SettingError::new(
+                    f("img_size"),
+                    format!("{:?} is smaller than patch_size {:?}", self.img_size, self.patch_size),
+                ));
             }
         }
         check_positive(&f("block_eps"), self.block_eps)?;

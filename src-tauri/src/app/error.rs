@@ -70,6 +70,8 @@ impl AppError {
                 match m {
                     ModelError::Cancelled(_) => Some(ErrorCode::Cancelled),
                     ModelError::Volume(v) => Some(volume_code(v)),
+                    // A volume whose grid cannot be resampled (a hostile spacing).
+                    ModelError::Preprocess { .. } => Some(ErrorCode::BadInput),
                     _ => None,
                 }
             } else if let Some(v) = c.downcast_ref::<VolumeError>() {
@@ -181,6 +183,13 @@ mod tests {
         let io = ModelError::Io { path: "/m/model.json".into(), action: "cannot read", source: std::io::Error::other("gone") };
         let io = AppError::from_chain(&io, ErrorCode::Model);
         assert_eq!((io.code, io.message.as_str()), (ErrorCode::Io, "/m/model.json: cannot read: gone"));
+        let spacing = ModelError::Preprocess {
+            path: "/x/ct.nii".into(),
+            source: Box::new(radbridge_model::error::PreprocessError::Spacing { axis: 0, spacing: f64::INFINITY }),
+        };
+        let spacing = AppError::from_chain(&spacing, ErrorCode::Model);
+        assert_eq!(spacing.code, ErrorCode::BadInput);
+        assert!(spacing.message.starts_with("/x/ct.nii: cannot preprocess for the model: voxel spacing"), "{}", spacing.message);
         let other = ModelError::Invalid { path: "/m".into(), reason: "the net failed".into() };
         assert_eq!(AppError::from_chain(&other, ErrorCode::Model).code, ErrorCode::Model);
     }
