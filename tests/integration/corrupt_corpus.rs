@@ -83,7 +83,8 @@ fn run_measured(args: &[&std::ffi::OsStr], env: &[(&str, &Path)], scratch: &Path
     let t0 = Instant::now();
     let out = cmd.output().expect("run radbridge-measure");
     let wall_s = t0.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no measurement ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let text =
+        std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no measurement ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     let f: Vec<f64> = text.split_whitespace().map(|v| v.parse().unwrap()).collect();
     Child {
         code: out.status.code(),
@@ -149,9 +150,9 @@ fn library(s: &Setup, c: &Case, p: &Path) -> Result<String, String> {
                 .map(|_| String::new())
                 .map_err(|e| e.to_string())
         }
-        "checkpoint" => {
-            checkpoint::import(p, Arch::Ctclip, &serde_json::json!({}), &Overrides::default()).map(|_| String::new()).map_err(|e| e.to_string())
-        }
+        "checkpoint" => checkpoint::import(p, Arch::Ctclip, &serde_json::json!({}), &Overrides::default())
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
         "model" | "model_ok" => {
             let (dir, cache) = model_dir(s, c);
             let mut engine = radbridge_model::analysis::Engine::load_with_cache(&dir, &candle_core::Device::Cpu, Some(&cache))
@@ -199,7 +200,16 @@ fn cli(s: &Setup, c: &Case, p: &Path) -> Child {
         "model" | "model_ok" => {
             let (dir, cache) = model_dir(s, c);
             (
-                vec![o("diagnose"), o("--model"), dir.into(), o("--finding"), o("a small pleural effusion"), o("--labels"), o("ct-rate"), study.into()],
+                vec![
+                    o("diagnose"),
+                    o("--model"),
+                    dir.into(),
+                    o("--finding"),
+                    o("a small pleural effusion"),
+                    o("--labels"),
+                    o("ct-rate"),
+                    study.into(),
+                ],
                 vec![("RADBRIDGE_CACHE_DIR", cache)],
             )
         }

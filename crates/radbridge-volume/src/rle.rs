@@ -16,7 +16,9 @@ pub fn check_frame(fragment: &[u8], rows: usize, cols: usize, samples_per_pixel:
     let segments = word(0);
     let expected = samples_per_pixel.saturating_mul(bytes_per_sample);
     if segments == 0 || segments > 15 || segments != expected {
-        return Err(format!("RLE header declares {segments} segments; {samples_per_pixel} sample(s) of {bytes_per_sample} byte(s) need {expected}"));
+        return Err(format!(
+            "RLE header declares {segments} segments; {samples_per_pixel} sample(s) of {bytes_per_sample} byte(s) need {expected}"
+        ));
     }
     let plane = rows.checked_mul(cols).ok_or_else(|| format!("RLE plane of {rows} x {cols} pixels overflows"))?;
     for s in 0..segments {

@@ -95,10 +95,13 @@ unsafe impl GlobalAlloc for CappedAllocator {
     }
 }
 
+/// A fuzz target: bytes in, whether the reader accepted them.
+pub type Target = fn(&[u8]) -> bool;
+
 /// The targets, by the name used for corpus folders and on the command line. Each returns
 /// whether the reader accepted the input (the seed corpus must be accepted, so the targets are
 /// known to reach past the first checks).
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("dicom_file", dicom_file),
     ("dicom_folder", dicom_folder),
     ("jpeg12", jpeg12),
@@ -110,7 +113,7 @@ pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8]) -> bool> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
