@@ -406,9 +406,9 @@ fn non_finite_or_degenerate_transforms_never_panic_downstream() {
     let mut seen: Vec<usize> = nan.axis_assignment().iter().map(|a| a.0).collect();
     seen.sort();
     assert_eq!(seen, [0, 1, 2]);
-    // DICOM: PixelSpacing 0 (a singular affine).
+    // DICOM: PixelSpacing 0 (a singular affine) is refused, naming the attribute.
     let p = patched_ct(&dir.join("zero_spacing.dcm"), vec![ds(tags::PIXEL_SPACING, &[0.0, 0.0])]);
-    let v = open(&p, &OpenOptions::default()).unwrap().volume;
-    assert_eq!(v.into_canonical().voxels.len(), 128 * 128);
+    let e = open(&p, &OpenOptions::default()).unwrap_err();
+    assert!(matches!(&e, VolumeError::BadDicomHeader { reason, .. } if reason.contains("PixelSpacing")), "{e:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
