@@ -160,6 +160,11 @@ def dicom_cases():
     z = bytearray(read("generated/ct_small_deflated.dcm"))
     z[1373] = 0o74
     case(write("dicom/deflate_damaged.dcm", bytes(z)), "volume", "one byte of the deflate stream changed", ["inflate"])
+    # JPEG 2000 whose codestream is larger than Rows x Columns (Rows patched down): the
+    # decoder would copy past its buffer (found by the dicom_file fuzzer).
+    ds = pydicom.dcmread(os.path.join(DATA, "generated", "ct_small_j2k_lossless.dcm"))
+    ds.Rows = 107
+    case(write("dicom/j2k_larger_than_header.dcm", dcm_bytes(ds)), "volume", "JPEG 2000 image of 128 x 128 under Rows = 107", ["JPEG 2000"])
     # Not DICOM at all, and a DICOM file with no image.
     ds = Dataset()
     ds.PatientName = "Nobody"

@@ -466,6 +466,11 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
                     .map_err(decode_err)?;
             }
         }
+        if super::j2k::is_j2k(&h.transfer_syntax) {
+            // dicom-pixeldata copies every decoded sample into a buffer sized from the header.
+            let frame = encapsulated_frame(obj, h).map_err(decode_err)?;
+            super::j2k::check_frame(&frame, h.rows as usize, h.cols as usize, h.samples_per_pixel as usize).map_err(decode_err)?;
+        }
         decoded = if h.n_frames > 1 { obj.decode_pixel_data_frame(h.frame) } else { obj.decode_pixel_data() }
             .map_err(|e| decode_err(e.to_string()))?;
         let data = decoded.frame_data(0).map_err(|e| decode_err(e.to_string()))?;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod geometry;
 #[cfg(test)]
 mod hostile_tests;
+mod j2k;
 pub mod jpeg12;
 pub mod nifti;
 mod prescan;
