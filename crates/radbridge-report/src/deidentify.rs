@@ -82,20 +82,11 @@ impl Deidentifier {
             }
             return Ok(Deidentifier::new(key));
         }
-        std::fs::create_dir_all(dir).map_err(|e| ReportError::Io { path: dir.to_path_buf(), source: e })?;
+        radbridge_volume::atomic::create_private_dir_all(dir).map_err(|e| ReportError::Io { path: dir.to_path_buf(), source: e })?;
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| ReportError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let mut f = {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                o.mode(0o600);
-            }
-            o.open(&path).map_err(io)?
-        };
+        let mut f = radbridge_volume::atomic::create_private_file(&path).map_err(io)?;
         std::io::Write::write_all(&mut f, (hex + "\n").as_bytes()).map_err(io)?;
         tracing::info!("created de-identification key {}", path.display());
         Ok(Deidentifier::new(key))
@@ -303,6 +294,12 @@ mod tests {
         let a = Deidentifier::load_or_create(&dir).unwrap();
         let b = Deidentifier::load_or_create(&dir).unwrap();
         assert_eq!(a.uid("1.2.3"), b.uid("1.2.3"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        }
         std::fs::write(dir.join(KEY_FILE), "zz").unwrap();
         assert!(Deidentifier::load_or_create(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
