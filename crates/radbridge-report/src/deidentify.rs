@@ -169,12 +169,7 @@ impl Deidentifier {
 /// What the per-study date offset is keyed on: the StudyInstanceUID, else the patient ID, else
 /// the study's path.
 fn study_key(source: &StudySource) -> String {
-    source
-        .study_instance_uid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .or_else(|| source.patient.id.clone())
-        .unwrap_or_else(|| source.path.clone())
+    source.study_instance_uid.clone().filter(|u| !u.is_empty()).or_else(|| source.patient.id.clone()).unwrap_or_else(|| source.path.clone())
 }
 
 /// An RFC 3339 timestamp (`YYYY-MM-DD` then anything: `T03:04:05Z`, fractions, an offset)

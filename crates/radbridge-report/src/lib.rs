@@ -843,7 +843,11 @@ mod privacy_tests {
     /// JSON text, SR bytes (as a string, lossy) and PDF text and bytes of a report.
     fn outputs(r: &Report) -> Vec<(&'static str, String)> {
         let obj = sr::build(r);
-        let file = obj.with_meta(dicom_object::meta::FileMetaTableBuilder::new().transfer_syntax(dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
+        let file = obj
+            .with_meta(
+                dicom_object::meta::FileMetaTableBuilder::new().transfer_syntax(dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN),
+            )
+            .unwrap();
         let mut sr_bytes = Vec::new();
         file.write_all(&mut sr_bytes).unwrap();
         vec![
@@ -874,7 +878,11 @@ mod privacy_tests {
         assert_eq!(r.findings[0].review.as_ref().unwrap().at, shifted_verdict);
         assert_eq!(r.missed[0].at, shifted_missed);
         assert_eq!(r.review.last_reviewed_at.as_deref(), Some(shifted_missed.as_str()));
-        assert!(r.created.starts_with(&format!("{}-{}-{}T", &shifted_today[..4], &shifted_today[4..6], &shifted_today[6..])), "{}", r.created);
+        assert!(
+            r.created.starts_with(&format!("{}-{}-{}T", &shifted_today[..4], &shifted_today[4..6], &shifted_today[6..])),
+            "{}",
+            r.created
+        );
         let house = key.reviewer("dr.house");
         for (what, out) in outputs(&r) {
             for o in originals {
@@ -887,7 +895,11 @@ mod privacy_tests {
                 continue; // compressed streams
             }
             assert!(out.contains(&house), "{what}: no reviewer pseudonym");
-            let study_date = if what == "pdf text" { format!("{}-{}-{}", &shifted_study[..4], &shifted_study[4..6], &shifted_study[6..]) } else { shifted_study.clone() };
+            let study_date = if what == "pdf text" {
+                format!("{}-{}-{}", &shifted_study[..4], &shifted_study[4..6], &shifted_study[6..])
+            } else {
+                shifted_study.clone()
+            };
             assert!(out.contains(&study_date), "{what}: no shifted study date {study_date}");
             if what == "sr" {
                 // InstanceCreationDate / ContentDate: the report's own (shifted) date.
@@ -952,7 +964,10 @@ mod privacy_tests {
         assert!(outputs(&r)[1].1.contains(BURNED_IN_WITHHELD));
         // Not de-identified, or burned-in NO: the images are wanted (and the missing study is
         // an error).
-        assert!(matches!(Report::build(&d, Some(&verdicts()), &ReportOptions { key_images: true, ..opts(false, false) }), Err(ReportError::Study { .. })));
+        assert!(matches!(
+            Report::build(&d, Some(&verdicts()), &ReportOptions { key_images: true, ..opts(false, false) }),
+            Err(ReportError::Study { .. })
+        ));
         let d = diagnosis(Some("NO"));
         assert!(matches!(Report::build(&d, Some(&verdicts()), &o), Err(ReportError::Study { .. })));
         // Old reports without the new fields still parse.

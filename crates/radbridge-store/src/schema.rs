@@ -237,7 +237,10 @@ const TABLES: &[(&str, &str)] = &[
     ("run_findings", "run_id, ordinal, label, score, threshold, flagged, custom"),
     ("review_events", "id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at"),
     ("audit_log", "id, created_at, actor, action, detail"),
-    ("thresholds_versions", "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals"),
+    (
+        "thresholds_versions",
+        "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals",
+    ),
 ];
 
 /// A database that says it is ours at `version` must have that version's tables and columns

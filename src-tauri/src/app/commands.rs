@@ -127,7 +127,8 @@ pub async fn acknowledge_notice() -> AppResult<()> {
         radbridge_volume::atomic::create_private_dir_all(dir).map_err(io)?;
     }
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    radbridge_volume::atomic::write_private(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION"))).map_err(io)
+    radbridge_volume::atomic::write_private(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION")))
+        .map_err(io)
 }
 
 /// The settings and the model they resolve to.

@@ -181,7 +181,8 @@ pub fn save_settings(s: &Settings) -> AppResult<()> {
     }
     let text = serde_json::to_string_pretty(s).map_err(|e| AppError::internal("writing the settings", e))? + "\n";
     // Owner-only (0600 on Unix): the settings name the user's folders.
-    radbridge_volume::atomic::write_private(&f, text).map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot write: {e}", f.display())))
+    radbridge_volume::atomic::write_private(&f, text)
+        .map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot write: {e}", f.display())))
 }
 
 /// Which model directory to use and why: $RADBRIDGE_MODEL, else the settings' choice, else

@@ -138,7 +138,8 @@ mod tests {
     fn include_reviewer_names_is_a_flag_off_by_default() {
         let a = Cli::try_parse_from(["x", "--from-json", "d.json", "--format", "pdf", "-o", "r.pdf"]).unwrap().args;
         assert!(!a.include_reviewer_names && !a.no_deidentify);
-        let a = Cli::try_parse_from(["x", "--from-json", "d.json", "--format", "pdf", "-o", "r.pdf", "--include-reviewer-names"]).unwrap().args;
+        let a =
+            Cli::try_parse_from(["x", "--from-json", "d.json", "--format", "pdf", "-o", "r.pdf", "--include-reviewer-names"]).unwrap().args;
         assert!(a.include_reviewer_names);
     }
 
