@@ -391,7 +391,7 @@ impl Report {
         check_numbers(d)?;
         let source = d.source.as_ref().ok_or(ReportError::NoSource)?;
         let verdicts = verdicts.unwrap_or(&[]);
-        let (created, _, _) = now_utc();
+        let (mut created, _, _) = now_utc();
 
         let mut findings: Vec<ReportFinding> = d
             .findings
@@ -427,7 +427,7 @@ impl Report {
                 }
             })
             .collect();
-        let missed = verdicts
+        let mut missed: Vec<MissedFinding> = verdicts
             .iter()
             .filter(|v| v.verdict == VerdictKind::Missed && !d.findings.iter().any(|f| f.finding.label == v.label))
             .map(|v| MissedFinding { label: v.label.clone(), text: v.text.clone(), reviewer: v.reviewer.clone(), at: v.at.clone() })
@@ -455,7 +455,6 @@ impl Report {
             }
         }
 
-        let mut missed: Vec<MissedFinding> = missed;
         let mut reviewers: Vec<String> = Vec::new();
         for r in verdicts.iter().filter_map(|v| v.reviewer.clone()) {
             if !reviewers.contains(&r) {
@@ -463,7 +462,6 @@ impl Report {
             }
         }
         let mut last_reviewed_at = verdicts.iter().map(|v| v.at.clone()).max();
-        let mut created = created;
         let mut exported_by = opts.exported_by.clone();
 
         let mut study = study_of(source);
