@@ -409,7 +409,10 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
     assert!(dr_a.starts_with("Reviewer-"), "{dr_a}");
     assert!(!by("Cardiomegaly")["review"]["at"].as_str().unwrap().starts_with("2026-11-28"));
     assert!(!std::fs::read_to_string(&deid).unwrap().contains("dr_a"));
-    assert_eq!(read_json(&ident)["findings"].as_array().unwrap().iter().find(|x| x["label"] == "Cardiomegaly").unwrap()["review"]["reviewer"], "dr_a");
+    assert_eq!(
+        read_json(&ident)["findings"].as_array().unwrap().iter().find(|x| x["label"] == "Cardiomegaly").unwrap()["review"]["reviewer"],
+        "dr_a"
+    );
     assert_eq!(by("Emphysema")["status"], "false_positive");
     assert_eq!(by("Emphysema")["review"]["reason"], "artefact");
     assert_eq!(by("Lung nodule")["flagged"], false);
@@ -419,7 +422,11 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
     assert_eq!(reviewers.len(), 2);
     assert_eq!(reviewers[0], dr_a.as_str());
     assert!(reviewers[1].as_str().unwrap().starts_with("Reviewer-") && reviewers[1] != reviewers[0]);
-    assert!(r["free_text_fields"].as_array().unwrap().contains(&serde_json::json!("missed[Rib fracture].text")), "{}", r["free_text_fields"]);
+    assert!(
+        r["free_text_fields"].as_array().unwrap().contains(&serde_json::json!("missed[Rib fracture].text")),
+        "{}",
+        r["free_text_fields"]
+    );
     assert_eq!(r["review"]["unreviewed_flagged"], serde_json::json!([]));
     let k = r["key_images"].as_array().unwrap();
     assert_eq!(k.len(), 2);
