@@ -211,6 +211,7 @@ fn pdf_has_the_text_the_key_images_and_the_heat_map() {
             "--export-anyway",
             "--reviewer",
             "dr_test",
+            "--include-reviewer-names",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -376,6 +377,7 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
         ],
     );
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: free text") && err.contains("missed[Rib fracture].text"), "{err}");
     let (code, _, err) = report(
         &out,
         &[
@@ -402,13 +404,29 @@ fn json_follows_the_schema_and_carries_the_verdicts() {
     assert_eq!(r["disclaimer"], radbridge_model::analysis::DISCLAIMER);
     let by = |l: &str| r["findings"].as_array().unwrap().iter().find(|x| x["label"] == l).unwrap().clone();
     assert_eq!(by("Cardiomegaly")["status"], "confirmed");
-    assert_eq!(by("Cardiomegaly")["review"]["reviewer"], "dr_a");
+    // De-identified: reviewers pseudonymised (keyed, one per name), review times shifted.
+    let dr_a = by("Cardiomegaly")["review"]["reviewer"].as_str().unwrap().to_string();
+    assert!(dr_a.starts_with("Reviewer-"), "{dr_a}");
+    assert!(!by("Cardiomegaly")["review"]["at"].as_str().unwrap().starts_with("2026-11-28"));
+    assert!(!std::fs::read_to_string(&deid).unwrap().contains("dr_a"));
+    assert_eq!(
+        read_json(&ident)["findings"].as_array().unwrap().iter().find(|x| x["label"] == "Cardiomegaly").unwrap()["review"]["reviewer"],
+        "dr_a"
+    );
     assert_eq!(by("Emphysema")["status"], "false_positive");
     assert_eq!(by("Emphysema")["review"]["reason"], "artefact");
     assert_eq!(by("Lung nodule")["flagged"], false);
     assert_eq!(by("Lung nodule")["status"], "unreviewed");
     assert_eq!(r["missed"][0]["label"], "Rib fracture");
-    assert_eq!(r["review"]["reviewers"], serde_json::json!(["dr_a", "dr_b"]));
+    let reviewers = r["review"]["reviewers"].as_array().unwrap();
+    assert_eq!(reviewers.len(), 2);
+    assert_eq!(reviewers[0], dr_a.as_str());
+    assert!(reviewers[1].as_str().unwrap().starts_with("Reviewer-") && reviewers[1] != reviewers[0]);
+    assert!(
+        r["free_text_fields"].as_array().unwrap().contains(&serde_json::json!("missed[Rib fracture].text")),
+        "{}",
+        r["free_text_fields"]
+    );
     assert_eq!(r["review"]["unreviewed_flagged"], serde_json::json!([]));
     let k = r["key_images"].as_array().unwrap();
     assert_eq!(k.len(), 2);
@@ -647,7 +665,8 @@ fn a_feedback_run_gives_the_verdicts_to_the_report() {
         );
         assert_eq!(code, 0, "{err}");
     }
-    let (code, _, err) = report(&out, &["--run", &run, "--db", dbs, "--format", "pdf", "--output", pdf.to_str().unwrap()]);
+    let (code, _, err) =
+        report(&out, &["--run", &run, "--db", dbs, "--format", "pdf", "--output", pdf.to_str().unwrap(), "--include-reviewer-names"]);
     assert_eq!(code, 0, "{err}");
     let text = tool("pdftotext", &["-layout", pdf.to_str().unwrap(), "-"]);
     assert!(
@@ -656,7 +675,8 @@ fn a_feedback_run_gives_the_verdicts_to_the_report() {
     );
     assert!(!text.lines().any(|l| l.contains("yes") && l.contains("UNCONFIRMED")), "{text}");
     let j = out.join("r.json");
-    let (code, _, err) = report(&out, &["--run", &run, "--db", dbs, "--format", "json", "--output", j.to_str().unwrap()]);
+    let (code, _, err) =
+        report(&out, &["--run", &run, "--db", dbs, "--format", "json", "--output", j.to_str().unwrap(), "--include-reviewer-names"]);
     assert_eq!(code, 0, "{err}");
     let r = read_json(&j);
     assert_eq!(r["review"]["run_id"].to_string(), run);

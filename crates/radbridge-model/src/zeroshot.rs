@@ -342,10 +342,11 @@ impl TextCache {
     pub fn save(&mut self) {
         if let (true, Some(p)) = (self.dirty, &self.path) {
             if let Some(dir) = p.parent() {
-                let _ = std::fs::create_dir_all(dir);
+                let _ = radbridge_volume::atomic::create_private_dir_all(dir);
             }
             if let Ok(t) = serde_json::to_string(self) {
-                if radbridge_volume::atomic::write(p, t).is_ok() {
+                // Owner-only (0600 on Unix): the prompts include findings the user typed.
+                if radbridge_volume::atomic::write_private(p, t).is_ok() {
                     self.dirty = false;
                 }
             }
@@ -416,6 +417,23 @@ mod tests {
         let e = Thresholds::load(&p).unwrap_err();
         assert!(matches!(e, ModelError::Invalid { .. }), "{e:?}");
         assert!(e.to_string().contains("thresholds.Emphysema") && e.to_string().contains("thresholds.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_text_cache_is_saved_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("radbridge-text-cache-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.join("text-embeddings").join("abc.json");
+        let mut c = TextCache::open(p.clone(), "abc");
+        c.insert("a typed finding", vec![vec![1.0, 2.0]]);
+        c.save();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir), 0o700);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -82,20 +82,11 @@ impl Deidentifier {
             }
             return Ok(Deidentifier::new(key));
         }
-        std::fs::create_dir_all(dir).map_err(|e| ReportError::Io { path: dir.to_path_buf(), source: e })?;
+        radbridge_volume::atomic::create_private_dir_all(dir).map_err(|e| ReportError::Io { path: dir.to_path_buf(), source: e })?;
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| ReportError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let mut f = {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                o.mode(0o600);
-            }
-            o.open(&path).map_err(io)?
-        };
+        let mut f = radbridge_volume::atomic::create_private_file(&path).map_err(io)?;
         std::io::Write::write_all(&mut f, (hex + "\n").as_bytes()).map_err(io)?;
         tracing::info!("created de-identification key {}", path.display());
         Ok(Deidentifier::new(key))
@@ -129,14 +120,21 @@ impl Deidentifier {
         1 + (u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % 3650) as i64
     }
 
+    /// A reviewer's or exporter's pseudonym: "Reviewer-" + 10 hex digits of a keyed hash of
+    /// the name (the same name gives the same pseudonym in every export).
+    pub fn reviewer(&self, name: &str) -> String {
+        let h = self.hash("reviewer", name.trim());
+        format!("Reviewer-{}", h[..5].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    /// The offset (days, negative: back) every date of this study's exports moves by.
+    pub fn study_shift_days(&self, source: &StudySource) -> i64 {
+        -self.date_offset_days(&study_key(source))
+    }
+
     /// De-identify the study fields of a report in place.
     pub fn apply(&self, s: &mut ReportStudy, source: &StudySource) -> Deidentification {
-        let study_key = source
-            .study_instance_uid
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or_else(|| source.patient.id.clone())
-            .unwrap_or_else(|| source.path.clone());
+        let study_key = study_key(source);
         let patient_key = source.patient.id.clone().filter(|x| !x.is_empty()).unwrap_or_else(|| study_key.clone());
         let offset = self.date_offset_days(&study_key);
         let pseudo = self.pseudonym(&patient_key);
@@ -166,6 +164,30 @@ impl Deidentifier {
             method_codes: METHOD_CODES.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect(),
         }
     }
+}
+
+/// What the per-study date offset is keyed on: the StudyInstanceUID, else the patient ID, else
+/// the study's path.
+fn study_key(source: &StudySource) -> String {
+    source.study_instance_uid.clone().filter(|u| !u.is_empty()).or_else(|| source.patient.id.clone()).unwrap_or_else(|| source.path.clone())
+}
+
+/// An RFC 3339 timestamp (`YYYY-MM-DD` then anything: `T03:04:05Z`, fractions, an offset)
+/// with its date moved by `days` and the rest (the time of day) kept; None when it does not
+/// start with a valid date.
+pub fn shift_timestamp(ts: &str, days: i64) -> Option<String> {
+    let t = ts.trim();
+    let date = t.get(..10)?;
+    let rest = t.get(10..)?;
+    let b = date.as_bytes();
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let compact: String = date.chars().filter(|c| *c != '-').collect();
+    let shifted = shift_date(&compact, days)?;
+    let (y, md) = shifted.split_at(4);
+    let (m, d) = md.split_at(2);
+    Some(format!("{y}-{m}-{d}{rest}"))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -228,6 +250,13 @@ mod tests {
         assert_eq!(shift_date("19950903", -365).as_deref(), Some("19940903"));
         assert_eq!(shift_date("20230230", 0), None);
         assert_eq!(shift_date("", 3), None);
+        assert_eq!(shift_timestamp("2026-01-02T03:04:05Z", -3).as_deref(), Some("2025-12-30T03:04:05Z"));
+        assert_eq!(shift_timestamp("2024-03-01T23:59:59.250+01:00", -1).as_deref(), Some("2024-02-29T23:59:59.250+01:00"));
+        assert_eq!(shift_timestamp("2024-03-01", 1).as_deref(), Some("2024-03-02"));
+        assert_eq!(shift_timestamp("20240301T00", 1), None);
+        assert_eq!(shift_timestamp("2023-02-30T00:00:00Z", 1), None);
+        assert_eq!(shift_timestamp("yesterday", 1), None);
+        assert_eq!(shift_timestamp("2024-ä3-01xx", 1), None);
     }
 
     #[test]
@@ -246,6 +275,11 @@ mod tests {
         assert_eq!(o, a.date_offset_days(u));
         assert_eq!(a.pseudonym("77654033"), a.pseudonym("77654033"));
         assert_ne!(a.pseudonym("77654033"), a.pseudonym("77654034"));
+        let r = a.reviewer("dr.house");
+        assert!(r.starts_with("Reviewer-") && r.len() == "Reviewer-".len() + 10, "{r}");
+        assert_eq!(r, a.reviewer("dr.house"));
+        assert_ne!(r, a.reviewer("dr.wilson"));
+        assert_ne!(r, b.reviewer("dr.house"));
     }
 
     #[test]
@@ -255,6 +289,12 @@ mod tests {
         let a = Deidentifier::load_or_create(&dir).unwrap();
         let b = Deidentifier::load_or_create(&dir).unwrap();
         assert_eq!(a.uid("1.2.3"), b.uid("1.2.3"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        }
         std::fs::write(dir.join(KEY_FILE), "zz").unwrap();
         assert!(Deidentifier::load_or_create(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

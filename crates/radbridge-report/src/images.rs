@@ -71,11 +71,18 @@ pub fn load_study(source: &StudySource) -> Result<(Volume, radbridge_volume::Aff
 
 /// Key images of the flagged findings of a diagnosis (loads the study once).
 pub fn key_images(d: &Diagnosis, source: &StudySource) -> Result<Vec<KeyImage>> {
+    Ok(key_images_checked(d, source)?.0)
+}
+
+/// Key images, and the BurnedInAnnotation of the study as loaded now (None when no image was
+/// wanted, for NIfTI, or when the files do not say).
+pub fn key_images_checked(d: &Diagnosis, source: &StudySource) -> Result<(Vec<KeyImage>, Option<String>)> {
     let wanted: Vec<_> = d.findings.iter().filter(|f| f.finding.flagged == Some(true) && f.peak.is_some()).collect();
     if wanted.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], None));
     }
     let (ct, disk_affine, disk_dims) = load_study(source)?;
+    let burned_in = ct.meta.patient.study.burned_in_annotation.clone();
     let inv = disk_affine.inverse();
     let mut out = Vec::new();
     for f in wanted {
@@ -122,7 +129,7 @@ pub fn key_images(d: &Diagnosis, source: &StudySource) -> Result<Vec<KeyImage>> 
             rgb,
         });
     }
-    Ok(out)
+    Ok((out, burned_in))
 }
 
 /// Render the axial slice through `peak` of a canonical CT: RGB8, (width, height).

@@ -109,11 +109,22 @@ pub struct ReportOptions {
     pub run_id: Option<i64>,
     /// Render key images (needs the study on disk).
     pub key_images: bool,
+    /// Keep the reviewers' names and the exporter's login in a de-identified export (off by
+    /// default: they are replaced by keyed pseudonyms, `Reviewer-…`).
+    pub include_reviewer_names: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions { deidentify: true, export_anyway: false, secret: None, exported_by: None, run_id: None, key_images: true }
+        ReportOptions {
+            deidentify: true,
+            export_anyway: false,
+            secret: None,
+            exported_by: None,
+            run_id: None,
+            key_images: true,
+            include_reviewer_names: false,
+        }
     }
 }
 
@@ -314,7 +325,19 @@ pub struct Report {
     pub key_images: Vec<KeyImage>,
     pub review: ReviewSummary,
     pub generator: String,
+    /// Why the key images were left out of this export (a de-identified export of a series
+    /// with BurnedInAnnotation YES), else null.
+    #[serde(default)]
+    pub key_images_withheld: Option<String>,
+    /// The fields holding text a person typed (reviewer notes, findings the reviewers added,
+    /// findings typed by the user), which de-identification cannot check: e.g.
+    /// `findings[Emphysema].review.note`, `missed[Nodule].text`.
+    #[serde(default)]
+    pub free_text_fields: Vec<String>,
 }
+
+/// The note of a report whose key images were withheld because of burned-in annotation.
+pub const BURNED_IN_WITHHELD: &str = "the source images carry burned-in annotation";
 
 /// Current UTC time: (RFC 3339, DICOM DA, DICOM TM).
 pub fn now_utc() -> (String, String, String) {
@@ -368,7 +391,7 @@ impl Report {
         check_numbers(d)?;
         let source = d.source.as_ref().ok_or(ReportError::NoSource)?;
         let verdicts = verdicts.unwrap_or(&[]);
-        let (created, _, _) = now_utc();
+        let (mut created, _, _) = now_utc();
 
         let mut findings: Vec<ReportFinding> = d
             .findings
@@ -404,13 +427,28 @@ impl Report {
                 }
             })
             .collect();
-        let missed = verdicts
+        let mut missed: Vec<MissedFinding> = verdicts
             .iter()
             .filter(|v| v.verdict == VerdictKind::Missed && !d.findings.iter().any(|f| f.finding.label == v.label))
             .map(|v| MissedFinding { label: v.label.clone(), text: v.text.clone(), reviewer: v.reviewer.clone(), at: v.at.clone() })
             .collect();
 
-        let key_images = if opts.key_images { images::key_images(d, source)? } else { vec![] };
+        let burned_in = |v: &Option<String>| v.as_deref().is_some_and(|b| b.trim().eq_ignore_ascii_case("YES"));
+        let mut key_images_withheld = None;
+        let key_images = if !opts.key_images {
+            vec![]
+        } else if opts.deidentify && burned_in(&source.study.burned_in_annotation) {
+            key_images_withheld = Some(BURNED_IN_WITHHELD.to_string());
+            vec![]
+        } else {
+            let (images, study_burned_in) = images::key_images_checked(d, source)?;
+            if opts.deidentify && burned_in(&study_burned_in) && !images.is_empty() {
+                key_images_withheld = Some(BURNED_IN_WITHHELD.to_string());
+                vec![]
+            } else {
+                images
+            }
+        };
         for (n, k) in key_images.iter().enumerate() {
             if let Some(f) = findings.iter_mut().find(|f| f.label == k.label && f.key_image.is_none()) {
                 f.key_image = Some(n);
@@ -423,7 +461,8 @@ impl Report {
                 reviewers.push(r);
             }
         }
-        let last_reviewed_at = verdicts.iter().map(|v| v.at.clone()).max();
+        let mut last_reviewed_at = verdicts.iter().map(|v| v.at.clone()).max();
+        let mut exported_by = opts.exported_by.clone();
 
         let mut study = study_of(source);
         let mut deid = None;
@@ -433,7 +472,37 @@ impl Report {
                 None => Deidentifier::local()?,
             };
             deid = Some(key.apply(&mut study, source));
+            // Every date and time of the export moves with the study's dates (PS3.15 Modified
+            // Dates option): the review, the verdicts and the export itself.
+            let shift = key.study_shift_days(source);
+            let ts = |t: &str| deidentify::shift_timestamp(t, shift).unwrap_or_else(|| DATE_WITHHELD.to_string());
+            created = ts(&created);
+            last_reviewed_at = last_reviewed_at.as_deref().map(ts);
+            for r in findings.iter_mut().filter_map(|f| f.review.as_mut()) {
+                r.at = ts(&r.at);
+            }
+            for m in &mut missed {
+                m.at = ts(&m.at);
+            }
+            if !opts.include_reviewer_names {
+                let who = |n: &mut Option<String>| {
+                    if let Some(x) = n.as_mut() {
+                        *x = key.reviewer(x);
+                    }
+                };
+                for r in findings.iter_mut().filter_map(|f| f.review.as_mut()) {
+                    who(&mut r.reviewer);
+                }
+                for m in &mut missed {
+                    who(&mut m.reviewer);
+                }
+                who(&mut exported_by);
+                for r in &mut reviewers {
+                    *r = key.reviewer(r);
+                }
+            }
         }
+        let free_text_fields = free_text_fields(&findings, &missed);
         // Nothing identifying in the model block; heat-map paths are not exported at all.
         let model = d.model.clone();
         Ok(Report {
@@ -462,10 +531,12 @@ impl Report {
                 last_reviewed_at,
                 unreviewed_flagged: unreviewed,
                 exported_anyway: opts.export_anyway,
-                exported_by: opts.exported_by.clone(),
+                exported_by,
                 run_id: opts.run_id,
             },
             generator: format!("Radbridge {}", env!("CARGO_PKG_VERSION")),
+            key_images_withheld,
+            free_text_fields,
         })
     }
 
@@ -473,6 +544,33 @@ impl Report {
     pub fn unconfirmed(&self) -> impl Iterator<Item = &ReportFinding> {
         self.findings.iter().filter(|f| f.flagged == Some(true) && f.review.is_none())
     }
+}
+
+/// What a de-identified export shows for a time it cannot shift (not an RFC 3339 timestamp).
+pub const DATE_WITHHELD: &str = "(date withheld)";
+
+/// The fields of a report holding text a person typed.
+fn free_text_fields(findings: &[ReportFinding], missed: &[MissedFinding]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in findings {
+        if f.custom {
+            out.push(format!("findings[{}].prompt", f.label));
+        }
+        if let Some(r) = &f.review {
+            if r.note.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+                out.push(format!("findings[{}].review.note", f.label));
+            }
+            if r.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+                out.push(format!("findings[{}].review.text", f.label));
+            }
+        }
+    }
+    for m in missed {
+        if m.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+            out.push(format!("missed[{}].text", m.label));
+        }
+    }
+    out
 }
 
 /// The study fields of a source, as they are (identified).
@@ -676,5 +774,205 @@ mod hostile_json_tests {
             let (rgb, w, h) = images::render(&ct, None, &peak);
             assert!(w <= images::MAX_SIDE && h <= images::MAX_SIDE && rgb.len() == w * h * 3, "{s}: {w}×{h}");
         }
+    }
+}
+
+#[cfg(test)]
+mod privacy_tests {
+    use super::*;
+    use serde_json::json;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn diagnosis(burned_in: Option<&str>) -> Diagnosis {
+        let mut study = json!({"date": "20251231", "time": "101112", "id": "S1"});
+        if let Some(b) = burned_in {
+            study["burned_in_annotation"] = json!(b);
+        }
+        serde_json::from_value(json!({
+            "disclaimer": "x",
+            "model": {"name": "m", "architecture": "brgsa", "weights_sha256": "0", "synthetic": true, "scoring": "brgsa_mean_cosine"},
+            "findings": [
+                {"label": "Emphysema", "prompt": "p", "score": 0.9, "threshold": 0.1, "flagged": true, "custom": false,
+                 "peak": {"voxel": [0, 0, 0], "lps_mm": [0.0, 0.0, 0.0], "value": 1.0, "from": "patch_grid"}},
+                {"label": "Typed thing", "prompt": "a thing the user typed", "score": 0.05, "threshold": 0.1, "flagged": false, "custom": true}
+            ],
+            "timings": [],
+            "source": {"path": "/nonexistent/study", "format": "dicom", "study_instance_uid": "1.2.3.4",
+                       "patient": {"name": "Doe^Jane", "id": "P77"}, "study": study}
+        }))
+        .unwrap()
+    }
+
+    fn verdict(label: &str, kind: VerdictKind, who: &str, at: &str, note: Option<&str>, text: Option<&str>) -> Verdict {
+        Verdict {
+            label: label.into(),
+            verdict: kind,
+            reason: None,
+            note: note.map(str::to_string),
+            text: text.map(str::to_string),
+            event: 1,
+            reviewer: Some(who.into()),
+            at: at.into(),
+            score: None,
+            threshold: None,
+            flagged: None,
+        }
+    }
+
+    fn verdicts() -> Vec<Verdict> {
+        vec![
+            verdict("Emphysema", VerdictKind::Confirmed, "dr.house", "2026-01-02T03:04:05Z", Some("looks typical"), None),
+            verdict("Nodule", VerdictKind::Missed, "dr.wilson", "2026-01-03T04:05:06.5Z", None, Some("small nodule, right upper lobe")),
+        ]
+    }
+
+    fn opts(deidentify: bool, names: bool) -> ReportOptions {
+        ReportOptions {
+            deidentify,
+            secret: Some(KEY),
+            exported_by: Some("alice.login".into()),
+            key_images: false,
+            include_reviewer_names: names,
+            ..Default::default()
+        }
+    }
+
+    /// JSON text, SR bytes (as a string, lossy) and PDF text and bytes of a report.
+    fn outputs(r: &Report) -> Vec<(&'static str, String)> {
+        let obj = sr::build(r);
+        let file = obj
+            .with_meta(
+                dicom_object::meta::FileMetaTableBuilder::new().transfer_syntax(dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN),
+            )
+            .unwrap();
+        let mut sr_bytes = Vec::new();
+        file.write_all(&mut sr_bytes).unwrap();
+        vec![
+            ("json", json::to_string(r)),
+            ("sr", String::from_utf8_lossy(&sr_bytes).into_owned()),
+            ("pdf text", pdf::text(r)),
+            ("pdf bytes", String::from_utf8_lossy(&pdf::to_bytes(r)).into_owned()),
+        ]
+    }
+
+    #[test]
+    fn a_deidentified_export_keeps_no_real_date_and_no_reviewer_name() {
+        let d = diagnosis(None);
+        let r = Report::build(&d, Some(&verdicts()), &opts(true, false)).unwrap();
+        let key = Deidentifier::new(KEY);
+        let shift = key.study_shift_days(d.source.as_ref().unwrap());
+        assert!(shift < 0);
+        let (now, today, _) = now_utc();
+        let today_dashed = &now[..10];
+        let originals = ["20251231", "2025-12-31", "20260102", "2026-01-02", "20260103", "2026-01-03", &today, today_dashed];
+        let shifted_study = deidentify::shift_date("20251231", shift).unwrap();
+        let shifted_verdict = deidentify::shift_timestamp("2026-01-02T03:04:05Z", shift).unwrap();
+        let shifted_missed = deidentify::shift_timestamp("2026-01-03T04:05:06.5Z", shift).unwrap();
+        let shifted_today = deidentify::shift_date(&today, shift).unwrap();
+        for s in [&shifted_study, &shifted_verdict, &shifted_missed, &shifted_today] {
+            assert!(!originals.iter().any(|o| s.contains(o)), "a shifted date equals an original one: {s}");
+        }
+        assert_eq!(r.findings[0].review.as_ref().unwrap().at, shifted_verdict);
+        assert_eq!(r.missed[0].at, shifted_missed);
+        assert_eq!(r.review.last_reviewed_at.as_deref(), Some(shifted_missed.as_str()));
+        assert!(
+            r.created.starts_with(&format!("{}-{}-{}T", &shifted_today[..4], &shifted_today[4..6], &shifted_today[6..])),
+            "{}",
+            r.created
+        );
+        let house = key.reviewer("dr.house");
+        for (what, out) in outputs(&r) {
+            for o in originals {
+                assert!(!out.contains(o), "{what}: the original date {o} is in the export");
+            }
+            for name in ["dr.house", "dr.wilson", "alice.login", "Doe^Jane", "P77"] {
+                assert!(!out.contains(name), "{what}: {name} is in the export");
+            }
+            if what == "pdf bytes" {
+                continue; // compressed streams
+            }
+            assert!(out.contains(&house), "{what}: no reviewer pseudonym");
+            let study_date = if what == "pdf text" {
+                format!("{}-{}-{}", &shifted_study[..4], &shifted_study[4..6], &shifted_study[6..])
+            } else {
+                shifted_study.clone()
+            };
+            assert!(out.contains(&study_date), "{what}: no shifted study date {study_date}");
+            if what == "sr" {
+                // InstanceCreationDate / ContentDate: the report's own (shifted) date.
+                assert!(out.contains(&shifted_today), "sr: no shifted content date");
+                assert!(out.contains(&shifted_verdict), "sr: no shifted verdict time");
+            } else {
+                // The PDF shows the missed finding's time and the last verdict's (the same here).
+                assert!(out.contains(&shifted_missed), "{what}: no shifted review time");
+                assert!(what == "pdf text" || out.contains(&shifted_verdict), "{what}: no shifted verdict time");
+                assert!(out.contains(&key.reviewer("alice.login")), "{what}: no exporter pseudonym");
+            }
+        }
+        assert_eq!(r.review.reviewers, vec![house.clone(), key.reviewer("dr.wilson")]);
+        assert_eq!(r.review.exported_by, Some(key.reviewer("alice.login")));
+    }
+
+    #[test]
+    fn reviewer_names_stay_when_asked_for_or_when_not_deidentified() {
+        let d = diagnosis(None);
+        let r = Report::build(&d, Some(&verdicts()), &opts(true, true)).unwrap();
+        assert_eq!(r.review.reviewers, vec!["dr.house".to_string(), "dr.wilson".to_string()]);
+        assert_eq!(r.review.exported_by.as_deref(), Some("alice.login"));
+        assert_ne!(r.findings[0].review.as_ref().unwrap().at, "2026-01-02T03:04:05Z", "dates shift all the same");
+        let r = Report::build(&d, Some(&verdicts()), &opts(false, false)).unwrap();
+        assert_eq!(r.findings[0].review.as_ref().unwrap().reviewer.as_deref(), Some("dr.house"));
+        assert_eq!(r.findings[0].review.as_ref().unwrap().at, "2026-01-02T03:04:05Z");
+        assert_eq!(r.study.study_date.as_deref(), Some("20251231"));
+        assert!(json::to_string(&r).contains("alice.login"));
+    }
+
+    #[test]
+    fn an_unparsable_review_time_is_withheld_not_exported() {
+        let mut v = verdicts();
+        v[0].at = "last tuesday".into();
+        let r = Report::build(&diagnosis(None), Some(&v), &opts(true, false)).unwrap();
+        assert_eq!(r.findings[0].review.as_ref().unwrap().at, DATE_WITHHELD);
+        assert!(!json::to_string(&r).contains("last tuesday"));
+    }
+
+    #[test]
+    fn free_text_fields_are_listed() {
+        let r = Report::build(&diagnosis(None), Some(&verdicts()), &opts(true, false)).unwrap();
+        assert_eq!(r.free_text_fields, vec!["findings[Emphysema].review.note", "findings[Typed thing].prompt", "missed[Nodule].text"]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["free_text_fields"][2], "missed[Nodule].text");
+        assert!(pdf::text(&r).contains("missed[Nodule].text"));
+        let r = Report::build(&diagnosis(None), None, &ReportOptions { export_anyway: true, ..opts(true, false) }).unwrap();
+        assert_eq!(r.free_text_fields, vec!["findings[Typed thing].prompt"]);
+    }
+
+    #[test]
+    fn burned_in_annotation_withholds_key_images_of_a_deidentified_export() {
+        // The study is not on disk: loading it for key images would fail, so a report that
+        // builds did not try.
+        let d = diagnosis(Some("YES"));
+        let o = ReportOptions { key_images: true, ..opts(true, false) };
+        let r = Report::build(&d, Some(&verdicts()), &o).unwrap();
+        assert!(r.key_images.is_empty());
+        assert_eq!(r.key_images_withheld.as_deref(), Some(BURNED_IN_WITHHELD));
+        assert_eq!(serde_json::to_value(&r).unwrap()["key_images_withheld"], BURNED_IN_WITHHELD);
+        assert!(pdf::text(&r).contains(BURNED_IN_WITHHELD));
+        assert!(outputs(&r)[1].1.contains(BURNED_IN_WITHHELD));
+        // Not de-identified, or burned-in NO: the images are wanted (and the missing study is
+        // an error).
+        assert!(matches!(
+            Report::build(&d, Some(&verdicts()), &ReportOptions { key_images: true, ..opts(false, false) }),
+            Err(ReportError::Study { .. })
+        ));
+        let d = diagnosis(Some("NO"));
+        assert!(matches!(Report::build(&d, Some(&verdicts()), &o), Err(ReportError::Study { .. })));
+        // Old reports without the new fields still parse.
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut().unwrap().remove("key_images_withheld");
+        v.as_object_mut().unwrap().remove("free_text_fields");
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert!(back.key_images_withheld.is_none() && back.free_text_fields.is_empty());
     }
 }

@@ -261,7 +261,7 @@ fn summary(l: &mut Layout, r: &Report) {
                 0.0,
                 &format!("Patient identity removed: {}. Method: {}.", d.patient_identity_removed, d.method.join("; ")),
             );
-            l.para(9.5, false, rgb(0.0, 0.0, 0.0), 0.0, "Names and IDs replaced by a pseudonym; birth date, sex, age, accession, study ID, institution, referring physician and descriptions removed; UIDs remapped under 2.25; dates shifted by a per-study offset; the local path withheld.");
+            l.para(9.5, false, rgb(0.0, 0.0, 0.0), 0.0, "Names and IDs replaced by a pseudonym; birth date, sex, age, accession, study ID, institution, referring physician and descriptions removed; UIDs remapped under 2.25; dates shifted by a per-study offset (also the review and export dates); the local path withheld.");
         }
         None => l.para(
             9.5,
@@ -270,6 +270,18 @@ fn summary(l: &mut Layout, r: &Report) {
             0.0,
             "NOT de-identified (exported with --no-deidentify): this document identifies the patient.",
         ),
+    }
+    if let Some(why) = &r.key_images_withheld {
+        l.para(9.5, true, rgb(0.7, 0.0, 0.0), 0.0, &format!("Key images withheld: {why}."));
+    }
+    if !r.free_text_fields.is_empty() {
+        l.para(
+            9.5,
+            true,
+            rgb(0.7, 0.0, 0.0),
+            0.0,
+            &format!("Free text, not checked by de-identification: {}.", r.free_text_fields.join(", ")),
+        );
     }
 }
 
@@ -461,19 +473,51 @@ fn knowledge_page(l: &mut Layout, r: &Report) {
     }
 }
 
+/// The text of every page of a report's PDF, in drawing order (what a reader of the PDF
+/// sees; the PDF streams themselves are compressed).
+pub fn text(r: &Report) -> String {
+    let mut doc = PdfDocument::new("Radbridge findings report");
+    let mut out = String::new();
+    for ops in pages(r, &mut doc) {
+        for op in ops {
+            if let Op::ShowText { items } = op {
+                for i in items {
+                    if let TextItem::Text(t) = i {
+                        out.push_str(&t);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The PDF bytes of a report.
 pub fn to_bytes(r: &Report) -> Vec<u8> {
     let mut doc = PdfDocument::new("Radbridge findings report");
+    let pages: Vec<PdfPage> =
+        pages(r, &mut doc).into_iter().map(|ops| PdfPage::new(printpdf::Mm(210.0), printpdf::Mm(297.0), ops)).collect();
+    let mut warnings = Vec::new();
+    let bytes = doc.with_pages(pages).save(&PdfSaveOptions::default(), &mut warnings);
+    for w in warnings.iter().take(5) {
+        tracing::debug!("pdf: {w:?}");
+    }
+    bytes
+}
+
+/// The pages of a report, footers included (images are added to `doc`).
+fn pages(r: &Report, doc: &mut PdfDocument) -> Vec<Vec<Op>> {
     let mut l = Layout::new();
     summary(&mut l, r);
     findings_table(&mut l, r);
     for k in &r.key_images {
-        key_image_page(&mut l, &mut doc, r, k);
+        key_image_page(&mut l, doc, r, k);
     }
     knowledge_page(&mut l, r);
     let pages = l.finish();
     let n = pages.len();
-    let pages: Vec<PdfPage> = pages
+    pages
         .into_iter()
         .enumerate()
         .map(|(i, mut ops)| {
@@ -482,15 +526,9 @@ pub fn to_bytes(r: &Report) -> Vec<u8> {
             foot.text_at(RIGHT - 60.0, 28.0, 8.0, false, rgb(0.3, 0.3, 0.3), &format!("page {} / {}", i + 1, n));
             foot.text_at(LEFT, 28.0, 8.0, false, rgb(0.3, 0.3, 0.3), &format!("{} - {}", r.generator, r.created));
             ops.extend(foot.ops);
-            PdfPage::new(printpdf::Mm(210.0), printpdf::Mm(297.0), ops)
+            ops
         })
-        .collect();
-    let mut warnings = Vec::new();
-    let bytes = doc.with_pages(pages).save(&PdfSaveOptions::default(), &mut warnings);
-    for w in warnings.iter().take(5) {
-        tracing::debug!("pdf: {w:?}");
-    }
-    bytes
+        .collect()
 }
 
 pub fn write_pdf(report: &Report, output: &Path) -> Result<()> {

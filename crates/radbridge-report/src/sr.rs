@@ -141,9 +141,22 @@ fn new_uid(r: &Report, role: &str) -> String {
     format!("2.25.{}", u128::from_be_bytes(d[..16].try_into().expect("16 bytes")))
 }
 
+/// DICOM DA and TM of an RFC 3339 UTC timestamp (`YYYY-MM-DDTHH:MM:SS…`).
+fn da_tm(ts: &str) -> Option<(String, String)> {
+    let date = ts.get(..10)?;
+    let time = ts.get(11..19)?;
+    let da: String = date.chars().filter(|c| *c != '-').collect();
+    let tm: String = time.chars().filter(|c| *c != ':').collect();
+    (da.len() == 8 && tm.len() == 6 && da.bytes().chain(tm.bytes()).all(|b| b.is_ascii_digit())).then_some((da, tm))
+}
+
 /// The SR data set of a report.
 pub fn build(r: &Report) -> Obj {
-    let (_, da, tm) = now_utc();
+    // The report's own time (shifted with the study's dates when de-identified).
+    let (da, tm) = da_tm(&r.created).unwrap_or_else(|| {
+        let (_, da, tm) = now_utc();
+        (da, tm)
+    });
     let s = &r.study;
     let mut o = Obj::new_empty();
     // SOP Common
@@ -277,6 +290,9 @@ pub fn build(r: &Report) -> Obj {
         groups.push(container(Some("CONTAINS"), ("125007", "DCM", "Measurement Group"), items));
     }
     top.push(container(Some("CONTAINS"), ("121070", "DCM", "Findings"), groups));
+    if let Some(why) = &r.key_images_withheld {
+        top.push(text_item(("RB-KEY-IMAGES-WITHHELD", SCHEME, "Key images withheld"), why));
+    }
     for m in &r.missed {
         top.push(text_item(
             ("RB-MISSED", SCHEME, "Finding added by reviewer"),
@@ -309,5 +325,13 @@ mod tests {
         assert_eq!(super::ds(0.25), "0.25000000");
         assert!(super::ds(-123456.789).len() <= 16);
         assert!(super::ds(1.0e30).len() <= 16);
+    }
+
+    #[test]
+    fn da_tm_of_a_timestamp() {
+        assert_eq!(super::da_tm("2026-01-02T03:04:05Z"), Some(("20260102".into(), "030405".into())));
+        assert_eq!(super::da_tm("2026-01-02T03:04:05.5+01:00"), Some(("20260102".into(), "030405".into())));
+        assert_eq!(super::da_tm("(date withheld)"), None);
+        assert_eq!(super::da_tm("2026-01-0ä"), None);
     }
 }

@@ -834,6 +834,30 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_and_its_folder_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = TempDir::new("mode");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let db = t.0.join("data").join("radbridge.sqlite3");
+        let mut store = Store::open(&db).unwrap();
+        store.audit(Some("someone"), AuditAction::Export, &json!({})).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&t.0.join("data")), 0o700);
+        // SQLite gives its journal files the database's mode.
+        for side in ["radbridge.sqlite3-wal", "radbridge.sqlite3-shm", "radbridge.sqlite3-journal"] {
+            let p = t.0.join("data").join(side);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{side}");
+            }
+        }
+        drop(store);
+        // Opened again: still a database (the empty file it started as was a new one).
+        assert!(Store::open(&db).is_ok());
+        assert_eq!(mode(&db), 0o600);
+    }
+
     fn diagnosis() -> Value {
         json!({
             "disclaimer": "x",

@@ -140,7 +140,15 @@ pub fn open(path: &Path) -> Result<Connection> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| FeedbackError::Io { path: dir.to_path_buf(), source })?;
+                radbridge_volume::atomic::create_private_dir_all(dir)
+                    .map_err(|source| FeedbackError::Io { path: dir.to_path_buf(), source })?;
+            }
+            // Created empty and owner-only (0600 on Unix) before SQLite opens it: SQLite gives
+            // its -wal and -shm files the database's mode. An empty file is a new database.
+            match radbridge_volume::atomic::create_private_file(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
             }
         }
         Err(e) => return Err(io(e)),

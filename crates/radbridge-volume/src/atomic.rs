@@ -14,6 +14,45 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> io::Result<()> {
     f.commit()
 }
 
+/// Mode of private files (the feedback database, the de-identification key, settings,
+/// caches): owner read/write only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of folders created for private files: owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Write `bytes` to `path` atomically as a private file: on Unix mode 0600 (the file replaced
+/// gets the new mode too, whatever it had).
+pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> io::Result<()> {
+    let mut f = AtomicFile::create_with_mode(path, Some(PRIVATE_FILE_MODE))?;
+    f.write_all(bytes.as_ref())?;
+    f.commit()
+}
+
+/// Create `dir` and any missing parent, those created with mode 0700 on Unix; folders that
+/// exist keep theirs.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(PRIVATE_DIR_MODE);
+    }
+    b.create(dir)
+}
+
+/// Create a new, empty private file (mode 0600 on Unix); an error when it exists.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(PRIVATE_FILE_MODE);
+    }
+    o.open(path)
+}
+
 /// Write `lines`, each followed by a newline, to `path` atomically.
 pub fn write_lines<S: AsRef<str>>(path: &Path, lines: &[S]) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;
@@ -52,9 +91,26 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Start writing `path` (its folder must exist).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        Self::create_with_mode(path, None)
+    }
+
+    /// Start writing `path` with the Unix permission bits `mode` (e.g. 0o600; None: the
+    /// default, 0666 less the umask). Elsewhere the mode is ignored.
+    pub fn create_with_mode(path: &Path, mode: Option<u32>) -> io::Result<AtomicFile> {
         let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
         let tmp = parent_of(path).join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&tmp)?;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(m) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(m);
+            // A temporary left by a crash keeps its old mode: start from a fresh file.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let file = o.open(&tmp)?;
         Ok(AtomicFile { target: path.to_path_buf(), tmp, file: Some(BufWriter::new(file)) })
     }
 
@@ -139,6 +195,30 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "keep");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_and_folders_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = scratch("private");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let sub = d.join("a").join("b");
+        create_private_dir_all(&sub).unwrap();
+        assert_eq!(mode(&d.join("a")), 0o700);
+        assert_eq!(mode(&sub), 0o700);
+        // An existing world-readable file is replaced by a private one.
+        let p = sub.join("settings.json");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&p, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(mode(&p), 0o600);
+        let k = sub.join("key");
+        create_private_file(&k).unwrap();
+        assert_eq!(mode(&k), 0o600);
+        assert_eq!(create_private_file(&k).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -272,6 +272,7 @@ fn headers_from_object(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u
             referring_physician: get_str(obj, tags::REFERRING_PHYSICIAN_NAME),
             institution: get_str(obj, tags::INSTITUTION_NAME),
             manufacturer: get_str(obj, tags::MANUFACTURER),
+            burned_in_annotation: get_str(obj, tags::BURNED_IN_ANNOTATION),
         },
         study_uid: get_str(obj, tags::STUDY_INSTANCE_UID),
         frame_of_reference_uid: get_str(obj, tags::FRAME_OF_REFERENCE_UID),

@@ -221,7 +221,8 @@ pub struct PatientFields {
 }
 
 /// The study (DICOM StudyDate, StudyTime, StudyID, AccessionNumber, StudyDescription,
-/// ReferringPhysicianName, InstitutionName, Manufacturer), as read.
+/// ReferringPhysicianName, InstitutionName, Manufacturer, and the series' BurnedInAnnotation),
+/// as read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct StudyFields {
     #[serde(default)]
@@ -240,6 +241,12 @@ pub struct StudyFields {
     pub institution: Option<String>,
     #[serde(default)]
     pub manufacturer: Option<String>,
+    /// BurnedInAnnotation (0028,0301) of the series: "YES" when the pixels carry identifying
+    /// text, which a de-identified export must not show. Absent in JSON written before it
+    /// was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub burned_in_annotation: Option<String>,
 }
 
 /// One DICOM instance of a loaded series (for references to the source, e.g. in a DICOM SR).

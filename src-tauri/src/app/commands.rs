@@ -124,10 +124,11 @@ pub async fn acknowledge_notice() -> AppResult<()> {
     let f = notice_file().ok_or_else(|| AppError::new(ErrorCode::Io, "no data folder on this system"))?;
     let io = |e: std::io::Error| AppError::new(ErrorCode::Io, format!("{}: {e}", f.display()));
     if let Some(dir) = f.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        radbridge_volume::atomic::create_private_dir_all(dir).map_err(io)?;
     }
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    radbridge_volume::atomic::write(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION"))).map_err(io)
+    radbridge_volume::atomic::write_private(&f, format!("acknowledged_unix={secs}\napp_version={}\n", env!("CARGO_PKG_VERSION")))
+        .map_err(io)
 }
 
 /// The settings and the model they resolve to.

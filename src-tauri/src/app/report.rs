@@ -16,6 +16,11 @@ pub struct ExportResult {
     pub path: String,
     /// The file's extension: "pdf", "json" or "dcm".
     pub format: String,
+    /// Fields holding text a person typed (reviewer notes, added or typed findings), exported
+    /// as typed: the dialog asks the user to check them (`Report::free_text_fields`).
+    pub free_text: Vec<String>,
+    /// Why the key images were left out (burned-in annotation), if they were.
+    pub key_images_withheld: Option<String>,
 }
 
 /// Ask where to save (the native dialog, opened here: the page never names the file), then
@@ -66,7 +71,7 @@ pub async fn export_report(
         ..Default::default()
     };
     let out = path.clone();
-    tauri::async_runtime::spawn_blocking(move || report::export(&diagnosis, verdicts.as_deref(), fmt, &out, &opts))
+    let built = tauri::async_runtime::spawn_blocking(move || report::export(&diagnosis, verdicts.as_deref(), fmt, &out, &opts))
         .await
         .map_err(|e| AppError::internal("export", e))??;
     audit_event(
@@ -74,5 +79,10 @@ pub async fn export_report(
         AuditAction::Export,
         serde_json::json!({"run_id": run_id, "format": ext, "deidentified": deidentify, "path": path.display().to_string()}),
     );
-    Ok(Some(ExportResult { path: path.display().to_string(), format: ext.to_string() }))
+    Ok(Some(ExportResult {
+        path: path.display().to_string(),
+        format: ext.to_string(),
+        free_text: built.free_text_fields,
+        key_images_withheld: built.key_images_withheld,
+    }))
 }

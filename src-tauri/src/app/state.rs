@@ -176,10 +176,13 @@ fn load_settings() -> Settings {
 pub fn save_settings(s: &Settings) -> AppResult<()> {
     let f = settings_file().ok_or_else(|| AppError::new(ErrorCode::Io, "no data folder on this system"))?;
     if let Some(dir) = f.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot create: {e}", f.display())))?;
+        radbridge_volume::atomic::create_private_dir_all(dir)
+            .map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot create: {e}", f.display())))?;
     }
     let text = serde_json::to_string_pretty(s).map_err(|e| AppError::internal("writing the settings", e))? + "\n";
-    radbridge_volume::atomic::write(&f, text).map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot write: {e}", f.display())))
+    // Owner-only (0600 on Unix): the settings name the user's folders.
+    radbridge_volume::atomic::write_private(&f, text)
+        .map_err(|e| AppError::new(ErrorCode::Io, format!("{}: cannot write: {e}", f.display())))
 }
 
 /// Which model directory to use and why: $RADBRIDGE_MODEL, else the settings' choice, else

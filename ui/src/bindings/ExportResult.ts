@@ -4,4 +4,13 @@ export type ExportResult = { path: string,
 /**
  * The file's extension: "pdf", "json" or "dcm".
  */
-format: string, };
+format: string, 
+/**
+ * Fields holding text a person typed (reviewer notes, added or typed findings), exported
+ * as typed: the dialog asks the user to check them (`Report::free_text_fields`).
+ */
+free_text: Array<string>, 
+/**
+ * Why the key images were left out (burned-in annotation), if they were.
+ */
+key_images_withheld: string | null, };

@@ -2,6 +2,13 @@
 
 /**
  * The study (DICOM StudyDate, StudyTime, StudyID, AccessionNumber, StudyDescription,
- * ReferringPhysicianName, InstitutionName, Manufacturer), as read.
+ * ReferringPhysicianName, InstitutionName, Manufacturer, and the series' BurnedInAnnotation),
+ * as read.
  */
-export type StudyFields = { date: string | null, time: string | null, id: string | null, accession_number: string | null, description: string | null, referring_physician: string | null, institution: string | null, manufacturer: string | null, };
+export type StudyFields = { date: string | null, time: string | null, id: string | null, accession_number: string | null, description: string | null, referring_physician: string | null, institution: string | null, manufacturer: string | null, 
+/**
+ * BurnedInAnnotation (0028,0301) of the series: "YES" when the pixels carry identifying
+ * text, which a de-identified export must not show. Absent in JSON written before it
+ * was read.
+ */
+burned_in_annotation?: string, };

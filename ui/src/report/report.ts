@@ -11,7 +11,12 @@ export function bindReport(getRun: () => number | null, audit: (msg: string) => 
     status.textContent = `exporting ${format.toUpperCase()}…`;
     try {
       const r = await api.exportReport(format, deid, getRun(), anyway);
-      status.textContent = r ? `saved ${r.path}` : "export cancelled";
+      let text = r ? `saved ${r.path}` : "export cancelled";
+      if (r && deid && r.free_text?.length) {
+        text += ` (free text exported as typed, check it: ${r.free_text.join(", ")})`;
+      }
+      if (r?.key_images_withheld) text += ` (key images withheld: ${r.key_images_withheld})`;
+      status.textContent = text;
       if (r) audit(`exported ${r.format} to ${r.path}`);
     } catch (e) {
       status.textContent = `export failed: ${api.errorMessage(e)}`;

@@ -33,6 +33,10 @@ pub struct ReportArgs {
     /// Verdicts for --from-json: a JSON array of {"label", "verdict": confirmed|false_positive|missed, "reviewer", "at", ...}
     #[arg(long, value_name = "FILE", requires = "from_json")]
     verdicts: Option<PathBuf>,
+    /// Keep the reviewers' names and the exporter's login in a de-identified export (default:
+    /// replaced by keyed pseudonyms, Reviewer-...)
+    #[arg(long)]
+    include_reviewer_names: bool,
     /// Who exports (default: the OS user)
     #[arg(long, value_name = "NAME")]
     reviewer: Option<String>,
@@ -49,6 +53,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         export_anyway: a.export_anyway,
         exported_by: exported_by.clone(),
         run_id,
+        include_reviewer_names: a.include_reviewer_names,
         ..Default::default()
     };
     let report = if let Some(id) = a.run {
@@ -89,6 +94,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         };
         report::export(&d, verdicts.as_deref(), format, &a.output, &opts(None)).with_context(|| path.display().to_string())?
     };
+    if let Some(w) = free_text_warning(&report) {
+        eprintln!("{w}");
+    }
+    if let Some(why) = &report.key_images_withheld {
+        eprintln!("key images withheld: {why}");
+    }
     let unconfirmed = report.review.unreviewed_flagged.len();
     eprintln!(
         "wrote {} ({} findings, {} key image(s){}{})",
@@ -99,4 +110,54 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         if unconfirmed > 0 { format!(", {unconfirmed} flagged finding(s) UNCONFIRMED") } else { String::new() }
     );
     Ok(())
+}
+
+/// The warning a de-identified export with free text gets: de-identification cannot check
+/// what people typed.
+fn free_text_warning(report: &report::Report) -> Option<String> {
+    (report.deidentified && !report.free_text_fields.is_empty()).then(|| {
+        format!(
+            "warning: free text is exported as typed, not de-identified; check it for names or dates: {}",
+            report.free_text_fields.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReportArgs,
+    }
+
+    #[test]
+    fn include_reviewer_names_is_a_flag_off_by_default() {
+        let a = Cli::try_parse_from(["x", "--from-json", "d.json", "--format", "pdf", "-o", "r.pdf"]).unwrap().args;
+        assert!(!a.include_reviewer_names && !a.no_deidentify);
+        let a =
+            Cli::try_parse_from(["x", "--from-json", "d.json", "--format", "pdf", "-o", "r.pdf", "--include-reviewer-names"]).unwrap().args;
+        assert!(a.include_reviewer_names);
+    }
+
+    #[test]
+    fn the_free_text_warning_names_the_fields_of_deidentified_exports_only() {
+        let d: Diagnosis = serde_json::from_value(json!({
+            "disclaimer": "x",
+            "model": {"name": "m", "architecture": "brgsa", "weights_sha256": "0", "synthetic": true, "scoring": "brgsa_mean_cosine"},
+            "findings": [{"label": "Typed", "prompt": "typed by the user", "score": 0.1, "threshold": 0.5, "flagged": false, "custom": true}],
+            "timings": [],
+            "source": {"path": "/nonexistent", "format": "nifti"}
+        }))
+        .unwrap();
+        let opts = ReportOptions { secret: Some([1; 32]), key_images: false, ..Default::default() };
+        let r = report::Report::build(&d, None, &opts).unwrap();
+        let w = free_text_warning(&r).unwrap();
+        assert!(w.starts_with("warning: free text") && w.contains("findings[Typed].prompt"), "{w}");
+        let r = report::Report::build(&d, None, &ReportOptions { deidentify: false, ..opts }).unwrap();
+        assert_eq!(free_text_warning(&r), None);
+    }
 }
