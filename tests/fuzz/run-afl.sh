@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 t=${1:?target}; secs=${2:?seconds}; out=${3:-target/afl-out/$t}
 cargo afl build --release --features afl -p radbridge-fuzz --target-dir target/afl >&2
 mkdir -p "$out"
-export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_BENCH_UNTIL_CRASH=0
+export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 # Resume when the output folder already holds a run.
 inp=tests/fuzz/corpus/$t
 [ -f "$out/default/fuzzer_stats" ] && inp=-
