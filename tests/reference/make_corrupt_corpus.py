@@ -165,6 +165,11 @@ def dicom_cases():
     ds = pydicom.dcmread(os.path.join(DATA, "generated", "ct_small_j2k_lossless.dcm"))
     ds.Rows = 107
     case(write("dicom/j2k_larger_than_header.dcm", dcm_bytes(ds)), "volume", "JPEG 2000 image of 128 x 128 under Rows = 107", ["JPEG 2000"])
+    # JPEG baseline whose image is wider than Columns (patched down): the decoder would copy
+    # past its buffer (found by the dicom_file fuzzer).
+    ds = pydicom.dcmread(os.path.join(DATA, "generated", "ct_small_jpeg_baseline.dcm"))
+    ds.Columns = 64
+    case(write("dicom/jpeg_larger_than_header.dcm", dcm_bytes(ds)), "volume", "JPEG image of 128 x 128 under Columns = 64", ["JPEG image"])
     # Not DICOM at all, and a DICOM file with no image.
     ds = Dataset()
     ds.PatientName = "Nobody"

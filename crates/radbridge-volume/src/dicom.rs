@@ -467,6 +467,19 @@ pub fn decode_frame(obj: &DefaultDicomObject, h: &SliceHeader, out: SliceOut<'_>
                     .map_err(decode_err)?;
             }
         }
+        if super::jpeg_frame::is_jpeg(&h.transfer_syntax) {
+            // dicom-pixeldata copies each decoded image into a buffer sized from the header.
+            let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
+            let frags = value.and_then(|v| v.fragments()).ok_or_else(|| decode_err("JPEG pixel data is not encapsulated".into()))?;
+            super::jpeg_frame::check_images(
+                &frags.concat(),
+                h.rows as usize,
+                h.cols as usize,
+                h.samples_per_pixel as usize,
+                h.bits_allocated as usize,
+            )
+            .map_err(decode_err)?;
+        }
         if super::j2k::is_j2k(&h.transfer_syntax) {
             // dicom-pixeldata copies every decoded sample into a buffer sized from the header.
             let frame = encapsulated_frame(obj, h).map_err(decode_err)?;

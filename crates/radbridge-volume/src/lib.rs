@@ -13,6 +13,7 @@ pub mod geometry;
 mod hostile_tests;
 mod j2k;
 pub mod jpeg12;
+mod jpeg_frame;
 pub mod nifti;
 mod prescan;
 mod rle;
