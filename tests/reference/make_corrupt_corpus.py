@@ -65,58 +65,35 @@ def small():
     return pydicom.dcmread(os.path.join(DATA, "pydicom", "CT_small.dcm"))
 
 
+def patched(rel, kind, broken, expect, **attrs):
+    """CT_small.dcm with the given attributes set (in the order given), as a case."""
+    ds = small()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    case(write(rel, dcm_bytes(ds)), kind, broken, expect)
+
+
 def dicom_cases():
     # Sizes declared in the header.
-    ds = small()
-    ds.NumberOfFrames = "2147483648"
-    case(write("dicom/frames_2_31.dcm", dcm_bytes(ds)), "volume", "NumberOfFrames = 2^31 in a one-frame file", ["frames"])
-    ds = small()
-    ds.NumberOfFrames = "0"
-    case(write("dicom/frames_zero.dcm", dcm_bytes(ds)), "volume", "NumberOfFrames = 0", ["frames"])
+    patched("dicom/frames_2_31.dcm", "volume", "NumberOfFrames = 2^31 in a one-frame file", ["frames"], NumberOfFrames="2147483648")
+    patched("dicom/frames_zero.dcm", "volume", "NumberOfFrames = 0", ["frames"], NumberOfFrames="0")
     ds = small()
     # IS cannot hold text, so the element is written with VR LO (as a damaged file carries it).
     ds.add(pydicom.DataElement(0x00280008, "LO", "many"))
     case(write("dicom/frames_text.dcm", dcm_bytes(ds)), "volume", "NumberOfFrames is not a number", ["NumberOfFrames"])
-    ds = small()
-    ds.Rows = 0
-    case(write("dicom/rows_zero.dcm", dcm_bytes(ds)), "volume", "Rows = 0", ["Rows"])
-    ds = small()
-    ds.Columns = 0
-    case(write("dicom/columns_zero.dcm", dcm_bytes(ds)), "volume", "Columns = 0", ["Columns"])
-    ds = small()
-    ds.Rows = 65535
-    ds.Columns = 65535
-    case(write("dicom/rows_columns_max.dcm", dcm_bytes(ds)), "volume", "65535 x 65535 pixels declared, 128 x 128 stored", ["too large"])
-    ds = small()
-    ds.BitsAllocated = 0
-    case(write("dicom/bits_allocated_zero.dcm", dcm_bytes(ds)), "volume", "BitsAllocated = 0", ["BitsAllocated"])
-    ds = small()
-    ds.BitsAllocated = 64
-    ds.BitsStored = 64
-    ds.HighBit = 63
-    case(write("dicom/bits_allocated_64.dcm", dcm_bytes(ds)), "volume", "BitsAllocated = 64 (CT is 8 or 16)", ["truncated"])
-    ds = small()
-    ds.SamplesPerPixel = 3
-    case(write("dicom/samples_per_pixel_3.dcm", dcm_bytes(ds)), "volume", "SamplesPerPixel = 3 for a CT", ["truncated"])
+    patched("dicom/rows_zero.dcm", "volume", "Rows = 0", ["Rows"], Rows=0)
+    patched("dicom/columns_zero.dcm", "volume", "Columns = 0", ["Columns"], Columns=0)
+    patched("dicom/rows_columns_max.dcm", "volume", "65535 x 65535 pixels declared, 128 x 128 stored", ["too large"], Rows=65535, Columns=65535)
+    patched("dicom/bits_allocated_zero.dcm", "volume", "BitsAllocated = 0", ["BitsAllocated"], BitsAllocated=0)
+    patched("dicom/bits_allocated_64.dcm", "volume", "BitsAllocated = 64 (CT is 8 or 16)", ["truncated"], BitsAllocated=64, BitsStored=64, HighBit=63)
+    patched("dicom/samples_per_pixel_3.dcm", "volume", "SamplesPerPixel = 3 for a CT", ["truncated"], SamplesPerPixel=3)
     # Geometry.
-    ds = small()
-    ds.ImageOrientationPatient = ["1e300", "0", "0", "0", "1e300", "0"]
-    case(write("dicom/iop_huge.dcm", dcm_bytes(ds)), "volume_warn", "ImageOrientationPatient of 1e300 (finite, overflows): loads without orientation", ["ImageOrientationPatient"])
-    ds = small()
-    ds.ImageOrientationPatient = ["0", "0", "0", "0", "0", "0"]
-    case(write("dicom/iop_zero.dcm", dcm_bytes(ds)), "volume_warn", "ImageOrientationPatient all zero: loads without orientation", ["ImageOrientationPatient"])
-    ds = small()
-    ds.ImageOrientationPatient = ["1", "0", "0", "1", "0", "0"]
-    case(write("dicom/iop_parallel.dcm", dcm_bytes(ds)), "volume_warn", "row and column directions parallel: loads without orientation", ["ImageOrientationPatient"])
-    ds = small()
-    ds.PixelSpacing = ["0", "0"]
-    case(write("dicom/pixel_spacing_zero.dcm", dcm_bytes(ds)), "volume", "PixelSpacing 0", ["PixelSpacing"])
-    ds = small()
-    ds.PixelSpacing = ["1000", "1000"]
-    case(write("dicom/pixel_spacing_1000.dcm", dcm_bytes(ds)), "preprocess", "PixelSpacing 1000 mm: the resampled grid is enormous", ["grid"])
-    ds = small()
-    ds.PixelSpacing = ["1e300", "1e300"]
-    case(write("dicom/pixel_spacing_1e300.dcm", dcm_bytes(ds)), "volume", "PixelSpacing 1e300 (positions overflow)", ["PixelSpacing"])
+    patched("dicom/iop_huge.dcm", "volume_warn", "ImageOrientationPatient of 1e300 (finite, overflows): loads without orientation", ["ImageOrientationPatient"], ImageOrientationPatient=["1e300", "0", "0", "0", "1e300", "0"])
+    patched("dicom/iop_zero.dcm", "volume_warn", "ImageOrientationPatient all zero: loads without orientation", ["ImageOrientationPatient"], ImageOrientationPatient=["0", "0", "0", "0", "0", "0"])
+    patched("dicom/iop_parallel.dcm", "volume_warn", "row and column directions parallel: loads without orientation", ["ImageOrientationPatient"], ImageOrientationPatient=["1", "0", "0", "1", "0", "0"])
+    patched("dicom/pixel_spacing_zero.dcm", "volume", "PixelSpacing 0", ["PixelSpacing"], PixelSpacing=["0", "0"])
+    patched("dicom/pixel_spacing_1000.dcm", "preprocess", "PixelSpacing 1000 mm: the resampled grid is enormous", ["grid"], PixelSpacing=["1000", "1000"])
+    patched("dicom/pixel_spacing_1e300.dcm", "volume", "PixelSpacing 1e300 (positions overflow)", ["PixelSpacing"], PixelSpacing=["1e300", "1e300"])
     # Pixel data.
     b = read("pydicom/CT_small.dcm")
     case(write("dicom/pixel_data_cut.dcm", b[: len(b) - 20000]), "volume", "pixel data cut short", ["truncated"])
