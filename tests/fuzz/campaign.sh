@@ -3,6 +3,9 @@
 # (the table in tests/fuzz/README.md comes from this).
 #
 #   tests/fuzz/campaign.sh SECONDS [target ...]
+#
+# OUT=<dir> (default target/afl-out) holds the runs; SEEDS_FROM=<dir> starts each target afresh
+# from <dir>/<target>/default/queue (an earlier campaign's corpus).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:?seconds}; shift
@@ -11,9 +14,12 @@ targets=("$@")
 cargo afl build --release --features afl -p radbridge-fuzz --target-dir target/afl >&2
 # More fuzzers than cores: let them share the cores rather than each claiming one.
 export AFL_NO_AFFINITY=1
-mkdir -p target/afl-out
+out=${OUT:-target/afl-out}
+mkdir -p "$out"
 for t in "${targets[@]}"; do
-  tests/fuzz/run-afl.sh "$t" "$secs" > "target/afl-out/$t.summary" 2>&1 &
+  seeds=()
+  [ -n "${SEEDS_FROM:-}" ] && seeds=(env "SEEDS=$SEEDS_FROM/$t/default/queue")
+  "${seeds[@]}" tests/fuzz/run-afl.sh "$t" "$secs" "$out/$t" > "$out/$t.summary" 2>&1 &
 done
 wait
-cat target/afl-out/*.summary | grep -v '^ *\(Compiling\|Finished\)'
+cat "$out"/*.summary | grep -v '^ *\(Compiling\|Finished\)'
