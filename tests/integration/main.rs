@@ -5,6 +5,7 @@
 mod analysis;
 mod architecture;
 mod bad_input;
+mod batch;
 mod brgsa_model;
 mod checkpoint;
 mod cli;
@@ -16,6 +17,7 @@ mod preprocess;
 mod readers;
 mod report;
 mod series;
+mod slurm;
 mod summarize;
 mod synth;
 mod train;

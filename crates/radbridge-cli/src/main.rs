@@ -44,6 +44,9 @@ enum Command {
     Synth(cli::synth::SynthArgs),
     /// Train BrgSA on a synthetic corpus and write a model directory (checkpoints, --resume)
     Train(cli::train::TrainArgs),
+    /// Run a model over a cohort (manifest or folder): scores.csv, embeddings, a record per
+    /// study, failures; resumable, sharded over Slurm job arrays or Kubernetes Indexed Jobs
+    Batch(cli::batch::BatchArgs),
     /// Evaluate a model on a labelled corpus: AUROC, weighted F1, accuracy, precision, recall, AUPRC with bootstrap intervals
     Eval(cli::eval::EvalArgs),
     /// Knowledge-bank tools
@@ -66,24 +69,26 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Cli::parse();
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match &args.command {
-        Command::Inspect(a) => cli::inspect::run(a),
-        Command::Convert(a) => cli::convert::run(a),
-        Command::Preprocess(a) => cli::preprocess::run(a),
-        Command::Bench(a) => cli::bench::run(a),
-        Command::ImportCheckpoint(a) => cli::import_checkpoint::run(a),
-        Command::Embed(a) => cli::embed::run(a),
-        Command::Diagnose(a) => cli::diagnose::run(a),
-        Command::Summarize(a) => cli::summarize::run(a),
-        Command::Feedback(a) => cli::feedback::run(a),
-        Command::Report(a) => cli::report::run(a),
-        Command::Synth(a) => cli::synth::run(a),
-        Command::Train(a) => cli::train::run(a),
-        Command::Eval(a) => cli::eval::run(a),
-        Command::Bank(a) => cli::bank::run(a),
+        Command::Batch(a) => cli::batch::run(a),
+        Command::Inspect(a) => ok(cli::inspect::run(a)),
+        Command::Convert(a) => ok(cli::convert::run(a)),
+        Command::Preprocess(a) => ok(cli::preprocess::run(a)),
+        Command::Bench(a) => ok(cli::bench::run(a)),
+        Command::ImportCheckpoint(a) => ok(cli::import_checkpoint::run(a)),
+        Command::Embed(a) => ok(cli::embed::run(a)),
+        Command::Diagnose(a) => ok(cli::diagnose::run(a)),
+        Command::Summarize(a) => ok(cli::summarize::run(a)),
+        Command::Feedback(a) => ok(cli::feedback::run(a)),
+        Command::Report(a) => ok(cli::report::run(a)),
+        Command::Synth(a) => ok(cli::synth::run(a)),
+        Command::Train(a) => ok(cli::train::run(a)),
+        Command::Eval(a) => ok(cli::eval::run(a)),
+        Command::Bank(a) => ok(cli::bank::run(a)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // One line: the error chain joined.
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");

@@ -488,6 +488,28 @@ pub struct DiagnoseOptions {
 
 pub use crate::heatmap::{Method as HeatmapMethod, Peak, PeakSource};
 
+/// A volume made ready for a model: the canonical (LPS-ordered) volume's header without its
+/// voxels, and the model input. Preparing needs no engine, so it can run on another thread.
+pub struct Prepared {
+    pub header: Volume,
+    pub input: ModelInput,
+}
+
+/// Reorder a volume to LPS and preprocess it for a model (an error names the volume's source).
+pub fn prepare(volume: &Volume, cfg: &preprocess::PreprocessConfig) -> Result<Prepared> {
+    let canon = volume.canonical();
+    let input = preprocess::preprocess(&canon, cfg)
+        .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source: Box::new(source) })?;
+    let header = Volume {
+        dims: canon.dims,
+        voxels: radbridge_volume::Voxels::F32(Vec::new()),
+        affine: canon.affine,
+        meta: canon.meta.clone(),
+        warnings: Vec::new(),
+    };
+    Ok(Prepared { header, input })
+}
+
 fn slug(s: &str) -> String {
     let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     while out.contains("__") {
@@ -506,6 +528,15 @@ impl Engine {
     pub fn diagnose(&mut self, volume: &Volume, opts: &DiagnoseOptions, progress: &dyn Fn(Stage, f32)) -> Result<Diagnosis> {
         let mut timings = Timings::default();
         self.encode_or_reuse(volume, opts, progress, &mut timings)?;
+        let d = self.finish(opts, progress, timings);
+        if opts.image_key.is_none() {
+            self.encoded = None;
+        }
+        d
+    }
+
+    /// Everything after the image encoding: prompts, scores, explanations, peaks, heat maps.
+    fn finish(&mut self, opts: &DiagnoseOptions, progress: &dyn Fn(Stage, f32), mut timings: Timings) -> Result<Diagnosis> {
         opts.cancel.check()?;
         progress(Stage::EncodeText, 0.7);
         let t = Instant::now();
@@ -529,10 +560,7 @@ impl Engine {
             self.write_heatmaps(enc, dir, opts, &maps, &mut findings, progress, &mut timings)?;
         }
         progress(Stage::Done, 1.0);
-        if opts.image_key.is_none() {
-            self.encoded = None;
-        }
-        Ok(self.diagnosis(volume, findings, image_bank_top, timings.0))
+        Ok(self.diagnosis(&enc.header, findings, image_bank_top, timings.0))
     }
 
     /// Preprocess and encode the volume, or reuse the encoding kept from the last call with
@@ -555,25 +583,45 @@ impl Engine {
         }
         self.encoded = None;
         progress(Stage::Preprocess, 0.0);
-        let canon = volume.canonical();
-        let input = self.preprocess(&canon)?;
+        let prepared = prepare(volume, &self.package.manifest.preprocess)?;
         timings.push("preprocess", stage_start);
+        self.encode_prepared(prepared, opts, progress, timings)
+    }
+
+    /// Encode a prepared volume into `self.encoded`.
+    fn encode_prepared(
+        &mut self,
+        prepared: Prepared,
+        opts: &DiagnoseOptions,
+        progress: &dyn Fn(Stage, f32),
+        timings: &mut Timings,
+    ) -> Result<()> {
         opts.cancel.check()?;
         progress(Stage::EncodeImage, 0.2);
         let t = Instant::now();
-        let x = self.tensor(&input)?;
+        let x = self.tensor(&prepared.input)?;
         let image = self.encode_image(&x)?;
         drop(x);
         timings.push("encode image", t);
-        let header = Volume {
-            dims: canon.dims,
-            voxels: radbridge_volume::Voxels::F32(Vec::new()),
-            affine: canon.affine,
-            meta: canon.meta.clone(),
-            warnings: Vec::new(),
-        };
-        self.encoded = Some(EncodedImage { key: opts.image_key.clone(), geometry: input.geometry, header, image });
+        self.encoded =
+            Some(EncodedImage { key: opts.image_key.clone(), geometry: prepared.input.geometry, header: prepared.header, image });
         Ok(())
+    }
+
+    /// [`Engine::diagnose`] of a volume prepared elsewhere (by [`prepare`], e.g. on a loader
+    /// thread while the engine encodes the previous study). The result is the same as
+    /// `diagnose` on the volume; "preprocess" is timed by the caller.
+    pub fn diagnose_prepared(&mut self, prepared: Prepared, opts: &DiagnoseOptions, progress: &dyn Fn(Stage, f32)) -> Result<Diagnosis> {
+        let mut timings = Timings::default();
+        self.encoded = None;
+        self.encode_prepared(prepared, opts, progress, &mut timings)?;
+        self.finish(opts, progress, timings)
+    }
+
+    /// The image embedding of the last analysis, when it is still kept (a diagnosis with an
+    /// `image_key`, or [`Engine::diagnose_prepared`] until the next call).
+    pub fn last_image(&self) -> Option<&ImageCode> {
+        self.encoded.as_ref().map(|e| &e.image)
     }
 
     /// Score every label and typed finding against the image, with the bank entries that

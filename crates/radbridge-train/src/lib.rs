@@ -3,6 +3,7 @@
 //! `init`, `mae`, `trainer`, `vocab`) and the official evaluation protocol
 //! (`eval` for the metrics, `eval_run` for a model over a corpus).
 
+pub mod batch;
 pub mod config;
 pub mod data;
 pub mod eval;

@@ -2,6 +2,7 @@
 //! flags, progress bars, prompt files) live in `common`.
 
 pub mod bank;
+pub mod batch;
 pub mod bench;
 pub mod common;
 pub mod convert;
