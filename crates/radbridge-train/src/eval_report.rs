@@ -4,7 +4,7 @@
 //! script) with the research-use disclaimer, the metrics per label at the ROC-optimal and at
 //! the model's thresholds, the mean, the case counts and the curves. Every string that comes
 //! from the input files (label names, ids, paths) is HTML-escaped. Pure functions of their
-//! inputs; `external` decides what to show.
+//! inputs (they know nothing of the CSV files); `external` decides what to show.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +13,6 @@ use plotters::prelude::*;
 use radbridge_model::analysis::DISCLAIMER;
 
 use crate::eval::{LabelResult, Roc};
-use crate::external::Excluded;
 
 /// One curve of `roc.svg`.
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +130,8 @@ pub struct ReportRow<'a> {
     pub optimal: &'a LabelResult,
     /// At the model's own threshold, if it has one for the label.
     pub at_model: Option<&'a LabelResult>,
-    pub excluded: Excluded,
+    /// Cases left out of this label (non-finite score or missing truth).
+    pub excluded: usize,
 }
 
 /// What `report.html` shows.
@@ -233,7 +233,10 @@ pub fn report_html(r: &ReportInput) -> String {
         list(r.skipped, 20),
     );
     let how = if r.bootstrap > 0 {
-        format!("Values are bootstrap means over {} resamples with 95 % percentile intervals (full-set values in summary.json).", r.bootstrap)
+        format!(
+            "Values are bootstrap means over {} resamples with 95 % percentile intervals (full-set values in summary.json).",
+            r.bootstrap
+        )
     } else {
         "Values are on the full set (no resampling).".to_string()
     };
@@ -258,7 +261,7 @@ pub fn report_html(r: &ReportInput) -> String {
             escape_html(&o.label),
             o.positives,
             o.negatives,
-            row.excluded.non_finite_score + row.excluded.missing_label,
+            row.excluded,
             num(o.auroc)
         );
         metric_cells(&mut h, Some(o));
@@ -317,7 +320,7 @@ mod tests {
     fn report_escapes_input_strings_and_is_self_contained() {
         let (a, ra) = result("<img src=x onerror=alert(1)>");
         let svg = roc_svg(&[RocCurve { label: &a.label, roc: &ra, auroc: a.auroc }]).unwrap();
-        let rows = [ReportRow { optimal: &a, at_model: None, excluded: Excluded { non_finite_score: 2, missing_label: 1 } }];
+        let rows = [ReportRow { optimal: &a, at_model: None, excluded: 3 }];
         let mean = eval::mean_metrics(std::slice::from_ref(&a));
         let ids = vec!["<id>".to_string()];
         let html = report_html(&ReportInput {

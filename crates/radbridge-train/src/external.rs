@@ -335,7 +335,8 @@ pub fn match_ids(scores: &Table, labels: &Table) -> Result<Matching, ExternalErr
             *x = true;
         }
     }
-    let unmatched = |t: &Table, used: &[bool]| -> Vec<String> { t.ids.iter().zip(used).filter(|(_, &u)| !u).map(|(id, _)| id.clone()).collect() };
+    let unmatched =
+        |t: &Table, used: &[bool]| -> Vec<String> { t.ids.iter().zip(used).filter(|(_, &u)| !u).map(|(id, _)| id.clone()).collect() };
     Ok(Matching { how, only_in_scores: unmatched(scores, &in_s), only_in_labels: unmatched(labels, &in_l), pairs })
 }
 
@@ -504,7 +505,11 @@ pub fn run(opts: &ExternalOptions) -> Result<ExternalRun, ExternalError> {
     let at_model: Vec<LabelResult> = outcomes.iter().filter_map(|o| o.at_model_threshold.clone()).collect();
     Ok(ExternalRun {
         opts: opts.clone(),
-        model: package.map(|p| ModelInfo { dir: p.dir.clone(), name: p.manifest.name.clone(), weights_sha256: p.manifest.weights_sha256.clone() }),
+        model: package.map(|p| ModelInfo {
+            dir: p.dir.clone(),
+            name: p.manifest.name.clone(),
+            weights_sha256: p.manifest.weights_sha256.clone(),
+        }),
         thresholds_path,
         matching,
         labels: common,
@@ -601,7 +606,7 @@ impl ExternalRun {
             .map(|o| ReportRow {
                 optimal: &o.result,
                 at_model: o.at_model_threshold.as_ref(),
-                excluded: self.excluded.get(&o.result.label).copied().unwrap_or_default(),
+                excluded: self.excluded.get(&o.result.label).map_or(0, |x| x.non_finite_score + x.missing_label),
             })
             .collect();
         let scores = self.opts.scores.display().to_string();
@@ -774,18 +779,18 @@ mod tests {
 
     #[test]
     fn non_finite_scores_and_missing_truth_are_excluded_per_label() {
-        let s = table("s.csv", &["a", "b", "c", "d"], &["A", "B"], vec![
-            vec![0.9, f64::NAN],
-            vec![f64::INFINITY, 0.2],
-            vec![0.1, 0.3],
-            vec![0.4, f64::NAN],
-        ]);
-        let l = table("l.csv", &["a", "b", "c", "d"], &["B", "A"], vec![
-            vec![1.0, 1.0],
-            vec![0.0, 0.0],
-            vec![f64::NAN, 0.0],
-            vec![f64::NAN, 1.0],
-        ]);
+        let s = table(
+            "s.csv",
+            &["a", "b", "c", "d"],
+            &["A", "B"],
+            vec![vec![0.9, f64::NAN], vec![f64::INFINITY, 0.2], vec![0.1, 0.3], vec![0.4, f64::NAN]],
+        );
+        let l = table(
+            "l.csv",
+            &["a", "b", "c", "d"],
+            &["B", "A"],
+            vec![vec![1.0, 1.0], vec![0.0, 0.0], vec![f64::NAN, 0.0], vec![f64::NAN, 1.0]],
+        );
         let m = match_ids(&s, &l).unwrap();
         let a = label_data("A", &s, &l, &m.pairs);
         assert_eq!((a.y, a.s), (vec![true, false, true], vec![0.9, 0.1, 0.4]));
