@@ -156,7 +156,7 @@ pub struct ReportInput<'a> {
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 .disclaimer{border:2px solid #b00;background:#fee;padding:.6em 1em;font-weight:600}\
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}\
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}\
 th{background:#eee}td.l{text-align:left}tr.mean td{font-weight:700;background:#f6f6f6}\
 .muted{color:#777}";
 
@@ -210,21 +210,21 @@ fn inline_svg(svg: &str) -> String {
 /// `report.html`.
 pub fn report_html(r: &ReportInput) -> String {
     let mut h = String::new();
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>External validation</title><style>{CSS}</style></head><body>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>External validation</title><style>{CSS}</style></head><body>"
     );
-    let _ = write!(h, "<h1>External validation</h1>\n<p class=\"disclaimer\">{}</p>\n", escape_html(DISCLAIMER));
-    let _ = write!(
+    let _ = writeln!(h, "<h1>External validation</h1>\n<p class=\"disclaimer\">{}</p>", escape_html(DISCLAIMER));
+    let _ = writeln!(
         h,
-        "<p>Scores: <code>{}</code><br>Labels: <code>{}</code><br>Model: {}</p>\n",
+        "<p>Scores: <code>{}</code><br>Labels: <code>{}</code><br>Model: {}</p>",
         escape_html(r.scores),
         escape_html(r.labels),
         r.model.map_or("not given".into(), escape_html)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p>{} cases matched. Ids only in the scores: {}. Ids only in the labels: {}.<br>Labels only in the scores: {}. Labels only in the labels: {}. Skipped (one class): {}.</p>\n",
+        "<p>{} cases matched. Ids only in the scores: {}. Ids only in the labels: {}.<br>Labels only in the scores: {}. Labels only in the labels: {}. Skipped (one class): {}.</p>",
         r.cases,
         list(r.only_in_scores, 10),
         list(r.only_in_labels, 10),
@@ -240,9 +240,9 @@ pub fn report_html(r: &ReportInput) -> String {
     } else {
         "Values are on the full set (no resampling).".to_string()
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p>{how} The ROC-optimal threshold is the point of this set's ROC curve closest to (0, 1), the official protocol; the model threshold is the model's stored one. Prediction: score &gt; threshold.</p>\n"
+        "<p>{how} The ROC-optimal threshold is the point of this set's ROC curve closest to (0, 1), the official protocol; the model threshold is the model's stored one. Prediction: score &gt; threshold.</p>"
     );
     h.push_str(
         "<table><thead><tr><th rowspan=\"2\">Label</th><th rowspan=\"2\">n pos</th><th rowspan=\"2\">n neg</th><th rowspan=\"2\">excluded</th><th rowspan=\"2\">AUROC (95 % CI)</th>\
@@ -277,7 +277,7 @@ pub fn report_html(r: &ReportInput) -> String {
     mean_cells(&mut h, r.mean_at_model);
     h.push_str("</tr>\n</tbody></table>\n");
     h.push_str("<p class=\"muted\">Excluded: cases left out of that label (a failed study: empty or non-finite score; or an empty label cell). The mean at the model thresholds is over the labels that have one.</p>\n");
-    let _ = write!(h, "<h2>ROC curves</h2>\n<div>{}</div>\n</body></html>\n", inline_svg(r.svg));
+    let _ = writeln!(h, "<h2>ROC curves</h2>\n<p class=\"muted\">Each curve and the AUROC in its legend are on all of the label's cases (with resampling, the table shows bootstrap means).</p>\n<div>{}</div>\n</body></html>", inline_svg(r.svg));
     h
 }
 
