@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use radbridge_tests::{bin, data, json_file, test_python};
+use radbridge_tests::{bin, data, import_tiny, json_file, test_python};
 use radbridge_train::eval;
 use serde_json::Value;
 
@@ -322,7 +322,38 @@ fn eval_scores_input_errors_are_one_named_line() {
     assert!(e.contains(&format!("{}: no VolumeName column", noid.display())), "{e}");
     // Nothing was written.
     assert!(!tmp.path().join("out").exists());
+    // In this mode --labels is one path.
+    let e = one_line_error(eval(&noid).arg("--labels").arg(&nomatch));
+    assert!(e.contains("--labels takes exactly one path"), "{e}");
     // Neither mode.
     let e = one_line_error(Command::new(bin()).args(["eval", "--output"]).arg(tmp.path().join("out")));
     assert!(e.contains("--scores") && e.contains("--data"), "{e}");
+}
+
+#[test]
+fn eval_scores_takes_the_thresholds_of_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = import_tiny("brgsa", tmp.path());
+    // The model's thresholds.json, recorded in its manifest.
+    std::fs::copy(external("thresholds.json"), model.join("thresholds.json")).unwrap();
+    let mpath = model.join("model.json");
+    let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    manifest["thresholds"] = Value::from("thresholds.json");
+    std::fs::write(&mpath, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let out = tmp.path().join("ext");
+    run(Command::new(bin())
+        .args(["eval", "--scores"])
+        .arg(external("scores.csv"))
+        .arg("--labels")
+        .arg(external("labels.csv"))
+        .arg("--model")
+        .arg(&model)
+        .args(["--bootstrap", "0", "--output"])
+        .arg(&out));
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["model"]["name"], manifest["name"]);
+    assert_eq!(s["model_thresholds"]["file"].as_str().unwrap(), model.join("thresholds.json").display().to_string());
+    let pe = s["labels"].as_array().unwrap().iter().find(|l| l["label"] == "Pleural effusion").unwrap();
+    assert_eq!(pe["at_model_threshold"]["threshold"], 0.125);
+    assert_eq!(s["model_thresholds"]["labels_without"], serde_json::json!(["Bronchiectasis & <mosaic>"]));
 }
