@@ -238,6 +238,13 @@ pub struct LabelResult {
 /// has a single class.
 pub fn evaluate_label(label: &str, y: &[bool], s: &[f64], n_boot: usize) -> Option<LabelResult> {
     let threshold = closest_to_corner_threshold(y, s)?;
+    evaluate_at(label, y, s, threshold, n_boot)
+}
+
+/// Evaluate one label at a given `threshold` (a model's stored one, say) with the resamples of
+/// [`evaluate_label`] (the same indices for the same number of cases). None when the label has
+/// a single class.
+pub fn evaluate_at(label: &str, y: &[bool], s: &[f64], threshold: f64, n_boot: usize) -> Option<LabelResult> {
     let full = metrics_at(y, s, threshold)?;
     let positives = y.iter().filter(|&&b| b).count();
     let mut samples: Vec<[f64; 6]> = Vec::with_capacity(n_boot);
