@@ -387,3 +387,25 @@ fn bad_batch_input_is_one_named_error_before_any_work() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no batch run here"), "{}", stderr(&o));
 }
+
+#[test]
+fn batch_scores_feed_external_validation() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, PathBuf)> = f.cases.iter().enumerate().map(|(i, p)| (format!("case_{:04}", i + 1), p.clone())).collect();
+    let rows_ref: Vec<(&str, &Path)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_path())).collect();
+    let m = manifest(tmp.path(), &rows_ref);
+    let out = tmp.path().join("out");
+    let o = radbridge(&["batch", "--labels", "all"], &[("--model", &f.brgsa), ("--manifest", &m), ("--output", &out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The synthetic corpus' labels.csv names volumes case_0001.nii.gz: matched without the extension.
+    let labels = f.cases[0].parent().unwrap().parent().unwrap().join("labels.csv");
+    let ev = tmp.path().join("eval");
+    let o = radbridge(&["eval", "--bootstrap", "20"], &[("--scores", &out.join("scores.csv")), ("--labels", &labels), ("--output", &ev)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&ev.join("summary.json"));
+    assert_eq!(s["cases"], 6, "{s}");
+    assert_eq!(s["id_matching"], "extension_stripped");
+    assert!(!s["labels"].as_array().unwrap().is_empty(), "labels with both classes are evaluated");
+    assert!(ev.join("roc.svg").is_file() && ev.join("report.html").is_file());
+}

@@ -42,8 +42,11 @@ pub fn write_study(path: &Path, tensors: &[(&'static str, Vec<f32>)]) -> Result<
     atomic::write(path, buf).map_err(BatchError::io(path, "write"))
 }
 
-/// Read a safetensors file of float32 tensors: name → (shape, values), and its metadata.
-pub fn read_embeddings(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Vec<f32>)>, HashMap<String, String>), BatchError> {
+/// Float32 tensors by name: (shape, values).
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Read a safetensors file of float32 tensors, and its metadata.
+pub fn read_embeddings(path: &Path) -> Result<(Tensors, HashMap<String, String>), BatchError> {
     let bad = |reason: String| BatchError::Record { path: path.to_path_buf(), reason };
     let buf = std::fs::read(path).map_err(BatchError::io(path, "read"))?;
     radbridge_model::pickle::check_safetensors_header(path).map_err(|r| bad(format!("not a safetensors file: {r}")))?;
@@ -88,7 +91,7 @@ impl EmbeddingsWriter {
         let ids_json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         header.insert("__metadata__".into(), serde_json::json!({ "ids": ids_json }));
         let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap_or_default();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut file = AtomicFile::create(path).map_err(BatchError::io(path, "write"))?;

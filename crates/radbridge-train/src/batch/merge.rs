@@ -30,8 +30,16 @@ fn csv_err(path: &Path) -> impl Fn(csv::Error) -> BatchError + '_ {
     move |e| BatchError::Io { path: path.to_path_buf(), what: "write", source: std::io::Error::other(e.to_string()) }
 }
 
+/// The newest run in a folder: its settings, its shards' records, and the record files of
+/// runs with other settings (left out).
+struct CurrentRun {
+    settings: Settings,
+    records: Vec<(PathBuf, ShardRecord)>,
+    ignored: Vec<PathBuf>,
+}
+
 /// The records of the newest run in the folder (by start time), and the files of other runs.
-fn current_run(layout: &Layout) -> Result<(Settings, Vec<(PathBuf, ShardRecord)>, Vec<PathBuf>), BatchError> {
+fn current_run(layout: &Layout) -> Result<CurrentRun, BatchError> {
     let records = layout.shard_records()?;
     let newest = records
         .iter()
@@ -41,14 +49,14 @@ fn current_run(layout: &Layout) -> Result<(Settings, Vec<(PathBuf, ShardRecord)>
         .settings
         .clone();
     let (current, other): (Vec<_>, Vec<_>) = records.into_iter().partition(|(_, r)| r.settings == newest);
-    Ok((newest, current, other.into_iter().map(|(p, _)| p).collect()))
+    Ok(CurrentRun { settings: newest, records: current, ignored: other.into_iter().map(|(p, _)| p).collect() })
 }
 
 /// Merge the shards of the newest run in `out` (records of runs with other settings are
 /// left out and named in `run.json`).
 pub fn merge(out: &Path) -> Result<MergeResult, BatchError> {
     let layout = Layout::new(out);
-    let (settings, records, ignored) = current_run(&layout)?;
+    let CurrentRun { settings, records, ignored } = current_run(&layout)?;
     let studies = plan(&settings.source)?;
     let shard_count = records.iter().map(|(_, r)| r.shard.count).max().unwrap_or(1);
 
