@@ -409,3 +409,50 @@ fn batch_scores_feed_external_validation() {
     assert!(!s["labels"].as_array().unwrap().is_empty(), "labels with both classes are evaluated");
     assert!(ev.join("roc.svg").is_file() && ev.join("report.html").is_file());
 }
+
+#[test]
+fn an_interrupted_batch_keeps_what_it_finished_and_resumes() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, PathBuf)> = (0..400).map(|i| (format!("r{i:03}"), f.cases[i % 6].clone())).collect();
+    let rows_ref: Vec<(&str, &Path)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_path())).collect();
+    let m = manifest(tmp.path(), &rows_ref);
+    let out = tmp.path().join("out");
+    let mut child = Command::new(bin())
+        .args(["batch", "--model"])
+        .arg(&f.brgsa)
+        .arg("--manifest")
+        .arg(&m)
+        .arg("--output")
+        .arg(&out)
+        .env("RADBRIDGE_CACHE_DIR", f.dir.join("cache"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some studies are finished, then Ctrl-C.
+    let t = std::time::Instant::now();
+    while std::fs::read_dir(out.join("studies")).map(|d| d.count()).unwrap_or(0) < 3 {
+        assert!(t.elapsed().as_secs() < 120, "no study finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the same command resumes"), "{}", stderr(&o));
+    let kept: Vec<PathBuf> = std::fs::read_dir(out.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(kept.len() >= 3 && kept.len() < 400, "{} records", kept.len());
+    for p in &kept {
+        assert_eq!(p.extension().unwrap(), "json", "only whole records: {}", p.display());
+        json(p);
+    }
+    let rec = json(&out.join("parts/shard-0-of-1.json"));
+    assert!(rec["finished"].is_null(), "the record says the shard did not finish");
+    assert_eq!(rec["done"].as_u64().unwrap() as usize, kept.len());
+    // The same command resumes: the kept studies are skipped.
+    let o = radbridge(&["batch"], &[("--model", &f.brgsa), ("--manifest", &m), ("--output", &out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{} already done", kept.len())), "{}", stderr(&o));
+    assert_eq!(scores(&out.join("scores.csv")).0.len(), 400);
+}

@@ -115,8 +115,9 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
         prompts,
         any_modality: a.any_modality,
     };
-    let opts =
-        BatchOptions { settings, shard, force: a.force, top_k: a.top_k, prefetch: 2, cancel: radbridge_volume::CancelToken::default() };
+    let cancel = radbridge_volume::CancelToken::default();
+    cancel_on_interrupt(&cancel);
+    let opts = BatchOptions { settings, shard, force: a.force, top_k: a.top_k, prefetch: 2, cancel };
 
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let pb = ProgressBar::with_draw_target(Some(0), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
@@ -151,8 +152,16 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
             pb.println(format!("failed: {}: {err}", s.id));
             pb.inc(1);
         }
-    })?;
+    });
     pb.finish_and_clear();
+    let record = match record {
+        Err(e) if matches!(e, batch::BatchError::Cancelled(_)) => {
+            let (d, f) = counts.get();
+            eprintln!("interrupted: {d} studies done and {f} failed in this run are kept; the same command resumes ({})", output.display());
+            return Ok(ExitCode::from(130));
+        }
+        r => r?,
+    };
     eprintln!(
         "{}: {} studies, {} done, {} failed, {} already done, {:.1} s",
         if shard.count > 1 { format!("shard {} of {}", shard.index, shard.count) } else { "batch".into() },
@@ -186,4 +195,34 @@ fn merge(out: &std::path::Path) -> Result<ExitCode> {
         eprintln!("missing: and {} more (failures.csv lists them all)", r.missing.len() - 20);
     }
     Ok(if r.failed.is_empty() && r.missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_interrupt(_: libc::c_int) {
+    // Only an atomic store here (async-signal-safe); a second Ctrl-C ends the process at once.
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM cancels the batch between studies: the studies finished so far
+/// are kept and the shard's record is written.
+fn cancel_on_interrupt(cancel: &radbridge_volume::CancelToken) {
+    #[cfg(unix)]
+    unsafe {
+        let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    let cancel = cancel.clone();
+    std::thread::spawn(move || loop {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            cancel.cancel();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
 }
