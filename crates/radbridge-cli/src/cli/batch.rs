@@ -155,7 +155,7 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
     });
     pb.finish_and_clear();
     let record = match record {
-        Err(e) if matches!(e, batch::BatchError::Cancelled(_)) => {
+        Err(batch::BatchError::Cancelled(_)) => {
             let (d, f) = counts.get();
             eprintln!("interrupted: {d} studies done and {f} failed in this run are kept; the same command resumes ({})", output.display());
             return Ok(ExitCode::from(130));
