@@ -418,7 +418,7 @@ fn an_interrupted_batch_keeps_what_it_finished_and_resumes() {
     let rows_ref: Vec<(&str, &Path)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_path())).collect();
     let m = manifest(tmp.path(), &rows_ref);
     let out = tmp.path().join("out");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["batch", "--model"])
         .arg(&f.brgsa)
         .arg("--manifest")
