@@ -55,6 +55,11 @@ pub fn fixture() -> &'static Fixture {
 }
 
 pub fn radbridge(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+    radbridge_env(args, paths, &[])
+}
+
+/// [`radbridge`] with these scheduler variables set (the others removed).
+fn radbridge_env(args: &[&str], paths: &[(&str, &Path)], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
     c.args(args);
     for (flag, p) in paths {
@@ -66,7 +71,8 @@ pub fn radbridge(args: &[&str], paths: &[(&str, &Path)]) -> Output {
     c.env("RADBRIDGE_CACHE_DIR", fixture().dir.join("cache"))
         .env_remove("SLURM_ARRAY_TASK_ID")
         .env_remove("SLURM_ARRAY_TASK_COUNT")
-        .env_remove("JOB_COMPLETION_INDEX");
+        .env_remove("JOB_COMPLETION_INDEX")
+        .envs(env.iter().copied());
     c.output().expect("run radbridge")
 }
 
@@ -295,47 +301,29 @@ fn the_scheduler_environment_selects_the_shard() {
     };
     // Kubernetes Indexed Job: JOB_COMPLETION_INDEX with --shard-count.
     let out = tmp.path().join("k8s");
-    let o = Command::new(bin())
-        .args(["batch", "--shard-count", "3", "--model"])
-        .arg(&f.brgsa)
-        .arg("--manifest")
-        .arg(&m)
-        .arg("--output")
-        .arg(&out)
-        .env("JOB_COMPLETION_INDEX", "1")
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .output()
-        .unwrap();
+    let o = radbridge_env(
+        &["batch", "--shard-count", "3"],
+        &[("--model", &f.brgsa), ("--manifest", &m), ("--output", &out)],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(taken(&out), ["m1", "m4"]);
     assert!(out.join("parts/shard-1-of-3.json").is_file());
     // Slurm job array --array=1-3: task 3 is shard 2.
     let out = tmp.path().join("slurm");
-    let o = Command::new(bin())
-        .args(["batch", "--model"])
-        .arg(&f.brgsa)
-        .arg("--manifest")
-        .arg(&m)
-        .arg("--output")
-        .arg(&out)
-        .envs([("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "3"), ("SLURM_ARRAY_TASK_MIN", "1")])
-        .env_remove("JOB_COMPLETION_INDEX")
-        .output()
-        .unwrap();
+    let o = radbridge_env(
+        &["batch"],
+        &[("--model", &f.brgsa), ("--manifest", &m), ("--output", &out)],
+        &[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "3"), ("SLURM_ARRAY_TASK_MIN", "1")],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(taken(&out), ["m2", "m5"]);
     // JOB_COMPLETION_INDEX without a shard count is a named error.
-    let o = Command::new(bin())
-        .args(["batch", "--model"])
-        .arg(&f.brgsa)
-        .arg("--manifest")
-        .arg(&m)
-        .arg("--output")
-        .arg(tmp.path().join("x"))
-        .env("JOB_COMPLETION_INDEX", "1")
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .output()
-        .unwrap();
+    let o = radbridge_env(
+        &["batch"],
+        &[("--model", &f.brgsa), ("--manifest", &m), ("--output", &tmp.path().join("x"))],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--shard-count"), "{}", stderr(&o));
 }

@@ -191,8 +191,7 @@ impl Engine {
 
     /// The model's preprocessing of a volume (an error names the volume's source).
     pub fn preprocess(&self, volume: &Volume) -> Result<ModelInput> {
-        preprocess::preprocess(volume, &self.package.manifest.preprocess)
-            .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source: Box::new(source) })
+        preprocess_named(volume, &self.package.manifest.preprocess)
     }
 
     /// A model input as a tensor (1, 1, d0, d1, d2).
@@ -495,11 +494,16 @@ pub struct Prepared {
     pub input: ModelInput,
 }
 
+/// A model's preprocessing of a volume; an error names the volume's source.
+fn preprocess_named(volume: &Volume, cfg: &preprocess::PreprocessConfig) -> Result<ModelInput> {
+    preprocess::preprocess(volume, cfg)
+        .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source: Box::new(source) })
+}
+
 /// Reorder a volume to LPS and preprocess it for a model (an error names the volume's source).
 pub fn prepare(volume: &Volume, cfg: &preprocess::PreprocessConfig) -> Result<Prepared> {
     let canon = volume.canonical();
-    let input = preprocess::preprocess(&canon, cfg)
-        .map_err(|source| ModelError::Preprocess { path: volume.meta.path.clone(), source: Box::new(source) })?;
+    let input = preprocess_named(&canon, cfg)?;
     let header = Volume {
         dims: canon.dims,
         voxels: radbridge_volume::Voxels::F32(Vec::new()),

@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use radbridge_model::analysis::Engine;
 use radbridge_train::batch::{self, BatchOptions, Event, ModelRef, Settings, Shard, Source};
 
@@ -101,10 +100,7 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
     let studies = batch::plan(&source)?;
     let mut engine = Engine::load(model).with_context(|| format!("{}: cannot load the model", model.display()))?;
     let m = &engine.package.manifest;
-    let set = a.labels.clone().unwrap_or_else(|| m.default_label_set.clone());
-    let labels = m.labels(&set).with_context(|| {
-        format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
-    })?;
+    let (set, labels) = super::common::label_set(m, a.labels.as_deref())?;
     let prompts = labels.iter().chain(&a.findings).map(|l| (l.clone(), m.prompts.positive_for(l))).collect();
     let settings = Settings {
         source,
@@ -116,16 +112,10 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
         any_modality: a.any_modality,
     };
     let cancel = radbridge_volume::CancelToken::default();
-    cancel_on_interrupt(&cancel);
+    super::common::cancel_on_interrupt(cancel.clone(), None);
     let opts = BatchOptions { settings, shard, force: a.force, top_k: a.top_k, prefetch: 2, cancel };
 
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let pb = ProgressBar::with_draw_target(Some(0), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed_precise} ETA {eta_precise}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
+    let pb = super::common::counter_bar(0, "{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed_precise} ETA {eta_precise}");
     if shard.count > 1 {
         pb.set_prefix(format!("shard {}/{}", shard.index, shard.count));
     } else {
@@ -195,34 +185,4 @@ fn merge(out: &std::path::Path) -> Result<ExitCode> {
         eprintln!("missing: and {} more (failures.csv lists them all)", r.missing.len() - 20);
     }
     Ok(if r.failed.is_empty() && r.missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
-}
-
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-#[cfg(unix)]
-extern "C" fn on_interrupt(_: libc::c_int) {
-    // Only an atomic store here (async-signal-safe); a second Ctrl-C ends the process at once.
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM cancels the batch between studies: the studies finished so far
-/// are kept and the shard's record is written.
-fn cancel_on_interrupt(cancel: &radbridge_volume::CancelToken) {
-    #[cfg(unix)]
-    unsafe {
-        let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
-    let cancel = cancel.clone();
-    std::thread::spawn(move || loop {
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            cancel.cancel();
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    });
 }

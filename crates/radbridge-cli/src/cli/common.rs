@@ -2,12 +2,13 @@
 //! prompt-file reader and file writing.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use radbridge_volume::{self as volume, Loaded, OpenOptions, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use radbridge_volume::{self as volume, CancelToken, Loaded, OpenOptions, Progress};
 
 #[derive(Args, Clone)]
 pub struct LoadArgs {
@@ -60,4 +61,52 @@ pub fn read_prompts(path: &Path) -> Result<Vec<String>> {
 /// Write an output file atomically; the error names it ("<file>: cannot write: …").
 pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     radbridge_volume::atomic::write(path, contents).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// A counting progress bar on stderr with `template`, hidden when stderr is not a terminal.
+pub fn counter_bar(len: u64, template: &str) -> ProgressBar {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let pb = ProgressBar::with_draw_target(Some(len), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    pb.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
+    pb
+}
+
+/// The labels of a model's label set (`set`, else the model's default set), with the set's
+/// name; an unknown set is an error naming the sets the model has.
+pub fn label_set(m: &radbridge_model::package::Manifest, set: Option<&str>) -> Result<(String, Vec<String>)> {
+    let set = set.map_or_else(|| m.default_label_set.clone(), String::from);
+    let labels = m.labels(&set).with_context(|| {
+        format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
+    })?;
+    Ok((set, labels))
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_signal(_: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // Second signal: leave now.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Ctrl-C / SIGTERM → cancel `token` (the long work stops at its next check, keeping what it
+/// finished), printing `message` when given; a second signal exits at once with status 130.
+pub fn cancel_on_interrupt(token: CancelToken, message: Option<&'static str>) {
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    std::thread::spawn(move || loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            if let Some(m) = message {
+                eprintln!("\n{m}");
+            }
+            token.cancel();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use radbridge_volume as volume;
@@ -46,10 +46,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
     let mut engine = Engine::load(&a.model)?;
     let load_model = t0.elapsed().as_secs_f64();
     let m = &engine.package.manifest;
-    let set = a.labels.clone().unwrap_or_else(|| m.default_label_set.clone());
-    let labels = m.labels(&set).with_context(|| {
-        format!("unknown label set '{set}' (this model has: all, {})", m.label_sets.keys().cloned().collect::<Vec<_>>().join(", "))
-    })?;
+    let (_, labels) = super::common::label_set(m, a.labels.as_deref())?;
     let t1 = std::time::Instant::now();
     let loaded = volume::open(&a.path, &open_options(&a.load, true))?;
     let load_ct = t1.elapsed().as_secs_f64();

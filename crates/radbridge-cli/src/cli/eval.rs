@@ -44,7 +44,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use radbridge_model::analysis::Engine;
 use radbridge_train::data::Corpus;
 use radbridge_train::eval_run::{self, EvalOptions};
@@ -131,12 +130,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         heatmap_layer: a.heatmap_layer,
     };
     let n_cases = a.max_cases.map_or(corpus.cases.len(), |m| m.min(corpus.cases.len()));
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let pb =
-        ProgressBar::with_draw_target(Some(n_cases as u64), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    pb.set_style(
-        ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta_precise}").unwrap().progress_chars("=> "),
-    );
+    let pb = super::common::counter_bar(n_cases as u64, "scoring [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta_precise}");
     let r = eval_run::run(&mut engine, model, &corpus, &opts, &|| pb.inc(1))?;
     pb.finish_and_clear();
 

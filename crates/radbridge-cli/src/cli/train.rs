@@ -7,11 +7,9 @@
 //! continues from it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use radbridge_train::config::TrainConfig;
 use radbridge_train::trainer::{self, Event, TrainError, TrainOptions};
 use radbridge_volume::CancelToken;
@@ -63,33 +61,6 @@ fn tune_allocator() {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-#[cfg(unix)]
-extern "C" fn on_signal(_: libc::c_int) {
-    if INTERRUPTED.swap(true, Ordering::SeqCst) {
-        // Second signal: leave now.
-        unsafe { libc::_exit(130) };
-    }
-}
-
-/// Ctrl-C / SIGTERM → cancel the token (the trainer checkpoints and stops after the step).
-fn install_cancel(token: CancelToken) {
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    std::thread::spawn(move || loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            eprintln!("\ninterrupted: saving a checkpoint after this step (press Ctrl-C again to quit now)");
-            token.cancel();
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    });
-}
-
 pub fn run(a: &TrainArgs) -> Result<()> {
     let threads = a.threads.or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok())).unwrap_or(1).max(1);
     // SAFETY: called before this process starts any other thread.
@@ -104,7 +75,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     }
     config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
     let cancel = CancelToken::default();
-    install_cancel(cancel.clone());
+    super::common::cancel_on_interrupt(
+        cancel.clone(),
+        Some("interrupted: saving a checkpoint after this step (press Ctrl-C again to quit now)"),
+    );
     let opts = TrainOptions {
         config,
         data: a.data.clone(),
@@ -115,12 +89,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         cancel,
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let pb = ProgressBar::with_draw_target(Some(0), if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ETA {eta_precise}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
+    let pb = super::common::counter_bar(0, "{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ETA {eta_precise}");
     let log_every = a.log_every.max(1);
     let mut ema: Option<f64> = None;
     let mut total = 0usize;

@@ -135,6 +135,14 @@ pub struct ShardRecord {
     pub host: String,
 }
 
+/// Remove a file of the output folder; one that is already gone is fine.
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), BatchError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BatchError::io(path, "remove")(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Unix time in seconds.
 pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)

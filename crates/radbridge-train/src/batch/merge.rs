@@ -9,7 +9,7 @@ use radbridge_volume::atomic::{self, AtomicFile};
 use serde_json::{json, Value};
 
 use super::embeddings::{read_embeddings, EmbeddingsWriter};
-use super::layout::{Layout, Settings, ShardRecord};
+use super::layout::{remove_if_present, Layout, Settings, ShardRecord};
 use super::{plan, BatchError, Study};
 
 /// What a merge found.
@@ -121,10 +121,7 @@ fn write_embeddings(layout: &Layout, ok: &[&Study]) -> Result<(), BatchError> {
     let path = layout.out.join("embeddings.safetensors");
     let Some(first) = ok.first() else {
         // No study succeeded: no file (a stale one from an earlier merge would mislead).
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BatchError::io(&path, "remove")(e)),
-            _ => Ok(()),
-        };
+        return remove_if_present(&path);
     };
     let (t, _) = read_embeddings(&layout.embedding(first))?;
     let tensors: Vec<(String, usize)> = t.iter().map(|(n, (_, v))| (n.clone(), v.len())).collect();

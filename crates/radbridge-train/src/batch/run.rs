@@ -12,7 +12,7 @@ use radbridge_volume::{self as volume, atomic, CancelToken, OpenOptions};
 use serde_json::json;
 
 use super::error::chain;
-use super::layout::{now, Layout, Settings, ShardRecord};
+use super::layout::{now, remove_if_present, Layout, Settings, ShardRecord};
 use super::{embeddings, BatchError, Shard, Study};
 
 /// How to run a shard.
@@ -78,13 +78,6 @@ fn load(
 fn write_record(path: &Path, record: &ShardRecord) -> Result<(), BatchError> {
     let text = serde_json::to_string_pretty(record).unwrap_or_default() + "\n";
     atomic::write(path, text).map_err(BatchError::io(path, "write"))
-}
-
-fn remove_if_present(path: &Path) -> Result<(), BatchError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BatchError::io(path, "remove")(e)),
-        _ => Ok(()),
-    }
 }
 
 /// Run this process's shard of `studies` (the whole [`super::plan`]) into `out`.
