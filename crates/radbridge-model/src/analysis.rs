@@ -291,6 +291,20 @@ impl Engine {
             .collect()
     }
 
+    /// A sentence as a search query: embedded exactly as a typed finding is (the model's
+    /// prompt templates), so that ranking stored image embeddings by it gives the score the
+    /// finding would get in the app.
+    pub fn text_query(&mut self, sentence: &str) -> Result<crate::retrieval::TextQuery> {
+        let tpl = self.package.manifest.prompts.clone();
+        let mut prompts = vec![tpl.positive_for(sentence)];
+        prompts.extend(tpl.negative_for(sentence));
+        let codes = self.embed_prompts(&prompts)?;
+        crate::retrieval::TextQuery::from_codes(&codes[0], codes.get(1), self.logit_scale()).ok_or_else(|| ModelError::Invalid {
+            path: self.package.dir.clone(),
+            reason: "the model's prompt templates lack the negative prompt its scoring rule needs".into(),
+        })
+    }
+
     /// CT-CLIP's logit scale exp(temperature); 1 for BrgSA (raw cosine).
     pub fn logit_scale(&self) -> f32 {
         match &self.net {

@@ -32,6 +32,7 @@ pub mod heatmap;
 pub mod package;
 pub mod pickle;
 pub mod preprocess;
+pub mod retrieval;
 pub mod text;
 pub mod vit3d;
 pub mod zeroshot;

@@ -42,6 +42,7 @@
 pub mod audit;
 pub mod export;
 mod files;
+pub mod library;
 pub mod recalibrate;
 pub mod schema;
 
@@ -252,6 +253,13 @@ pub struct RunRecord {
     pub findings: Vec<RunFinding>,
     /// The full `diagnose --json` document.
     pub diagnosis: Value,
+    /// The run's image embeddings by tensor name (BrgSA `v`, `v_hat`; CT-CLIP `latent`), kept
+    /// for the library's searches ([`library`]). Not serialised; empty when read back.
+    #[serde(skip)]
+    pub embeddings: Vec<(String, Vec<f32>)>,
+    /// Where the run was made (the library's origin of a study seen first here).
+    #[serde(skip)]
+    pub origin: library::Origin,
 }
 
 fn f32_of(v: &Value) -> Option<f32> {
@@ -336,6 +344,8 @@ impl RunRecord {
             label_set: doc["label_set"].as_str().map(str::to_string),
             findings,
             diagnosis: doc,
+            embeddings: Vec::new(),
+            origin: Default::default(),
         })
     }
 
@@ -409,6 +419,8 @@ impl RunRecord {
             label_set,
             findings,
             diagnosis,
+            embeddings: Vec::new(),
+            origin: Default::default(),
         })
     }
 
@@ -518,44 +530,14 @@ impl Store {
         Ok(d[..16].iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// Record a run (its study is added on first sight); also writes a `run` audit entry.
+    /// Record a run (its study is added on first sight, the library's view of it updated, its
+    /// embeddings kept); also writes a `run` audit entry. One transaction.
     pub fn record_run(&mut self, run: &RunRecord) -> Result<RunId> {
         let key = self.study_key(run.study_uid.as_deref(), &run.study_path)?;
-        let diag = serde_json::to_string(&run.diagnosis).map_err(|e| FeedbackError::InvalidDiagnosis(e.to_string()))?;
         let path = self.path.clone();
-        let e = |source| FeedbackError::Sqlite { path: path.clone(), source };
         let tx = self.tx()?;
-        tx.execute(
-            &format!("INSERT OR IGNORE INTO studies (study_key, path, created_at) VALUES (?1, ?2, {NOW})"),
-            params![key, run.study_path],
-        )
-        .map_err(e)?;
-        let study_id: i64 = tx.query_row("SELECT id FROM studies WHERE study_key = ?1", [&key], |r| r.get(0)).map_err(e)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO runs (study_id, study_path, created_at, model_name, model_checksum, bank_checksum, app_version, label_set, diagnosis)
-                 VALUES (?1, ?2, {NOW}, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![study_id, run.study_path, run.model_name, run.model_checksum, run.bank_checksum, run.app_version, run.label_set, diag],
-        )
-        .map_err(e)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut st = tx.prepare("INSERT INTO run_findings (run_id, ordinal, label, score, threshold, flagged, custom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").map_err(e)?;
-            for (i, f) in run.findings.iter().enumerate() {
-                st.execute(params![id, i as i64, f.label, f.score as f64, f.threshold.map(|t| t as f64), f.flagged, f.custom])
-                    .map_err(e)?;
-            }
-        }
-        let flagged: Vec<&str> = run.findings.iter().filter(|f| f.flagged == Some(true)).map(|f| f.label.as_str()).collect();
-        audit::insert(
-            &tx,
-            None,
-            AuditAction::Run,
-            &json!({"run_id": id, "study_key": key, "model": run.model_name, "model_checksum": run.model_checksum, "findings": run.findings.len(), "flagged": flagged}),
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)?;
+        let id = insert_run(&tx, &path, &key, run, None)?;
+        tx.commit().map_err(|source| FeedbackError::Sqlite { path: path.clone(), source })?;
         tracing::info!(run = id, study = %key, "recorded run");
         Ok(id)
     }
@@ -663,6 +645,8 @@ impl Store {
             label_set: lset,
             findings: self.findings(run_id)?,
             diagnosis,
+            embeddings: Vec::new(),
+            origin: Default::default(),
         })
     }
 
@@ -760,6 +744,53 @@ impl Store {
         let rows = self.sql(st.query_map([], |r| r.get::<_, String>(0)).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>()))?;
         Ok(rows.join("; "))
     }
+}
+
+/// Insert a run inside `tx` (see [`Store::record_run`]); `audit_extra` is merged into its
+/// `run` audit entry.
+pub(crate) fn insert_run(
+    tx: &rusqlite::Transaction<'_>,
+    db: &Path,
+    key: &str,
+    run: &RunRecord,
+    audit_extra: Option<&Value>,
+) -> Result<RunId> {
+    let diag = serde_json::to_string(&run.diagnosis).map_err(|e| FeedbackError::InvalidDiagnosis(e.to_string()))?;
+    let e = |source| FeedbackError::Sqlite { path: db.to_path_buf(), source };
+    tx.execute(
+        &format!("INSERT OR IGNORE INTO studies (study_key, path, created_at) VALUES (?1, ?2, {NOW})"),
+        params![key, run.study_path],
+    )
+    .map_err(e)?;
+    let study_id: i64 = tx.query_row("SELECT id FROM studies WHERE study_key = ?1", [&key], |r| r.get(0)).map_err(e)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO runs (study_id, study_path, created_at, model_name, model_checksum, bank_checksum, app_version, label_set, diagnosis)
+             VALUES (?1, ?2, {NOW}, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        params![study_id, run.study_path, run.model_name, run.model_checksum, run.bank_checksum, run.app_version, run.label_set, diag],
+    )
+    .map_err(e)?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT INTO run_findings (run_id, ordinal, label, score, threshold, flagged, custom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(e)?;
+        for (i, f) in run.findings.iter().enumerate() {
+            st.execute(params![id, i as i64, f.label, f.score as f64, f.threshold.map(|t| t as f64), f.flagged, f.custom]).map_err(e)?;
+        }
+    }
+    library::insert_embeddings(tx, id, &run.model_checksum, &run.embeddings).map_err(e)?;
+    library::update_study_info(tx, key, study_id, run).map_err(e)?;
+    let flagged: Vec<&str> = run.findings.iter().filter(|f| f.flagged == Some(true)).map(|f| f.label.as_str()).collect();
+    let mut detail = json!({"run_id": id, "study_key": key, "model": run.model_name, "model_checksum": run.model_checksum, "findings": run.findings.len(), "flagged": flagged});
+    if let (Some(Value::Object(extra)), Value::Object(d)) = (audit_extra, &mut detail) {
+        d.extend(extra.clone());
+    }
+    audit::insert(tx, None, AuditAction::Run, &detail).map_err(e)?;
+    Ok(id)
 }
 
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReviewEvent> {

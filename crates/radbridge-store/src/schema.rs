@@ -18,7 +18,8 @@ pub const APPLICATION_ID: i64 = 0x5242_4642;
 /// Busy timeout for a concurrent writer (the app and the CLI).
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const APPEND_ONLY: &[&str] = &["studies", "runs", "run_findings", "review_events", "audit_log", "thresholds_versions"];
+const APPEND_ONLY: &[&str] =
+    &["studies", "runs", "run_findings", "review_events", "audit_log", "thresholds_versions", "run_embeddings", "batch_imports"];
 
 /// Migration 0 → 1: the first schema.
 const V1: &str = r#"
@@ -101,16 +102,68 @@ CREATE TABLE thresholds_versions (
 CREATE UNIQUE INDEX thresholds_versions_reverts ON thresholds_versions(reverts) WHERE reverts IS NOT NULL;
 "#;
 
+/// Migration 1 → 2: the study library. What a worklist shows of each study (kept current as
+/// runs are recorded, filled here from each study's latest run), the image embeddings of each
+/// run (for text-to-study and similar-study search), and which batch results were imported
+/// (so an import is idempotent). Nothing of version 1 changes.
+const V2: &str = r#"
+CREATE TABLE study_info (
+    study_id    INTEGER PRIMARY KEY REFERENCES studies(id),
+    origin      TEXT NOT NULL CHECK (origin IN ('app', 'cli', 'batch', 'pacs')),
+    modality    TEXT,
+    study_date  TEXT,
+    description TEXT,
+    series      TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(series)),
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE run_embeddings (
+    run_id         INTEGER NOT NULL REFERENCES runs(id),
+    name           TEXT NOT NULL CHECK (length(name) > 0),
+    model_checksum TEXT NOT NULL,
+    dim            INTEGER NOT NULL CHECK (dim > 0),
+    data           BLOB NOT NULL CHECK (length(data) = 4 * dim),
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX run_embeddings_model ON run_embeddings(model_checksum);
+
+CREATE TABLE batch_imports (
+    run_id         INTEGER PRIMARY KEY REFERENCES runs(id),
+    batch_dir      TEXT NOT NULL,
+    batch_id       TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    UNIQUE (batch_dir, batch_id, content_sha256)
+);
+
+INSERT INTO study_info (study_id, origin, modality, study_date, description, updated_at)
+SELECT s.id, 'app',
+       json_extract(r.diagnosis, '$.source.modality'),
+       json_extract(r.diagnosis, '$.source.study.date'),
+       coalesce(json_extract(r.diagnosis, '$.source.study.description'), json_extract(r.diagnosis, '$.source.series_description')),
+       strftime('%Y-%m-%dT%H:%M:%fZ','now')
+FROM studies s JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE study_id = s.id);
+"#;
+
 /// Migrations in order; `MIGRATIONS.len()` is the current schema version.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-fn triggers() -> String {
-    APPEND_ONLY
+/// The append-only triggers of the tables `tx` has (a migration adds tables one version at a
+/// time).
+fn triggers(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<String> {
+    let mut existing = Vec::new();
+    for t in APPEND_ONLY {
+        let n: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [t], |r| r.get(0))?;
+        if n > 0 {
+            existing.push(*t);
+        }
+    }
+    Ok(existing
         .iter()
         .map(|t| {
             format!(
@@ -118,7 +171,7 @@ fn triggers() -> String {
                  CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END;\n"
             )
         })
-        .collect()
+        .collect())
 }
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -229,24 +282,28 @@ fn check_header(path: &Path, bytes: &[u8], len: u64) -> Result<()> {
     Ok(())
 }
 
-/// The tables and columns each schema version has (every version so far: those of V1).
-const TABLES: &[(&str, &str)] = &[
-    ("meta", "key, value"),
-    ("studies", "id, study_key, path, created_at"),
-    ("runs", "id, study_id, study_path, created_at, model_name, model_checksum, bank_checksum, app_version, label_set, diagnosis"),
-    ("run_findings", "run_id, ordinal, label, score, threshold, flagged, custom"),
-    ("review_events", "id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at"),
-    ("audit_log", "id, created_at, actor, action, detail"),
+/// The tables and columns of each schema version: (first version, table, columns).
+const TABLES: &[(i64, &str, &str)] = &[
+    (1, "meta", "key, value"),
+    (1, "studies", "id, study_key, path, created_at"),
+    (1, "runs", "id, study_id, study_path, created_at, model_name, model_checksum, bank_checksum, app_version, label_set, diagnosis"),
+    (1, "run_findings", "run_id, ordinal, label, score, threshold, flagged, custom"),
+    (1, "review_events", "id, run_id, label, action, reason, note, text, undo_of, reviewer, created_at"),
+    (1, "audit_log", "id, created_at, actor, action, detail"),
     (
+        1,
         "thresholds_versions",
         "id, created_at, actor, kind, model_dir, model_checksum, file, previous_content, new_content, reverts, proposals",
     ),
+    (2, "study_info", "study_id, origin, modality, study_date, description, series, updated_at"),
+    (2, "run_embeddings", "run_id, name, model_checksum, dim, data"),
+    (2, "batch_imports", "run_id, batch_dir, batch_id, content_sha256, created_at"),
 ];
 
 /// A database that says it is ours at `version` must have that version's tables and columns
 /// (a file edited by hand, or another program's, is refused rather than failing later).
 fn check_tables(conn: &Connection, path: &Path, version: i64) -> Result<()> {
-    for (table, cols) in TABLES {
+    for (_, table, cols) in TABLES.iter().filter(|(since, _, _)| *since <= version) {
         if let Err(e) = conn.prepare(&format!("SELECT {cols} FROM {table} LIMIT 0")) {
             return Err(FeedbackError::WrongSchema { path: path.to_path_buf(), version, msg: format!("table {table}: {e}") });
         }
@@ -272,7 +329,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         if version == 0 {
             tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};")).map_err(sql)?;
         }
-        tx.execute_batch(&triggers()).map_err(sql)?;
+        let triggers = triggers(&tx).map_err(sql)?;
+        tx.execute_batch(&triggers).map_err(sql)?;
         tx.execute_batch(&format!("PRAGMA user_version = {};", version + 1)).map_err(sql)?;
         tx.commit().map_err(sql)?;
         tracing::info!(file = %path.display(), from = version, to = version + 1, "migrated feedback database");
