@@ -73,6 +73,17 @@ pub enum ImageCode {
     },
 }
 
+impl ImageCode {
+    /// The embeddings a library keeps for search, by tensor name (BrgSA: `v`, `v_hat`;
+    /// CT-CLIP: `latent`).
+    pub fn embeddings(&self) -> Vec<(&'static str, Vec<f32>)> {
+        match self {
+            ImageCode::Brgsa { v, v_hat, .. } => vec![("v", v.clone()), ("v_hat", v_hat.clone())],
+            ImageCode::Ctclip { latent } => vec![("latent", latent.clone())],
+        }
+    }
+}
+
 /// The text side of one prompt.
 #[derive(Debug, Clone, Serialize)]
 pub enum TextCode {

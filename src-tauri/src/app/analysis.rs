@@ -126,6 +126,8 @@ struct Done {
     label_set: String,
     generation: u64,
     study: String,
+    /// The image embeddings of the analysis (kept in the library for search).
+    embeddings: Vec<(String, Vec<f32>)>,
 }
 
 fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
@@ -210,7 +212,8 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
             e => e,
         }
     })?;
-    Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study })
+    let embeddings = engine.last_image().map(|i| i.embeddings().into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_or_default();
+    Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study, embeddings })
 }
 
 async fn spawn(app: AppHandle, job: Job) -> AppResult<Done> {
@@ -221,7 +224,8 @@ async fn spawn(app: AppHandle, job: Job) -> AppResult<Done> {
 }
 
 fn result(d: Done, record: Option<&AppState>) -> AnalysisResult {
-    let (run_id, store_error) = match record.map(|st| super::feedback::record_run(st, &d.diagnosis, &d.study, &d.model_dir)) {
+    let (run_id, store_error) = match record.map(|st| super::feedback::record_run(st, &d.diagnosis, &d.study, &d.model_dir, &d.embeddings))
+    {
         Some(Ok(id)) => (Some(id), None),
         Some(Err(e)) => (None, Some(e.message)),
         None => (None, None),

@@ -31,8 +31,15 @@ pub fn audit_event(state: &AppState, action: AuditAction, detail: Value) {
 }
 
 /// Record a finished analysis; returns its run id.
-pub fn record_run(state: &AppState, diagnosis: &Diagnosis, study: &str, model_dir: &std::path::Path) -> AppResult<RunId> {
-    let rec = RunRecord::from_diagnosis(diagnosis, Some(study.as_ref()), Some(model_dir))?;
+pub fn record_run(
+    state: &AppState,
+    diagnosis: &Diagnosis,
+    study: &str,
+    model_dir: &std::path::Path,
+    embeddings: &[(String, Vec<f32>)],
+) -> AppResult<RunId> {
+    let mut rec = RunRecord::from_diagnosis(diagnosis, Some(study.as_ref()), Some(model_dir))?;
+    rec.embeddings = embeddings.to_vec();
     with_store(state, |s| s.record_run(&rec))
 }
 

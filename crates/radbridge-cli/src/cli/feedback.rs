@@ -145,6 +145,7 @@ pub fn run(a: &FeedbackArgs) -> Result<()> {
             if study_uid.is_some() {
                 rec.study_uid = study_uid.clone();
             }
+            rec.origin = radbridge_store::library::Origin::Cli;
             let id = store.record_run(&rec)?;
             println!("{id}");
         }

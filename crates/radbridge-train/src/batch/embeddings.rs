@@ -19,10 +19,7 @@ use super::BatchError;
 
 /// The embeddings of an image, by tensor name (BrgSA: `v`, `v_hat`; CT-CLIP: `latent`).
 pub fn of_image(image: &ImageCode) -> Vec<(&'static str, Vec<f32>)> {
-    match image {
-        ImageCode::Brgsa { v, v_hat, .. } => vec![("v", v.clone()), ("v_hat", v_hat.clone())],
-        ImageCode::Ctclip { latent } => vec![("latent", latent.clone())],
-    }
+    image.embeddings()
 }
 
 fn bytes(v: &[f32]) -> Vec<u8> {
