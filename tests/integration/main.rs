@@ -13,6 +13,7 @@ mod corrupt_corpus;
 mod ctclip_model;
 mod eval;
 mod feedback;
+mod library;
 mod preprocess;
 mod readers;
 mod report;

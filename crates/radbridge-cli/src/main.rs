@@ -51,6 +51,10 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Knowledge-bank tools
     Bank(cli::bank::BankArgs),
+    /// The study library: import a batch output, list the studies with their review status
+    Library(cli::library::LibraryArgs),
+    /// Rank stored studies by a sentence (the model's zero-shot score) or by similarity to a study
+    Search(cli::search::SearchArgs),
     /// Import official weights (BrgSA best.ckpt, CT-CLIP_v2.pt, or safetensors) into a model directory
     ImportCheckpoint(cli::import_checkpoint::ImportArgs),
     /// Benchmarks
@@ -86,6 +90,8 @@ fn main() -> ExitCode {
         Command::Train(a) => ok(cli::train::run(a)),
         Command::Eval(a) => ok(cli::eval::run(a)),
         Command::Bank(a) => ok(cli::bank::run(a)),
+        Command::Library(a) => ok(cli::library::run(a)),
+        Command::Search(a) => ok(cli::search::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -150,6 +150,8 @@ pub enum RetrievalError {
 pub struct EmbeddingIndex {
     pub ids: Vec<String>,
     pub tensors: BTreeMap<String, EmbeddingMatrix>,
+    /// Ids are integers (a library's study ids): ties are broken numerically.
+    pub numeric_ids: bool,
 }
 
 /// One ranked study.
@@ -212,7 +214,11 @@ impl EmbeddingIndex {
     /// out (the query study of a "similar studies" search).
     pub fn rank(&self, scores: &[f32], top: Option<usize>, exclude: Option<&str>) -> Vec<Hit> {
         let mut rows: Vec<usize> = (0..scores.len().min(self.ids.len())).filter(|&i| Some(self.ids[i].as_str()) != exclude).collect();
-        let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then_with(|| self.ids[*a].cmp(&self.ids[*b]));
+        let by_id = |a: usize, b: usize| match (self.numeric_ids, self.ids[a].parse::<i64>(), self.ids[b].parse::<i64>()) {
+            (true, Ok(x), Ok(y)) => x.cmp(&y),
+            _ => self.ids[a].cmp(&self.ids[b]),
+        };
+        let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then_with(|| by_id(*a, *b));
         if let Some(k) = top {
             if k < rows.len() {
                 if k == 0 {
@@ -245,7 +251,7 @@ mod tests {
             assert!(v.push(a) && vh.push(b));
             ids.push(id.to_string());
         }
-        EmbeddingIndex { ids, tensors: BTreeMap::from([("v".to_string(), v), ("v_hat".to_string(), vh)]) }
+        EmbeddingIndex { ids, tensors: BTreeMap::from([("v".to_string(), v), ("v_hat".to_string(), vh)]), numeric_ids: false }
     }
 
     #[test]

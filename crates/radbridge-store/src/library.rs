@@ -442,6 +442,7 @@ impl Store {
         };
         let analysed: i64 = self.conn.query_row("SELECT count(DISTINCT study_id) FROM runs", [], |r| r.get(0)).map_err(&e)?;
         let mut out = LibraryIndex::default();
+        out.index.numeric_ids = true;
         for name in names {
             let dim = latest.iter().find_map(|(_, _, m)| m.get(*name).map(Vec::len)).unwrap_or(0);
             out.index.tensors.insert(name.to_string(), EmbeddingMatrix::with_capacity(dim, latest.len()));

@@ -110,3 +110,12 @@ pub fn cancel_on_interrupt(token: CancelToken, message: Option<&'static str>) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     });
 }
+
+/// The feedback database: `db`, else the default one ($RADBRIDGE_DATA_DIR/radbridge.sqlite3,
+/// else the platform's app-data folder).
+pub fn open_store(db: Option<&Path>) -> Result<radbridge_store::Store> {
+    Ok(match db {
+        Some(p) => radbridge_store::Store::open(p)?,
+        None => radbridge_store::Store::open_default()?,
+    })
+}

@@ -121,10 +121,7 @@ enum FeedbackCommand {
 }
 
 fn open(db: &Option<PathBuf>) -> Result<Store> {
-    Ok(match db {
-        Some(p) => Store::open(p)?,
-        None => Store::open_default()?,
-    })
+    super::common::open_store(db.as_deref())
 }
 
 fn fmt_opt(x: Option<f32>) -> String {

@@ -21,6 +21,7 @@ mod error;
 mod layout;
 mod merge;
 mod plan;
+mod results;
 mod run;
 mod shard;
 
@@ -29,5 +30,6 @@ pub use error::BatchError;
 pub use layout::{Layout, ModelRef, Settings, ShardRecord};
 pub use merge::{merge, MergeResult};
 pub use plan::{plan, safe_names, Source, Study};
+pub use results::{read_cohort, study_results, Cohort, StudyResult};
 pub use run::{run, BatchOptions, Event, RunStats};
 pub use shard::Shard;
