@@ -244,3 +244,27 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn diagnose_record_adds_the_study_and_a_later_import_joins_it() {
+    let c = cohort();
+    let demo = demo();
+    let db = c.dir.join("diagnose.sqlite3");
+    let ct = c.dir.join("corpus/case_0002/ct.nii.gz");
+    let dj = c.dir.join("case_0002.json");
+    ok(run(&["diagnose", s(&ct), "--model", s(&demo), "--json", s(&dj), "--record", "--db", s(&db)], &c.dir), "diagnose");
+    let list = json(&ok(run(&["library", "list", "--db", s(&db), "--json"], &c.dir), "list"));
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0]["origin"].as_str(), list[0]["runs"].as_i64()), (Some("cli"), Some(1)));
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(&dj).unwrap()).unwrap();
+    let want = d["findings"].as_array().unwrap().iter().find(|f| f["label"] == LABEL).unwrap()["score"].as_f64().unwrap();
+    let hits = json(&ok(run(&["search", "--model", s(&demo), "--text", LABEL, "--db", s(&db), "--json"], &c.dir), "search"));
+    assert_eq!(hits.len(), 1);
+    assert!((hits[0]["score"].as_f64().unwrap() - want).abs() < 1e-5, "search {} vs diagnose {want}", hits[0]["score"]);
+    // The batch's result for the same file joins the same library study.
+    ok(run(&["library", "import", s(&c.out), "--db", s(&db)], &c.dir), "import");
+    let list = json(&ok(run(&["library", "list", "--db", s(&db), "--json"], &c.dir), "list"));
+    assert_eq!(list.len(), 16);
+    let st = list.iter().find(|st| st["path"].as_str().unwrap().ends_with("case_0002/ct.nii.gz")).unwrap();
+    assert_eq!((st["origin"].as_str(), st["runs"].as_i64()), (Some("cli"), Some(2)));
+}

@@ -73,7 +73,9 @@ enum BenchCommand {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     match &a.what {
-        BenchCommand::Search { studies, dim, repeats, top, write, json } => bench_search(*studies, *dim, *repeats, *top, write.as_deref(), *json),
+        BenchCommand::Search { studies, dim, repeats, top, write, json } => {
+            bench_search(*studies, *dim, *repeats, *top, write.as_deref(), *json)
+        }
         BenchCommand::Load { path, repeats, json, load } => bench_load(path, *repeats, *json, load),
         BenchCommand::Model { model, volume, prompts, repeats, warmup, json, embeddings } => {
             bench_model(model, volume, prompts.as_deref(), *repeats, *warmup, *json, embeddings.as_deref())

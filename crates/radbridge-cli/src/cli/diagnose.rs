@@ -36,6 +36,14 @@ pub struct DiagnoseArgs {
     /// Knowledge-bank entries listed per image and per finding
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// Record the analysis (with its image embeddings) in the feedback database and the study
+    /// library, as the app does; prints the run id on stderr
+    #[arg(long)]
+    record: bool,
+    /// The database for --record (default: $RADBRIDGE_DATA_DIR/radbridge.sqlite3, else the
+    /// platform's app-data folder)
+    #[arg(long, value_name = "FILE", requires = "record")]
+    db: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -59,6 +67,8 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
         top_k: a.top_k,
         heatmap_dir: a.heatmaps.clone(),
         heatmap_method: a.heatmap_method,
+        // Keep the image encoding after the call when it is to be recorded.
+        image_key: a.record.then(|| "diagnose --record".to_string()),
         ..Default::default()
     };
     let pb = ProgressBar::new(100);
@@ -121,6 +131,15 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
     println!("timings: {}", d.timings.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect::<Vec<_>>().join(", "));
     if let Some(j) = &a.json {
         super::common::write_file(j, serde_json::to_string_pretty(&d)? + "\n")?;
+    }
+    if a.record {
+        let mut rec = radbridge_store::RunRecord::from_diagnosis(&d, None, Some(&a.model))?;
+        rec.embeddings =
+            engine.last_image().map(|i| i.embeddings().into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_or_default();
+        rec.origin = radbridge_store::library::Origin::Cli;
+        let mut store = super::common::open_store(a.db.as_deref())?;
+        let id = store.record_run(&rec)?;
+        eprintln!("recorded run {id} in {}", store.path().display());
     }
     Ok(())
 }
