@@ -71,6 +71,14 @@ fn ctclip_state_dict_imports_with_unused_keys_ignored() {
         assert_eq!(v[k], arch[k], "vision.{k}");
     }
     assert_eq!(inferred.model["latent_dim"], arch["latent_dim"]);
+    // `--image-size` with one value is a square image (CTViT's own `image_size`); three are refused.
+    let side = arch["image_size"][0].as_u64().unwrap() as usize;
+    let one = Overrides { image_size: Some(vec![side]), ..ctclip_overrides() };
+    let (_, square, _) = checkpoint::import(&data("models/ctclip_tiny/CT-CLIP_v2.pt"), Arch::Ctclip, &cfg, &one).unwrap();
+    assert_eq!(square.model["vision"]["image_size"], serde_json::json!([side, side]));
+    let three = Overrides { image_size: Some(vec![side, side, side]), ..ctclip_overrides() };
+    let e = checkpoint::import(&data("models/ctclip_tiny/CT-CLIP_v2.pt"), Arch::Ctclip, &cfg, &three).unwrap_err();
+    assert!(e.to_string().contains("one value (a square image) or two"), "{e}");
 }
 
 #[test]

@@ -257,6 +257,12 @@ fn diagnose_record_adds_the_study_and_a_later_import_joins_it() {
     assert_eq!(list.len(), 1);
     assert_eq!((list[0]["origin"].as_str(), list[0]["runs"].as_i64()), (Some("cli"), Some(1)));
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&dj).unwrap()).unwrap();
+    assert_eq!(d["model"]["device"], "cpu", "the device is recorded");
+    // A device this build or machine lacks is one named error, before any work.
+    for (dev, want) in [("tpu", "device 'tpu': unknown device"), ("cuda:0", "device 'cuda:0': ")] {
+        let e = err(run(&["diagnose", s(&ct), "--model", s(&demo), "--device", dev], &c.dir));
+        assert!(e.contains(want), "{e}");
+    }
     let want = d["findings"].as_array().unwrap().iter().find(|f| f["label"] == LABEL).unwrap()["score"].as_f64().unwrap();
     let hits = json(&ok(run(&["search", "--model", s(&demo), "--text", LABEL, "--db", s(&db), "--json"], &c.dir), "search"));
     assert_eq!(hits.len(), 1);

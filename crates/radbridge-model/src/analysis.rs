@@ -441,6 +441,10 @@ pub struct ModelInfo {
     pub weights_sha256: String,
     pub synthetic: bool,
     pub scoring: zeroshot::ScoringRule,
+    /// Where the model ran (`cpu`, `cuda:0`, `metal:0`; absent in results written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
 }
 
 pub const DISCLAIMER: &str = "Research use only. Not for diagnostic use: every finding needs a clinician's review.";
@@ -779,6 +783,7 @@ impl Engine {
                 weights_sha256: m.weights_sha256.clone(),
                 synthetic: m.synthetic,
                 scoring: m.scoring,
+                device: crate::device::name(&self.device),
             },
             findings,
             image_bank_top,

@@ -418,7 +418,9 @@ fn infer_ctclip_of(t: &BTreeMap<String, Tensor>, text_base: &Value, o: &Override
     let side = (grid as f64).sqrt().round() as usize;
     let image_size = match &o.image_size {
         Some(s) if s.len() == 2 => s.clone(),
-        Some(s) => return Err(format!("--image-size needs two values (h, w) for CT-CLIP, got {s:?}")),
+        // One value: a square image, as CTViT's own `image_size` argument.
+        Some(s) if s.len() == 1 => vec![s[0], s[0]],
+        Some(s) => return Err(format!("--image-size needs one value (a square image) or two (h, w) for CT-CLIP, got {s:?}")),
         None if side.checked_mul(side) == Some(grid) => vec![mul(side, patch, "image size")?, mul(side, patch, "image size")?],
         None => return Err(format!("to_visual_latent expects {grid} spatial tokens, not a square: give --image-size H,W")),
     };

@@ -101,6 +101,9 @@ pub enum ModelError {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+    /// The device asked for cannot be used (unknown name, not compiled in, not present).
+    #[error("device '{device}': {reason}")]
+    Device { device: String, reason: String },
 }
 
 impl ModelError {

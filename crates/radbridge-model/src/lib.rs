@@ -27,6 +27,7 @@ pub mod brgsa;
 pub mod checkpoint;
 pub mod ctclip;
 pub mod ctvit;
+pub mod device;
 pub mod error;
 pub mod heatmap;
 pub mod package;

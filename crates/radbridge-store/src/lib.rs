@@ -926,6 +926,7 @@ mod tests {
                 weights_sha256: "abc123".into(),
                 synthetic: true,
                 scoring: ScoringRule::BrgsaMeanCosine,
+                device: "cpu".into(),
             },
             findings: vec![finding("Emphysema", 0.7, Some(true), false), finding("a typed one", 0.25, None, true)],
             image_bank_top: vec![],

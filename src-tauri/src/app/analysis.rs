@@ -303,6 +303,7 @@ mod tests {
                 weights_sha256: "abc".into(),
                 synthetic: true,
                 scoring: ScoringRule::BrgsaMeanCosine,
+                device: "cpu".into(),
             },
             findings: vec![ScoredFinding {
                 finding: Finding {

@@ -59,6 +59,9 @@ pub struct BatchArgs {
     /// CPU threads for the model (default: every core)
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the model runs: cpu, cuda[:N] or metal[:N] (a GPU needs a build with that feature)
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Load non-CT modalities too
     #[arg(long)]
     any_modality: bool,
@@ -98,7 +101,8 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
         (None, None) => anyhow::bail!("batch needs --manifest or --input"),
     };
     let studies = batch::plan(&source)?;
-    let mut engine = Engine::load(model).with_context(|| format!("{}: cannot load the model", model.display()))?;
+    let device = super::common::device(&a.device)?;
+    let mut engine = Engine::load_on(model, &device).with_context(|| format!("{}: cannot load the model", model.display()))?;
     let m = &engine.package.manifest;
     let (set, labels) = super::common::label_set(m, a.labels.as_deref())?;
     let prompts = labels.iter().chain(&a.findings).map(|l| (l.clone(), m.prompts.positive_for(l))).collect();

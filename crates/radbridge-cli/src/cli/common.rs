@@ -119,3 +119,8 @@ pub fn open_store(db: Option<&Path>) -> Result<radbridge_store::Store> {
         None => radbridge_store::Store::open_default()?,
     })
 }
+
+/// Open the device named by `--device` (cpu, cuda[:N], metal[:N]).
+pub fn device(spec: &str) -> Result<candle_core::Device> {
+    Ok(spec.parse::<radbridge_model::device::DeviceSpec>()?.open()?)
+}

@@ -36,6 +36,9 @@ pub struct DiagnoseArgs {
     /// Knowledge-bank entries listed per image and per finding
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// Where the model runs: cpu, cuda[:N] or metal[:N] (a GPU needs a build with that feature)
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Record the analysis (with its image embeddings) in the feedback database and the study
     /// library, as the app does; prints the run id on stderr
     #[arg(long)]
@@ -51,7 +54,8 @@ pub struct DiagnoseArgs {
 pub fn run(a: &DiagnoseArgs) -> Result<()> {
     use radbridge_model::analysis::{DiagnoseOptions, Engine};
     let t0 = std::time::Instant::now();
-    let mut engine = Engine::load(&a.model)?;
+    let device = super::common::device(&a.device)?;
+    let mut engine = Engine::load_on(&a.model, &device)?;
     let load_model = t0.elapsed().as_secs_f64();
     let m = &engine.package.manifest;
     let (_, labels) = super::common::label_set(m, a.labels.as_deref())?;
@@ -84,7 +88,13 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
     d.timings.insert(0, ("load CT".into(), load_ct));
     d.timings.insert(0, ("load model".into(), load_model));
     println!("{}", radbridge_model::analysis::DISCLAIMER);
-    println!("model: {} ({:?}{})", d.model.name, d.model.architecture, if d.model.synthetic { ", synthetic-data demo" } else { "" });
+    println!(
+        "model: {} ({:?}{}) on {}",
+        d.model.name,
+        d.model.architecture,
+        if d.model.synthetic { ", synthetic-data demo" } else { "" },
+        d.model.device
+    );
     let mut rows: Vec<&radbridge_model::analysis::ScoredFinding> = d.findings.iter().collect();
     rows.sort_by(|x, y| y.finding.score.partial_cmp(&x.finding.score).unwrap_or(std::cmp::Ordering::Equal));
     println!("{:<40} {:>8} {:>10} {:>8}", "finding", "score", "threshold", "flagged");

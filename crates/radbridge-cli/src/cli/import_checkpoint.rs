@@ -33,7 +33,7 @@ pub struct ImportArgs {
     #[arg(long)]
     text_max_length: Option<usize>,
     /// BrgSA: base image size of the stored position grid "A0,A1,A2" (official 224,224,112);
-    /// CT-CLIP: "H,W" of the input (official 480,480)
+    /// CT-CLIP: "H,W" of the input, or one value for a square image (official 480)
     #[arg(long, value_delimiter = ',')]
     image_size: Option<Vec<usize>>,
     /// CT-CLIP: spatial patch size (official 20)

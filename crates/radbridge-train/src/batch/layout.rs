@@ -133,6 +133,9 @@ pub struct ShardRecord {
     pub stage_seconds: BTreeMap<String, f64>,
     #[serde(default)]
     pub host: String,
+    /// Where the model ran (`cpu`, `cuda:0`, …).
+    #[serde(default)]
+    pub device: String,
 }
 
 /// Remove a file of the output folder; one that is already gone is fine.

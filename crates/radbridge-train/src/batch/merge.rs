@@ -172,11 +172,12 @@ fn run_json(
         "counts": {"studies": studies, "succeeded": succeeded, "done": done, "failed": failed, "skipped": skipped, "missing": missing},
         "seconds": {"total": total, "wall": wall, "stages": stages},
         "studies_per_hour": per_hour,
+        "devices": records.iter().map(|(_, r)| r.device.clone()).filter(|d| !d.is_empty()).collect::<std::collections::BTreeSet<_>>(),
         "shards": records.iter().map(|(p, r)| json!({
             "file": p.file_name().map(|n| n.to_string_lossy().to_string()),
             "index": r.shard.index, "count": r.shard.count, "studies": r.studies,
             "done": r.done, "failed": r.failed, "skipped": r.skipped,
-            "seconds": r.seconds, "finished": r.finished.is_some(), "host": r.host,
+            "seconds": r.seconds, "finished": r.finished.is_some(), "host": r.host, "device": r.device,
         })).collect::<Vec<_>>(),
         "ignored_shard_records": ignored.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     })

@@ -102,6 +102,7 @@ pub fn run(engine: &mut Engine, studies: &[Study], out: &Path, opts: &BatchOptio
         seconds: 0.0,
         stage_seconds: BTreeMap::new(),
         host: hostname(),
+        device: radbridge_model::device::name(&engine.device),
     };
     let record_path = layout.shard_record(&opts.shard);
     write_record(&record_path, &record)?;
