@@ -445,7 +445,18 @@ pub struct ModelInfo {
     /// was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
+    /// A warning about this model on this study, shown with the findings and in the report:
+    /// [`SYNTHETIC_MODEL_NOTICE`] when a synthetic-data model ran on a CT that is not synthetic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
+
+/// The NIfTI description `radbridge synth` gives its synthetic CTs: a demo model (trained on
+/// synthetic data) run on a CT without it gets [`SYNTHETIC_MODEL_NOTICE`].
+pub const SYNTHETIC_CT_DESCRIPTION: &str = "radbridge synth: synthetic CT";
+
+/// What a synthetic-data model's result says on a CT that is not one of its synthetic cases.
+pub const SYNTHETIC_MODEL_NOTICE: &str = "This model was trained on synthetic data only: its scores on a real CT are not meaningful.";
 
 pub const DISCLAIMER: &str = "Research use only. Not for diagnostic use: every finding needs a clinician's review.";
 
@@ -784,6 +795,9 @@ impl Engine {
                 synthetic: m.synthetic,
                 scoring: m.scoring,
                 device: crate::device::name(&self.device),
+                notice: (m.synthetic
+                    && !volume.meta.series_description.as_deref().is_some_and(|d| d.starts_with(SYNTHETIC_CT_DESCRIPTION)))
+                .then(|| SYNTHETIC_MODEL_NOTICE.to_string()),
             },
             findings,
             image_bank_top,

@@ -196,6 +196,9 @@ fn summary(l: &mut Layout, r: &Report) {
     l.y -= 6.0;
     l.para(10.5, true, rgb(0.7, 0.0, 0.0), 8.0, &r.disclaimer);
     l.y -= box_h - 20.0;
+    if let Some(n) = &r.model.notice {
+        l.para(10.5, true, rgb(0.7, 0.0, 0.0), 8.0, n);
+    }
 
     l.heading("Study");
     let s = &r.study;

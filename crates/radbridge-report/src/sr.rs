@@ -242,6 +242,9 @@ pub fn build(r: &Report) -> Obj {
         text_item(("111001", "DCM", "Algorithm Name"), &r.model.name),
         text_item(("111003", "DCM", "Algorithm Version"), &format!("weights sha256 {}", r.model.weights_sha256)),
     ];
+    if let Some(n) = &r.model.notice {
+        top.push(text_item(("121106", "DCM", "Comment"), n));
+    }
     let mut groups = Vec::new();
     for f in &r.findings {
         let mut items = vec![text_item(("121071", "DCM", "Finding"), &f.label), num_item(("RB-SCORE", SCHEME, "Zero-shot score"), f.score)];

@@ -927,6 +927,7 @@ mod tests {
                 synthetic: true,
                 scoring: ScoringRule::BrgsaMeanCosine,
                 device: "cpu".into(),
+                notice: None,
             },
             findings: vec![finding("Emphysema", 0.7, Some(true), false), finding("a typed one", 0.25, None, true)],
             image_bank_top: vec![],

@@ -572,6 +572,11 @@ fn to_quatern(a: &Affine) -> Option<([f64; 3], f64)> {
 /// Write a volume as NIfTI-1 (`.nii` or, by extension, `.nii.gz`): int16 when the volume is
 /// int16, float32 otherwise; sform (code 1, scanner) always, qform too when the affine is rigid.
 pub fn write(volume: &Volume, path: &Path) -> Result<()> {
+    write_described(volume, path, "radbridge: HU, converted")
+}
+
+/// As [`write`], with `description` (at most 79 bytes are kept) in the header's `descrip`.
+pub fn write_described(volume: &Volume, path: &Path, description: &str) -> Result<()> {
     let werr = |reason: String| VolumeError::Write { path: path.into(), reason };
     let ras = volume.affine.flip_xy();
     let mut h = vec![0u8; 352];
@@ -605,7 +610,7 @@ pub fn write(volume: &Volume, path: &Path) -> Result<()> {
     put_f32(&mut h, 112, 1.0); // scl_slope
     put_f32(&mut h, 116, 0.0);
     h[123] = 2; // xyzt_units: mm
-    let descrip = b"radbridge: HU, converted";
+    let descrip = &description.as_bytes()[..description.len().min(79)];
     h[148..148 + descrip.len()].copy_from_slice(descrip);
     if let Some((q, _)) = quat {
         put_i16(&mut h, 252, 1);

@@ -304,6 +304,7 @@ mod tests {
                 synthetic: true,
                 scoring: ScoringRule::BrgsaMeanCosine,
                 device: "cpu".into(),
+                notice: None,
             },
             findings: vec![ScoredFinding {
                 finding: Finding {

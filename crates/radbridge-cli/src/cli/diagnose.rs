@@ -95,6 +95,9 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
         if d.model.synthetic { ", synthetic-data demo" } else { "" },
         d.model.device
     );
+    if let Some(n) = &d.model.notice {
+        println!("note: {n}");
+    }
     let mut rows: Vec<&radbridge_model::analysis::ScoredFinding> = d.findings.iter().collect();
     rows.sort_by(|x, y| y.finding.score.partial_cmp(&x.finding.score).unwrap_or(std::cmp::Ordering::Equal));
     println!("{:<40} {:>8} {:>10} {:>8}", "finding", "score", "threshold", "flagged");

@@ -658,7 +658,7 @@ pub fn write_case(case: &Case, dir: &Path) -> Result<CaseRecord> {
     let mdir = cdir.join("masks");
     std::fs::create_dir_all(&mdir).map_err(io_err(&mdir))?;
     let vol = volume_of(&case.grid, Voxels::I16(case.hu.clone()));
-    volume::nifti::write(&vol, &cdir.join("ct.nii.gz"))?;
+    volume::nifti::write_described(&vol, &cdir.join("ct.nii.gz"), radbridge_model::analysis::SYNTHETIC_CT_DESCRIPTION)?;
     let labels_all = all_labels();
     let mut masks = serde_json::Map::new();
     for (l, m) in &case.masks {
