@@ -2,4 +2,14 @@
 import type { Arch } from "./Arch";
 import type { ScoringRule } from "./ScoringRule";
 
-export type ModelInfo = { name: string, architecture: Arch, weights_sha256: string, synthetic: boolean, scoring: ScoringRule, };
+export type ModelInfo = { name: string, architecture: Arch, weights_sha256: string, synthetic: boolean, scoring: ScoringRule, 
+/**
+ * Where the model ran (`cpu`, `cuda:0`, `metal:0`; absent in results written before it
+ * was recorded).
+ */
+device?: string, 
+/**
+ * A warning about this model on this study, shown with the findings and in the report:
+ * [`SYNTHETIC_MODEL_NOTICE`] when a synthetic-data model ran on a CT that is not synthetic.
+ */
+notice?: string | null, };
