@@ -318,10 +318,17 @@ impl Store {
             }
         }
         // Verdicts of the latest runs that have events.
-        let with_events: Vec<RunId> = rows.iter().filter(|(_, n)| *n > 0).filter_map(|(s, _)| s.last_run).collect();
+        // (One query for all of them: a worklist of 10,000 studies is one round trip.)
+        let mut events_by_run: HashMap<RunId, Vec<crate::ReviewEvent>> = HashMap::new();
+        let filter = match only {
+            Some(_) => "WHERE run_id IN (SELECT max(id) FROM runs WHERE study_id = ?1)",
+            None => "WHERE run_id IN (SELECT max(id) FROM runs GROUP BY study_id) AND ?1 IS NULL",
+        };
+        for e in self.query_events(filter, [only])? {
+            events_by_run.entry(e.run_id).or_default().push(e);
+        }
         let mut decided: HashMap<RunId, usize> = HashMap::new();
-        for run in with_events {
-            let events = self.query_events("WHERE run_id = ?1", [run])?;
+        for (run, events) in events_by_run {
             let labels = flagged.get(&run).cloned().unwrap_or_default();
             let findings: Vec<RunFinding> = labels
                 .iter()
