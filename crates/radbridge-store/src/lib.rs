@@ -44,6 +44,7 @@ pub mod export;
 mod files;
 pub mod recalibrate;
 pub mod schema;
+pub mod site_words;
 
 use std::path::{Path, PathBuf};
 
