@@ -40,7 +40,9 @@ fn bank_describe_feedback_adds_and_marks_the_site_sentences() {
     let corpus = dir.join("corpus.jsonl");
     std::fs::write(
         &corpus,
-        ["There is a small pleural effusion.", "Emphysema in both upper lobes.", "No pneumothorax."].map(|s| json!(s).to_string()).join("\n"),
+        ["There is a small pleural effusion.", "Emphysema in both upper lobes.", "No pneumothorax."]
+            .map(|s| json!(s).to_string())
+            .join("\n"),
     )
     .unwrap();
     let (m, c) = (model.to_str().unwrap(), corpus.to_str().unwrap());

@@ -187,16 +187,15 @@ impl BankDescriptions {
         let n = sentences.len().min(z.len());
         let mut entries = Vec::new();
         for k in 0..bank_size {
-            let mut ranked: Vec<(usize, f32)> = z.iter().take(n).enumerate().map(|(i, zi)| (i, zi.get(k).copied().unwrap_or(0.0))).collect();
+            let mut ranked: Vec<(usize, f32)> =
+                z.iter().take(n).enumerate().map(|(i, zi)| (i, zi.get(k).copied().unwrap_or(0.0))).collect();
             ranked.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
             ranked.truncate(5);
             let Some(&(best, w)) = ranked.first() else { continue };
             let Some(description) = sentences.get(best) else { continue };
             if w > 0.0 {
-                let examples: Vec<(String, f32)> =
-                    ranked.iter().filter_map(|&(i, w)| sentences.get(i).map(|s| (s.clone(), w))).collect();
-                let site_examples =
-                    ranked.iter().filter(|&&(i, _)| is_site(i)).filter_map(|&(i, _)| sentences.get(i).cloned()).collect();
+                let examples: Vec<(String, f32)> = ranked.iter().filter_map(|&(i, w)| sentences.get(i).map(|s| (s.clone(), w))).collect();
+                let site_examples = ranked.iter().filter(|&&(i, _)| is_site(i)).filter_map(|&(i, _)| sentences.get(i).cloned()).collect();
                 entries.push(EntryDescription { index: k, description: description.clone(), examples, site_examples });
             }
         }
@@ -249,12 +248,16 @@ mod tests {
         assert_eq!(d.sentences, 3);
         assert_eq!(d.site_sentences, vec!["our words for effusion".to_string()]);
         assert_eq!(d.site_examples(0), ["our words for effusion".to_string()]);
-        assert!(d.site_examples(1).is_empty());
+        // Entry 1 lists every sentence among its (up to five) examples, the site one too.
+        assert_eq!(d.site_examples(1), ["our words for effusion".to_string()]);
         assert!(d.site_examples(2).is_empty(), "no description, no site words");
-        assert_eq!(d.entries_with_site_examples(), 1);
+        assert_eq!(d.entries_with_site_examples(), 2);
         let e0 = d.entries.iter().find(|e| e.index == 0).unwrap();
         assert!(e0.is_site("our words for effusion") && !e0.is_site("pleural effusion"));
-        assert_eq!(e0.examples.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["pleural effusion", "our words for effusion", "nodule"]);
+        assert_eq!(
+            e0.examples.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            vec!["pleural effusion", "our words for effusion", "nodule"]
+        );
         // Round trip.
         let back: BankDescriptions = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back.site_examples(0), d.site_examples(0));

@@ -31,7 +31,8 @@ impl Store {
             "SELECT DISTINCT r.id FROM runs r JOIN review_events e ON e.run_id = r.id
              WHERE ?1 IS NULL OR r.model_checksum = ?1 ORDER BY r.id",
         ))?;
-        let ids = self.sql(st.query_map([model_checksum], |r| r.get::<_, i64>(0)).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>()))?;
+        let ids =
+            self.sql(st.query_map([model_checksum], |r| r.get::<_, i64>(0)).and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>()))?;
         let mut out: Vec<SiteSentence> = Vec::new();
         // lower-cased text → index in `out`, and the last run counted for it.
         let mut seen: HashMap<String, (usize, i64)> = HashMap::new();

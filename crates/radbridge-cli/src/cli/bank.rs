@@ -156,10 +156,7 @@ mod tests {
     #[test]
     fn site_sentences_already_in_the_corpus_are_not_added_twice() {
         let mut sentences = vec!["Pleural effusion.".to_string(), "nodule".to_string()];
-        let site = [
-            SiteSentence { text: "  NODULE ".into(), runs: 2 },
-            SiteSentence { text: "our words".into(), runs: 1 },
-        ];
+        let site = [SiteSentence { text: "  NODULE ".into(), runs: 2 }, SiteSentence { text: "our words".into(), runs: 1 }];
         let (marks, added) = append_site(&mut sentences, &site);
         assert_eq!(added, 1);
         assert_eq!(sentences, vec!["Pleural effusion.", "nodule", "our words"]);
