@@ -5,6 +5,7 @@
 mod analysis;
 mod architecture;
 mod bad_input;
+mod bank_site_words;
 mod batch;
 mod brgsa_model;
 mod checkpoint;

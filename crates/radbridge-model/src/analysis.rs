@@ -417,6 +417,10 @@ pub struct Described<T> {
     pub entry: T,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The entry's example sentences that came from this site's feedback (`bank describe
+    /// --feedback`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_words: Vec<String>,
 }
 
 /// What `diagnose` returns.
@@ -564,7 +568,11 @@ fn slug(s: &str) -> String {
 
 impl Engine {
     fn describe<T: Clone>(&self, entry: &T, index: usize) -> Described<T> {
-        Described { entry: entry.clone(), description: self.bank.as_ref().and_then(|b| b.describe(index)).map(String::from) }
+        Described {
+            entry: entry.clone(),
+            description: self.bank.as_ref().and_then(|b| b.describe(index)).map(String::from),
+            site_words: self.bank.as_ref().map(|b| b.site_examples(index).to_vec()).unwrap_or_default(),
+        }
     }
 
     /// Score a volume: preprocess, encode the image once, embed every prompt (cached), score,

@@ -54,6 +54,18 @@ pub struct EntryDescription {
     pub description: String,
     /// Up to five sentences with their weights, strongest first.
     pub examples: Vec<(String, f32)>,
+    /// The sentences of `examples` (same spelling, same order) that came from this site's
+    /// feedback (`bank describe --feedback`): confirmed findings and missed-finding texts.
+    /// Absent in files written without `--feedback` and in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_examples: Vec<String>,
+}
+
+impl EntryDescription {
+    /// Whether `sentence` (one of `examples`) came from the site's feedback.
+    pub fn is_site(&self, sentence: &str) -> bool {
+        self.site_examples.iter().any(|s| s == sentence)
+    }
 }
 
 /// `bank.json`: descriptions of the bank entries.
@@ -70,6 +82,11 @@ pub struct BankDescriptions {
     /// Where the corpus' sentences came from (from its `.meta.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus_source: Option<String>,
+    /// The site's own sentences that were added to the corpus (`bank describe --feedback`):
+    /// the texts of confirmed findings and missed findings in the feedback store, text only.
+    /// Counted in `sentences`. Absent without `--feedback` and in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_sentences: Vec<String>,
 }
 
 /// The bundled sentence corpus: CT-RATE validation reports summarised by `radbridge summarize`.
@@ -143,25 +160,54 @@ impl BankDescriptions {
         self.entries.iter().find(|e| e.index == index).map(|e| e.description.as_str())
     }
 
+    /// The site sentences among the examples of entry `index` (empty when none, or when the
+    /// entry has no description).
+    pub fn site_examples(&self, index: usize) -> &[String] {
+        self.entries.iter().find(|e| e.index == index).map(|e| e.site_examples.as_slice()).unwrap_or(&[])
+    }
+
+    /// Entries that name at least one site sentence among their examples.
+    pub fn entries_with_site_examples(&self) -> usize {
+        self.entries.iter().filter(|e| !e.site_examples.is_empty()).count()
+    }
+
     /// Build descriptions from sentences and their z vectors: for each entry, the sentences
-    /// with the largest weight on it. Entries no sentence uses get no description.
+    /// with the largest weight on it. Entries no sentence uses get no description. Sentences
+    /// without a z vector (and z vectors without a sentence) are ignored.
     pub fn from_weights(corpus: &str, sentences: &[String], z: &[Vec<f32>], bank_size: usize) -> BankDescriptions {
+        Self::from_weights_with_site(corpus, sentences, z, bank_size, &[])
+    }
+
+    /// [`BankDescriptions::from_weights`] where `site[i]` says that `sentences[i]` came from
+    /// the site's feedback (missing entries of `site` count as false): such sentences are listed
+    /// in `site_sentences` and, where they are among an entry's examples, in its
+    /// `site_examples`.
+    pub fn from_weights_with_site(corpus: &str, sentences: &[String], z: &[Vec<f32>], bank_size: usize, site: &[bool]) -> BankDescriptions {
+        let is_site = |i: usize| site.get(i).copied().unwrap_or(false);
+        let n = sentences.len().min(z.len());
         let mut entries = Vec::new();
         for k in 0..bank_size {
-            let mut ranked: Vec<(usize, f32)> = z.iter().enumerate().map(|(i, zi)| (i, zi.get(k).copied().unwrap_or(0.0))).collect();
+            let mut ranked: Vec<(usize, f32)> =
+                z.iter().take(n).enumerate().map(|(i, zi)| (i, zi.get(k).copied().unwrap_or(0.0))).collect();
             ranked.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
             ranked.truncate(5);
-            if let Some(&(best, w)) = ranked.first() {
-                if w > 0.0 {
-                    entries.push(EntryDescription {
-                        index: k,
-                        description: sentences[best].clone(),
-                        examples: ranked.iter().map(|&(i, w)| (sentences[i].clone(), w)).collect(),
-                    });
-                }
+            let Some(&(best, w)) = ranked.first() else { continue };
+            let Some(description) = sentences.get(best) else { continue };
+            if w > 0.0 {
+                let examples: Vec<(String, f32)> = ranked.iter().filter_map(|&(i, w)| sentences.get(i).map(|s| (s.clone(), w))).collect();
+                let site_examples = ranked.iter().filter(|&&(i, _)| is_site(i)).filter_map(|&(i, _)| sentences.get(i).cloned()).collect();
+                entries.push(EntryDescription { index: k, description: description.clone(), examples, site_examples });
             }
         }
-        BankDescriptions { corpus: corpus.to_string(), sentences: sentences.len(), entries, corpus_license: None, corpus_source: None }
+        let site_sentences = sentences.iter().enumerate().filter(|&(i, _)| is_site(i)).map(|(_, s)| s.clone()).collect();
+        BankDescriptions {
+            corpus: corpus.to_string(),
+            sentences: sentences.len(),
+            entries,
+            corpus_license: None,
+            corpus_source: None,
+            site_sentences,
+        }
     }
 }
 
@@ -189,5 +235,51 @@ mod tests {
         assert_eq!(d.describe(0), Some("pleural effusion"));
         assert_eq!(d.describe(1), Some("nodule"));
         assert_eq!(d.describe(2), None);
+        assert!(d.site_sentences.is_empty() && d.entries.iter().all(|e| e.site_examples.is_empty()));
+        let j = serde_json::to_value(&d).unwrap();
+        assert!(j.get("site_sentences").is_none() && j["entries"][0].get("site_examples").is_none(), "{j}");
+    }
+
+    #[test]
+    fn site_sentences_are_marked_among_the_examples() {
+        let sentences = vec!["pleural effusion".to_string(), "nodule".to_string(), "our words for effusion".to_string()];
+        let z = vec![vec![0.9, 0.1, 0.0], vec![0.0, 0.8, 0.0], vec![0.5, 0.0, 0.0]];
+        let d = BankDescriptions::from_weights_with_site("c.jsonl", &sentences, &z, 3, &[false, false, true]);
+        assert_eq!(d.sentences, 3);
+        assert_eq!(d.site_sentences, vec!["our words for effusion".to_string()]);
+        assert_eq!(d.site_examples(0), ["our words for effusion".to_string()]);
+        // Entry 1 lists every sentence among its (up to five) examples, the site one too.
+        assert_eq!(d.site_examples(1), ["our words for effusion".to_string()]);
+        assert!(d.site_examples(2).is_empty(), "no description, no site words");
+        assert_eq!(d.entries_with_site_examples(), 2);
+        let e0 = d.entries.iter().find(|e| e.index == 0).unwrap();
+        assert!(e0.is_site("our words for effusion") && !e0.is_site("pleural effusion"));
+        assert_eq!(
+            e0.examples.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            vec!["pleural effusion", "our words for effusion", "nodule"]
+        );
+        // Round trip.
+        let back: BankDescriptions = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back.site_examples(0), d.site_examples(0));
+        assert_eq!(back.site_sentences, d.site_sentences);
+    }
+
+    #[test]
+    fn old_bank_json_without_site_fields_still_loads() {
+        let old = r#"{"corpus":"c.jsonl","sentences":2,"entries":[{"index":4,"description":"nodule","examples":[["nodule",0.5],["mass",0.25]]}]}"#;
+        let d: BankDescriptions = serde_json::from_str(old).unwrap();
+        assert_eq!(d.describe(4), Some("nodule"));
+        assert!(d.site_sentences.is_empty() && d.site_examples(4).is_empty());
+    }
+
+    #[test]
+    fn mismatched_sentences_and_z_do_not_panic() {
+        let sentences = vec!["a".to_string()];
+        let z = vec![vec![0.5, 0.5], vec![0.9, 0.9]];
+        let d = BankDescriptions::from_weights_with_site("c", &sentences, &z, 4, &[true, true, true]);
+        assert_eq!(d.describe(0), Some("a"));
+        assert_eq!(d.site_sentences, vec!["a".to_string()]);
+        let d = BankDescriptions::from_weights("c", &["a".to_string(), "b".to_string()], &[vec![0.1]], 1);
+        assert_eq!(d.entries[0].examples.len(), 1);
     }
 }

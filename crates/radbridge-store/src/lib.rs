@@ -45,6 +45,7 @@ mod files;
 pub mod library;
 pub mod recalibrate;
 pub mod schema;
+pub mod site_words;
 
 use std::path::{Path, PathBuf};
 

@@ -3,4 +3,9 @@
 /**
  * A bank entry with its words (when `bank.json` has them).
  */
-export type Described<T> = { description?: string | null, } & T;
+export type Described<T> = { description?: string | null, 
+/**
+ * The entry's example sentences that came from this site's feedback (`bank describe
+ * --feedback`); absent when none.
+ */
+site_words?: Array<string>, } & T;

@@ -10,6 +10,31 @@ export function entryWeight(e: BankEntry, kind: Kind): string {
   return (e.weight ?? 0).toFixed(3);
 }
 
+/** Which of an entry's words came from this site's feedback (`bank describe --feedback`):
+ * whether its description is one, and the other site sentences among its examples. */
+export function siteWords(e: BankEntry): { description: boolean; others: string[] } {
+  const site = e.site_words ?? [];
+  const description = e.description != null && site.includes(e.description);
+  return { description, others: site.filter((s) => s !== e.description) };
+}
+
+function siteBadge() {
+  return el("span", { class: "site-badge", "data-testid": "bank-site-word", title: "a sentence from this site's confirmed or missed findings", text: "site" });
+}
+
+function entryText(e: BankEntry) {
+  const site = siteWords(e);
+  const text = el("span", { class: "entry-text", text: e.description ?? "(no words for this entry: run `radbridge bank describe` for this model)" });
+  if (site.description) text.append(" ", siteBadge());
+  if (site.others.length === 0) return text;
+  return el(
+    "span",
+    { class: "entry-words" },
+    text,
+    el("span", { class: "entry-site-words" }, ...site.others.map((s) => el("span", { class: "entry-site-word" }, siteBadge(), " ", s))),
+  );
+}
+
 function section(title: string, kind: Kind, entries: BankEntry[]) {
   return el(
     "div",
@@ -26,7 +51,7 @@ function section(title: string, kind: Kind, entries: BankEntry[]) {
               { "data-testid": "bank-entry", "data-kind": kind, "data-index": e.index },
               el("span", { class: "entry-index", text: `#${e.index}` }),
               el("span", { class: "entry-weight", text: entryWeight(e, kind) }),
-              el("span", { class: "entry-text", text: e.description ?? "(no words for this entry: run `radbridge bank describe` for this model)" }),
+              entryText(e),
             ),
           ),
         ),

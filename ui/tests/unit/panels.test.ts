@@ -3,7 +3,7 @@ import type { ScoredFinding } from "../../src/api";
 import { flagText, sortFindings } from "../../src/findings/findings";
 import { stageStates, STAGES } from "../../src/findings/progress";
 import { appendEvent, describeEvent, falsePositive } from "../../src/feedback/log";
-import { entryWeight } from "../../src/knowledge/knowledge";
+import { entryWeight, siteWords } from "../../src/knowledge/knowledge";
 import { describeModel } from "../../src/settings/settings";
 
 const f = (label: string, score: number, threshold: number | null): ScoredFinding => ({
@@ -49,6 +49,11 @@ describe("knowledge and settings text", () => {
   it("formats weights", () => {
     expect(entryWeight({ index: 1, weight: 0.12345 }, "image")).toBe("0.123");
     expect(entryWeight({ index: 1, image_weight: 0.5, text_weight: 0.25 }, "shared")).toBe("0.500 × 0.250");
+  });
+  it("marks the words that came from this site", () => {
+    expect(siteWords({ index: 1, description: "nodule" })).toEqual({ description: false, others: [] });
+    expect(siteWords({ index: 1, description: "our nodule", site_words: ["our nodule", "our mass"] })).toEqual({ description: true, others: ["our mass"] });
+    expect(siteWords({ index: 1, site_words: ["our mass"] })).toEqual({ description: false, others: ["our mass"] });
   });
   it("says which model runs and why", () => {
     expect(describeModel({ model_dir: null, label_set: null, resolved_model: null, resolved_from: "none found", model_ok: false })).toMatch(/No model found/);
