@@ -181,7 +181,7 @@ fn tiny_training_lowers_the_loss_and_writes_a_loadable_model() {
     // On its own synthetic cases the demo notice stays away; on a real CT it says the scores
     // mean nothing.
     assert_eq!(d.model.notice, None);
-    let real = radbridge_volume::open(&data("totalsegmentator/chest_ct.nii.gz"), &Default::default()).unwrap().volume;
+    let real = radbridge_volume::open(data("totalsegmentator/chest_ct.nii.gz"), &Default::default()).unwrap().volume;
     let d = engine.diagnose(&real, &opts, &|_, _| {}).expect("diagnose the real CT");
     assert_eq!(d.model.notice.as_deref(), Some(radbridge_model::analysis::SYNTHETIC_MODEL_NOTICE));
     // And through the CLI.
