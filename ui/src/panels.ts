@@ -10,7 +10,7 @@ import { describeEvent } from "./feedback/log";
 import { rowVerdict, undoTarget } from "./feedback/verdicts";
 import { describeModel } from "./settings/settings";
 import { describeSearch, hitRow, studyRow, VirtualList } from "./library/library";
-import { STATUSES, statusText, worklist, type SortKey } from "./library/worklist";
+import { STATUSES, statusText, studies, worklist, type SortKey } from "./library/worklist";
 
 function showText(id: string, msg: string | null) {
   const box = $(id);
@@ -156,7 +156,7 @@ export function mountLibrary(store: AppStore, open: (id: number) => void, painte
     if (!list) return;
     const rows = worklist(list, view);
     vlist.setItems(rows, view !== prev[1]);
-    $("library-count").textContent = rows.length === list.length ? `${list.length} studies` : `${rows.length} of ${list.length} studies`;
+    $("library-count").textContent = rows.length === list.length ? studies(list.length) : `${rows.length} of ${studies(list.length)}`;
     $("library-empty").hidden = list.length > 0;
     painted(vlist.rendered);
   }, { equals: shallow });

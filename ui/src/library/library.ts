@@ -4,7 +4,7 @@
 import type { LibraryStudy, SearchHit, SearchResult } from "../api";
 import { el } from "../dom";
 import { visibleRows } from "./window";
-import { flaggedText, formatDate, statusText, studyTitle } from "./worklist";
+import { flaggedText, formatDate, statusText, studies, studyTitle } from "./worklist";
 
 /** Height of one worklist row in px (style.css `.lib-row` has the same). */
 export const ROW_HEIGHT = 26;
@@ -113,5 +113,5 @@ export function hitRow(h: SearchHit, testid: "search-result" | "similar-study", 
 export function describeSearch(r: SearchResult, what: string): string {
   const skipped = r.skipped ? `; ${r.skipped} analysed with other models not searched (analyse them with this model to include them)` : "";
   if (r.searched === 0) return `No study analysed with ${r.model_name} to search${skipped}.`;
-  return `${r.hits.length} of ${r.searched} studies ${what} by ${r.model_name}${skipped}.`;
+  return `${r.hits.length} of ${studies(r.searched)} ${what} by ${r.model_name}${skipped}.`;
 }

@@ -102,3 +102,8 @@ export function flaggedText(s: Pick<LibraryStudy, "flagged" | "decided" | "last_
 export function clickSort(view: WorklistView, key: SortKey): WorklistView {
   return view.sort === key ? { ...view, desc: !view.desc } : { ...view, sort: key, desc: true };
 }
+
+/** "1 study", "2 studies". */
+export function studies(n: number): string {
+  return `${n} ${n === 1 ? "study" : "studies"}`;
+}

@@ -3,7 +3,7 @@ import type { LibraryStudy, ReviewStatus } from "../../src/api";
 import { visibleRows } from "../../src/library/window";
 import { initialState, openStudyId, type AppState } from "../../src/state";
 import {
-  clickSort, DEFAULT_VIEW, filterStudies, flaggedText, formatDate, sortDate, sortStudies, statusText, studyTitle, worklist,
+  clickSort, DEFAULT_VIEW, filterStudies, flaggedText, formatDate, sortDate, sortStudies, statusText, studies, studyTitle, worklist,
 } from "../../src/library/worklist";
 
 const s = (id: number, date: string | null, status: ReviewStatus, flagged: number, extra: Partial<LibraryStudy> = {}): LibraryStudy => ({
@@ -23,6 +23,7 @@ describe("worklist rows", () => {
     expect(flaggedText({ flagged: 3, decided: 0, last_run: 1 })).toBe("3");
     expect(flaggedText({ flagged: 3, decided: 2, last_run: 1 })).toBe("3 (2 decided)");
     expect(flaggedText({ flagged: 0, decided: 0, last_run: null })).toBe("–");
+    expect([studies(1), studies(0), studies(10000)]).toEqual(["1 study", "0 studies", "10000 studies"]);
   });
   it("dates a study without StudyDate by its latest analysis", () => {
     expect(sortDate(s(1, null, "new", 0))).toBe("20261207");
