@@ -13,11 +13,16 @@ import type { EntryWeight } from "./bindings/EntryWeight";
 import type { ExportResult } from "./bindings/ExportResult";
 import type { Format } from "./bindings/Format";
 import type { HeatmapRef } from "./bindings/HeatmapRef";
+import type { LibraryStudy } from "./bindings/LibraryStudy";
+import type { OpenedStudy } from "./bindings/OpenedStudy";
 import type { Progress } from "./bindings/Progress";
 import type { Recalibration } from "./bindings/Recalibration";
 import type { RecalibrationAction } from "./bindings/RecalibrationAction";
 import type { ReviewAction } from "./bindings/ReviewAction";
 import type { ReviewResult } from "./bindings/ReviewResult";
+import type { ReviewStatus } from "./bindings/ReviewStatus";
+import type { SearchHit } from "./bindings/SearchHit";
+import type { SearchResult } from "./bindings/SearchResult";
 import type { SettingsView } from "./bindings/SettingsView";
 import type { SharedEntry } from "./bindings/SharedEntry";
 import type { Verdict } from "./bindings/Verdict";
@@ -25,6 +30,7 @@ import type { VolumeSummary } from "./bindings/VolumeSummary";
 
 export type { AppError, ErrorCode, AnalysisResult, ExportResult, Format, HeatmapRef, Progress, Recalibration, RecalibrationAction };
 export type { ReviewAction, ReviewResult, SettingsView, Verdict, VolumeSummary };
+export type { LibraryStudy, OpenedStudy, ReviewStatus, SearchHit, SearchResult };
 export type { Diagnosis } from "./bindings/Diagnosis";
 export type { ScoredFinding } from "./bindings/ScoredFinding";
 export type { SeriesInfo } from "./bindings/SeriesInfo";
@@ -104,3 +110,12 @@ export const exportReport = (format: Format, deidentify: boolean, runId: number 
 
 /** The current verdicts of a run in the feedback store (the same list `review_finding` answers). */
 export const runVerdicts = (runId: number) => invoke<ReviewResult["verdicts"]>("run_verdicts", { runId });
+
+// The study library (every study analysed here, with its latest run and review status).
+export const libraryList = () => invoke<LibraryStudy[]>("library_list");
+/** Open a library study and restore its latest analysis and verdicts (the model does not run). */
+export const libraryOpen = (studyId: number) => invoke<OpenedStudy>("library_open", { studyId });
+/** The library's studies ranked by a sentence (each study's score for it as a typed finding). */
+export const librarySearch = (text: string, top: number | null = null) => invoke<SearchResult>("library_search", { text, top });
+/** The studies whose images are most like this one's (cosine of the image embeddings). */
+export const similarStudies = (studyId: number, top: number | null = null) => invoke<SearchResult>("similar_studies", { studyId, top });

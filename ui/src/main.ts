@@ -13,10 +13,12 @@ import { STAGES } from "./findings/progress";
 import { REASONS, falsePositive } from "./feedback/log";
 import { undoTarget } from "./feedback/verdicts";
 import { loadVerdicts, review } from "./feedback/review";
+import { storeVerdicts } from "./feedback/verdicts";
+import { clickSort, type SortKey } from "./library/worklist";
 import { bindReport } from "./report/report";
 import { bindSettings } from "./settings/settings";
-import { clearedAnalysis, createStore, initialState } from "./state";
-import { mountAnalysis, mountFindings, mountKnowledge, mountOverlay, mountReview, mountStudy } from "./panels";
+import { clearedAnalysis, createStore, initialState, openStudyId, type AppState } from "./state";
+import { mountAnalysis, mountFindings, mountKnowledge, mountLibrary, mountOverlay, mountReview, mountStudy } from "./panels";
 
 const store = createStore(initialState());
 const viewer = new Viewer($("viewer"));
@@ -47,6 +49,13 @@ mountFindings(store, (f) => void select(f));
 mountKnowledge(store);
 mountReview(store);
 mountOverlay(store);
+mountLibrary(store, (id) => void openFromLibrary(id), () => {
+  // First paint of the listed worklist: the frame after the rows are in the DOM.
+  if (!libraryListing) return;
+  libraryListing = false;
+  mark("library_rows");
+  requestAnimationFrame(() => setTimeout(() => mark("library_painted"), 0));
+});
 
 function clearAnalysis() {
   selectToken++;
@@ -54,15 +63,23 @@ function clearAnalysis() {
   store.set(clearedAnalysis());
 }
 
-async function open(path: string, series?: string) {
+/** What opening gives: the volume and, from the library, the state it restores. */
+interface Opened {
+  summary: api.VolumeSummary;
+  restore?: Partial<AppState>;
+}
+
+/** Show a study: `fetch` opens it in the shell; the voxels follow. */
+async function show(what: string, fetch: () => Promise<Opened>) {
   resetMarks();
   mark("open_start");
-  $("status").textContent = `loading ${path} …`;
+  $("status").textContent = `loading ${what} …`;
   try {
-    const s = await api.openPath(path, series);
+    const { summary: s, restore } = await fetch();
     mark("summary");
     clearAnalysis();
-    store.set({ study: s, loadError: null });
+    store.set({ study: s, loadError: null, similar: null, libraryStudyId: null, ...restore });
+    if (restore?.result) mark("analysis_restored");
     const k = s.dims[2] >> 1;
     const slice = await api.fetchSlice(k);
     viewer.showPreview(slice, s.dims, s.spacing);
@@ -75,6 +92,68 @@ async function open(path: string, series?: string) {
     // The previous volume stays on screen; the error names the file and the problem.
     store.set({ loadError: api.errorMessage(e) });
     $("status").textContent = "";
+  }
+}
+
+const open = (path: string, series?: string) => show(path, async () => ({ summary: await api.openPath(path, series) }));
+
+/** Open a library study with its latest analysis and verdicts as recorded (no model run). */
+async function openFromLibrary(id: number) {
+  if (store.get().busy) return;
+  store.set({ libraryOpen: false });
+  const title = store.get().library?.find((s) => s.id === id)?.path ?? `library study ${id}`;
+  await show(title, async () => {
+    const o = await api.libraryOpen(id);
+    const analysisError = o.restore_error ? `the recorded analysis cannot be shown: ${o.restore_error}` : null;
+    return { summary: o.volume, restore: { result: o.result, verdicts: storeVerdicts(o.verdicts), libraryStudyId: o.study.id, analysisError } };
+  });
+}
+
+/** Set when the Library button asked for the list: the next listed worklist marks its paint. */
+let libraryListing = false;
+
+async function showLibrary() {
+  mark("library_open");
+  libraryListing = true;
+  store.set({ libraryOpen: true, libraryError: null });
+  try {
+    store.set({ library: await api.libraryList() });
+  } catch (e) {
+    libraryListing = false;
+    store.set({ libraryError: `library: ${api.errorMessage(e)}` });
+  }
+}
+
+async function searchLibrary(text: string) {
+  store.set({ search: { busy: true, result: store.get().search?.result ?? null, error: null } });
+  try {
+    store.set({ search: { busy: false, result: await api.librarySearch(text, 50), error: null } });
+  } catch (e) {
+    store.set({ search: { busy: false, result: null, error: api.errorMessage(e) } });
+  }
+}
+
+async function findSimilar() {
+  let id = openStudyId(store.get());
+  if (id == null && store.get().result?.run_id != null) {
+    // Analysed since the library was listed: find the study by its latest run.
+    try {
+      store.set({ library: await api.libraryList() });
+    } catch (e) {
+      store.set({ similar: { busy: false, result: null, error: api.errorMessage(e) } });
+      return;
+    }
+    id = openStudyId(store.get());
+  }
+  if (id == null) {
+    store.set({ similar: { busy: false, result: null, error: "this study is not in the library yet: run the analysis first" } });
+    return;
+  }
+  store.set({ similar: { busy: true, result: null, error: null } });
+  try {
+    store.set({ similar: { busy: false, result: await api.similarStudies(id, 10), error: null } });
+  } catch (e) {
+    store.set({ similar: { busy: false, result: null, error: api.errorMessage(e) } });
   }
 }
 
@@ -189,6 +268,21 @@ $("overlay-opacity").oninput = () => viewer.setOverlayOpacity(Number($<HTMLInput
 $("open-file").onclick = () => pick(false);
 $("open-folder").onclick = () => pick(true);
 $("help-button").onclick = () => ($("help").hidden = false);
+$("library-open").onclick = () => (store.get().libraryOpen ? store.set({ libraryOpen: false }) : void showLibrary());
+$("library-close").onclick = () => store.set({ libraryOpen: false });
+$("library-filter").oninput = () => store.update((s) => ({ libraryView: { ...s.libraryView, text: $<HTMLInputElement>("library-filter").value } }));
+$("library-status").onchange = () =>
+  store.update((s) => ({ libraryView: { ...s.libraryView, status: $<HTMLSelectElement>("library-status").value as AppState["libraryView"]["status"] } }));
+for (const b of document.querySelectorAll<HTMLButtonElement>("[data-sort]")) {
+  b.onclick = () => store.update((s) => ({ libraryView: clickSort(s.libraryView, b.dataset.sort as SortKey) }));
+}
+$("library-search-form").onsubmit = (e) => {
+  e.preventDefault();
+  const text = $<HTMLInputElement>("library-search").value.trim();
+  if (text) void searchLibrary(text);
+  else store.set({ search: { busy: false, result: null, error: "type a sentence first" } });
+};
+$("similar-find").onclick = () => void findSimilar();
 $("help-close").onclick = () => ($("help").hidden = true);
 bindReport(() => store.get().result?.run_id ?? null, () => {});
 bindSettings((settings) => store.set({ settings }));
@@ -198,7 +292,8 @@ document.addEventListener("keydown", (e) => {
   if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
   if (e.ctrlKey && e.key.toLowerCase() === "o") { e.preventDefault(); pick(e.shiftKey); return; }
   if (e.key === "?") { $("help").hidden = !$("help").hidden; return; }
-  if (e.key === "Escape") { $("help").hidden = true; $("settings").hidden = true; return; }
+  if (e.key === "Escape") { $("help").hidden = true; $("settings").hidden = true; store.set({ libraryOpen: false }); return; }
+  if (store.get().libraryOpen) return; // the worklist scrolls with the keys
   const preset = Object.values(PRESETS).find((p) => p.key === e.key);
   if (preset) { viewer.setWindow(preset); return; }
   if (e.key === "r" || e.key === "R") { viewer.resetView(); viewer.setWindow(PRESETS.soft_tissue); return; }

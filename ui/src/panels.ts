@@ -2,13 +2,15 @@
 // when they change. Actions (clicks, forms) stay in main.ts and change the state.
 import type * as api from "./api";
 import { $, el } from "./dom";
-import { allFindings, shallow, type AppStore } from "./state";
+import { allFindings, openStudyId, shallow, type AppStore, type SearchState } from "./state";
 import { renderFindings } from "./findings/findings";
 import { renderProgress } from "./findings/progress";
 import { renderKnowledge } from "./knowledge/knowledge";
 import { describeEvent } from "./feedback/log";
 import { rowVerdict, undoTarget } from "./feedback/verdicts";
 import { describeModel } from "./settings/settings";
+import { describeSearch, hitRow, studyRow, VirtualList } from "./library/library";
+import { STATUSES, statusText, studies, worklist, type SortKey } from "./library/worklist";
 
 function showText(id: string, msg: string | null) {
   const box = $(id);
@@ -128,4 +130,52 @@ export function mountOverlay(store: AppStore) {
     $<HTMLInputElement>("overlay-toggle").disabled = !on;
     $<HTMLInputElement>("overlay-opacity").disabled = !on;
   }, { immediate: true });
+}
+
+function renderHits(list: HTMLElement, info: HTMLElement, s: SearchState | null, testid: "search-result" | "similar-study", what: string, open: (id: number) => void) {
+  list.replaceChildren(...(s?.result?.hits ?? []).map((h) => hitRow(h, testid, open)));
+  info.textContent = !s ? "" : s.busy ? "searching…" : s.error ?? (s.result ? describeSearch(s.result, what) : "");
+  info.classList.toggle("error-text", !!s?.error);
+}
+
+/**
+ * The Library panel: the worklist (virtual: only the rows on screen are drawn), its sort and
+ * filters, the text search; and "Similar studies" for the open study (left). `open` opens a
+ * library study; `painted` is called once a listed worklist is in the DOM.
+ */
+export function mountLibrary(store: AppStore, open: (id: number) => void, painted: (rows: number) => void) {
+  let current: number | null = null;
+  const vlist = new VirtualList($("library-list"), (st: api.LibraryStudy) => studyRow(st, st.id === current, open));
+  for (const st of STATUSES) $("library-status").append(el("option", { value: st, text: statusText(st) }));
+  store.subscribe((s) => s.libraryOpen, (on) => {
+    $("library").hidden = !on;
+    $("library-open").classList.toggle("active", on);
+    if (on) vlist.render(true); // its size is known now
+  }, { immediate: true });
+  store.subscribe((s) => [s.library, s.libraryView] as const, ([list, view], prev) => {
+    if (!list) return;
+    const rows = worklist(list, view);
+    vlist.setItems(rows, view !== prev[1]);
+    $("library-count").textContent = rows.length === list.length ? studies(list.length) : `${rows.length} of ${studies(list.length)}`;
+    $("library-empty").hidden = list.length > 0;
+    painted(vlist.rendered);
+  }, { equals: shallow });
+  store.subscribe((s) => s.libraryView, (view) => {
+    for (const b of document.querySelectorAll<HTMLButtonElement>("[data-sort]")) {
+      const on = b.dataset.sort === (view.sort as SortKey);
+      b.classList.toggle("active", on);
+      b.setAttribute("aria-sort", on ? (view.desc ? "descending" : "ascending") : "none");
+      b.dataset.dir = on ? (view.desc ? "desc" : "asc") : "";
+    }
+  }, { immediate: true });
+  store.subscribe((s) => openStudyId(s), (id) => {
+    current = id;
+    vlist.render(true);
+  }, { immediate: true });
+  store.subscribe((s) => s.libraryError, (e) => showText("library-error", e), { immediate: true });
+  store.subscribe((s) => s.search, (se) => renderHits($("search-results"), $("search-info"), se, "search-result", "ranked", open), { immediate: true });
+  store.subscribe((s) => s.similar, (se) => renderHits($("similar-list"), $("similar-info"), se, "similar-study", "compared", open), { immediate: true });
+  store.subscribe((s) => [s.study, s.result?.run_id ?? null, s.libraryStudyId, s.similar?.busy ?? false] as const, ([study, run, id, busy]) => {
+    $<HTMLButtonElement>("similar-find").disabled = !study || (run == null && id == null) || busy;
+  }, { equals: shallow, immediate: true });
 }

@@ -2,9 +2,10 @@
 // slices of it. A panel subscribes with a selector for the slice it shows and re-renders only
 // when that slice changes (Object.is, or the `equals` it passes, e.g. `shallow` for a tuple).
 // State is replaced, never mutated: `set` takes the fields that change.
-import type { AnalysisResult, ScoredFinding, SettingsView, VolumeSummary } from "./api";
+import type { AnalysisResult, LibraryStudy, ScoredFinding, SearchResult, SettingsView, VolumeSummary } from "./api";
 import type { ReviewEvent } from "./feedback/log";
 import type { StoreVerdict } from "./feedback/verdicts";
+import { DEFAULT_VIEW, type WorklistView } from "./library/worklist";
 
 export type Equals<T> = (a: T, b: T) => boolean;
 export type Listener<T> = (value: T, prev: T) => void;
@@ -105,6 +106,13 @@ export interface OverlayInfo {
   text: string;
 }
 
+/** A library search (by a sentence, or for studies like the open one) and its answer. */
+export interface SearchState {
+  busy: boolean;
+  result: SearchResult | null;
+  error: string | null;
+}
+
 export interface AppState {
   /** The open study (null until one opened). */
   study: VolumeSummary | null;
@@ -129,6 +137,19 @@ export interface AppState {
   /** The heat-map toggle and opacity slider apply (a map is on screen). */
   overlayControls: boolean;
   settings: SettingsView | null;
+  /** The Library panel is shown. */
+  libraryOpen: boolean;
+  /** The library's studies as last listed (null until listed). */
+  library: readonly LibraryStudy[] | null;
+  libraryError: string | null;
+  /** The worklist's sort and filters. */
+  libraryView: WorklistView;
+  /** The last text search. */
+  search: SearchState | null;
+  /** Studies like the open one. */
+  similar: SearchState | null;
+  /** The library id of the open study, when known (opened from the library, or found there). */
+  libraryStudyId: number | null;
 }
 
 export function initialState(): AppState {
@@ -148,6 +169,13 @@ export function initialState(): AppState {
     overlay: null,
     overlayControls: false,
     settings: null,
+    libraryOpen: false,
+    library: null,
+    libraryError: null,
+    libraryView: DEFAULT_VIEW,
+    search: null,
+    similar: null,
+    libraryStudyId: null,
   };
 }
 
@@ -161,4 +189,13 @@ export type AppStore = Store<AppState>;
 /** Every finding on screen: the analysis' and the typed ones. */
 export function allFindings(s: Readonly<AppState>): ScoredFinding[] {
   return [...(s.result?.diagnosis.findings ?? []), ...s.typed];
+}
+
+/** The library id of the open study: known from the library, else the study whose latest run
+ * is the one on screen (null when neither). */
+export function openStudyId(s: Readonly<AppState>): number | null {
+  if (s.libraryStudyId != null) return s.libraryStudyId;
+  const run = s.result?.run_id;
+  if (run == null || !s.library) return null;
+  return s.library.find((x) => x.last_run === run)?.id ?? null;
 }

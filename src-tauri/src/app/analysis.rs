@@ -146,15 +146,90 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
         (d.volume.clone(), d.summary.generation, d.summary.path.clone())
     };
     let settings = lock(&state.settings).clone();
-    let (dir, why) = state::resolve_model(settings.model_dir.as_deref());
+    with_engine(
+        &state,
+        || emit(Stage::LoadModel, 0.0),
+        |dir, engine| {
+            if cancel.is_cancelled() {
+                return Err(AppError::new(ErrorCode::Cancelled, "cancelled"));
+            }
+            let m = &engine.package.manifest;
+            let set = settings.label_set.clone().unwrap_or_else(|| m.default_label_set.clone());
+            let mut opts = DiagnoseOptions {
+                top_k: TOP_K,
+                cancel: cancel.clone(),
+                // A heat map or typed finding on the study that is open reuses the image encoding of
+                // the analysis; opening a study bumps the generation.
+                image_key: Some(format!("{generation}:{study}")),
+                ..Default::default()
+            };
+            match job {
+                Job::Full { label_set } => {
+                    let set = label_set.unwrap_or(set.clone());
+                    opts.labels = m.labels(&set).ok_or_else(|| {
+                        AppError::new(
+                            ErrorCode::BadInput,
+                            format!(
+                                "unknown label set '{set}' (this model has: all, {})",
+                                m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        )
+                    })?;
+                }
+                Job::Typed { text } => opts.findings = vec![text],
+                Job::Heatmap { label, custom } => {
+                    if custom {
+                        opts.findings = vec![label];
+                    } else {
+                        opts.labels = vec![label];
+                    }
+                    let dir = run_dir(&state, generation);
+                    let n = lock(&state.run).heatmaps.len();
+                    opts.heatmap_dir = Some(dir.join(format!("h{n}")));
+                }
+            }
+            let progress = |stage: Stage, f: f32| emit(stage, f);
+            let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
+                // Cancellation is a `Cancelled` in the error chain, or the token itself.
+                let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
+                match AppError::from_chain(&e, fallback) {
+                    // The message a cancelled analysis has always answered.
+                    e if e.code == ErrorCode::Cancelled => AppError::new(ErrorCode::Cancelled, "cancelled"),
+                    e => e,
+                }
+            })?;
+            let embeddings =
+                engine.last_image().map(|i| i.embeddings().into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_or_default();
+            Ok(Done { diagnosis, model_dir: dir.to_path_buf(), label_set: set, generation, study, embeddings })
+        },
+    )
+}
+
+/// The model directory the settings resolve to (RADBRIDGE_MODEL, the settings' folder, the
+/// demo model, …) and why; `no_model` when there is none.
+pub fn model_dir(state: &AppState) -> AppResult<(PathBuf, &'static str)> {
+    let setting = lock(&state.settings).model_dir.clone();
+    let (dir, why) = state::resolve_model(setting.as_deref());
     let dir = dir.ok_or_else(|| {
         AppError::new(ErrorCode::NoModel, format!("no model: {why}; choose a model folder in Settings or set RADBRIDGE_MODEL"))
     })?;
+    Ok((dir, why))
+}
+
+/// Run `f` with the model the settings resolve to: the cached engine when it is that model's,
+/// else the model loaded now (`on_load` is called first). The engine stays locked while `f`
+/// runs (one model computation at a time); callers hold no other lock meanwhile.
+pub fn with_engine<T>(
+    state: &AppState,
+    on_load: impl FnOnce(),
+    f: impl FnOnce(&std::path::Path, &mut Engine) -> AppResult<T>,
+) -> AppResult<T> {
+    let (dir, why) = model_dir(state)?;
     let mut guard = state.engine();
     let engine = match guard.take() {
         Some((d, engine)) if d == dir => guard.insert((d, engine)),
         _ => {
-            emit(Stage::LoadModel, 0.0);
+            on_load();
             let engine = Engine::load(&dir).map_err(|e| {
                 // A folder without model.json is no model at all; one that has it failed to load.
                 let code = if dir.join("model.json").is_file() { ErrorCode::Model } else { ErrorCode::NoModel };
@@ -163,57 +238,7 @@ fn execute(app: &AppHandle, job: Job, cancel: CancelToken) -> AppResult<Done> {
             guard.insert((dir.clone(), engine))
         }
     };
-    let engine = &mut engine.1;
-    if cancel.is_cancelled() {
-        return Err(AppError::new(ErrorCode::Cancelled, "cancelled"));
-    }
-    let m = &engine.package.manifest;
-    let set = settings.label_set.clone().unwrap_or_else(|| m.default_label_set.clone());
-    let mut opts = DiagnoseOptions {
-        top_k: TOP_K,
-        cancel: cancel.clone(),
-        // A heat map or typed finding on the study that is open reuses the image encoding of
-        // the analysis; opening a study bumps the generation.
-        image_key: Some(format!("{generation}:{study}")),
-        ..Default::default()
-    };
-    match job {
-        Job::Full { label_set } => {
-            let set = label_set.unwrap_or(set.clone());
-            opts.labels = m.labels(&set).ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::BadInput,
-                    format!(
-                        "unknown label set '{set}' (this model has: all, {})",
-                        m.label_sets.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
-        }
-        Job::Typed { text } => opts.findings = vec![text],
-        Job::Heatmap { label, custom } => {
-            if custom {
-                opts.findings = vec![label];
-            } else {
-                opts.labels = vec![label];
-            }
-            let dir = run_dir(&state, generation);
-            let n = lock(&state.run).heatmaps.len();
-            opts.heatmap_dir = Some(dir.join(format!("h{n}")));
-        }
-    }
-    let progress = |stage: Stage, f: f32| emit(stage, f);
-    let diagnosis = engine.diagnose(&volume, &opts, &progress).map_err(|e| {
-        // Cancellation is a `Cancelled` in the error chain, or the token itself.
-        let fallback = if cancel.is_cancelled() { ErrorCode::Cancelled } else { ErrorCode::Model };
-        match AppError::from_chain(&e, fallback) {
-            // The message a cancelled analysis has always answered.
-            e if e.code == ErrorCode::Cancelled => AppError::new(ErrorCode::Cancelled, "cancelled"),
-            e => e,
-        }
-    })?;
-    let embeddings = engine.last_image().map(|i| i.embeddings().into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_or_default();
-    Ok(Done { diagnosis, model_dir: dir, label_set: set, generation, study, embeddings })
+    f(&dir, &mut engine.1)
 }
 
 async fn spawn(app: AppHandle, job: Job) -> AppResult<Done> {

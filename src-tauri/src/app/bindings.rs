@@ -49,6 +49,7 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     use super::commands::SettingsView;
     use super::error::{AppError, ErrorCode};
     use super::feedback::{Recalibration, RecalibrationAction, ReviewResult};
+    use super::library::{OpenedStudy, SearchHit, SearchResult};
     use super::report::ExportResult;
     use super::state::{Settings, VolumeSummary};
 
@@ -71,6 +72,10 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     c.visit::<RecalibrationAction>();
     c.visit::<radbridge_report::Format>();
     c.visit::<ExportResult>();
+    c.visit::<radbridge_store::library::LibraryStudy>();
+    c.visit::<OpenedStudy>();
+    c.visit::<SearchHit>();
+    c.visit::<SearchResult>();
     c.visit::<AppError>();
     c.visit::<ErrorCode>();
     if c.errors.is_empty() {

@@ -25,13 +25,20 @@ fn startup(state: &AppState) -> Option<String> {
 /// path the user chose outside the page (command line, dialog, drop) is opened.
 #[tauri::command]
 pub async fn open_path(path: String, series: Option<String>, state: State<'_, AppState>) -> AppResult<VolumeSummary> {
-    let p = PathBuf::from(&path);
-    if !state.is_granted(&p) {
+    if !state.is_granted(std::path::Path::new(&path)) {
         return Err(AppError::new(
             ErrorCode::NotPermitted,
             format!("{path}: not opened (choose it with File → Open, drop it on the window, or give it on the command line)"),
         ));
     }
+    open_volume(&state, path, series, serde_json::json!({})).await
+}
+
+/// Load `path` (the series `series`, by index or UID) and make it the displayed study: what
+/// `open_path` does once the path is allowed, and what the library opens. The previous run is
+/// forgotten; an `open_study` audit entry gets `audit` merged into its detail.
+pub async fn open_volume(state: &AppState, path: String, series: Option<String>, audit: serde_json::Value) -> AppResult<VolumeSummary> {
+    let p = PathBuf::from(&path);
     let loaded = tauri::async_runtime::spawn_blocking(move || volume::open(&p, &OpenOptions { series, ..Default::default() }))
         .await
         .map_err(|e| AppError::internal("loading", e))??;
@@ -64,13 +71,18 @@ pub async fn open_path(path: String, series: Option<String>, state: State<'_, Ap
         generation,
     };
     *lock(&state.displayed) = Some(Displayed { summary: summary.clone(), volume: Arc::new(vol) });
-    super::analysis::reset_run(&state);
-    super::feedback::audit_event(
-        &state,
-        radbridge_store::AuditAction::OpenStudy,
-        serde_json::json!({"path": summary.path, "series": summary.chosen, "format": summary.format}),
-    );
+    super::analysis::reset_run(state);
+    let detail = merged(serde_json::json!({"path": summary.path, "series": summary.chosen, "format": summary.format}), audit);
+    super::feedback::audit_event(state, radbridge_store::AuditAction::OpenStudy, detail);
     Ok(summary)
+}
+
+/// `base` with the fields of `extra` added (an `extra` that is not an object adds nothing).
+fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(b), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+        b.extend(extra);
+    }
+    base
 }
 
 /// Native file or folder dialog; None when cancelled. The chosen path may then be opened.
@@ -188,4 +200,21 @@ pub async fn set_settings(model_dir: Option<String>, label_set: Option<String>, 
         serde_json::json!({"model_dir": v.model_dir, "label_set": v.label_set}),
     );
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_open_from_the_library_adds_its_fields_to_the_audit_detail() {
+        let base = json!({"path": "/d/ct.nii.gz", "series": 0, "format": "nifti"});
+        assert_eq!(
+            merged(base.clone(), json!({"study_id": 4, "from": "library"})),
+            json!({"path": "/d/ct.nii.gz", "series": 0, "format": "nifti", "study_id": 4, "from": "library"})
+        );
+        assert_eq!(merged(base.clone(), json!({})), base);
+        assert_eq!(merged(base.clone(), json!(null)), base);
+    }
 }

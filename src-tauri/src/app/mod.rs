@@ -8,6 +8,7 @@ mod bindings;
 mod commands;
 mod error;
 mod feedback;
+mod library;
 mod report;
 mod scheme;
 mod state;
@@ -54,6 +55,10 @@ pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             feedback::run_verdicts,
             feedback::recalibrate_thresholds,
             report::export_report,
+            library::library_list,
+            library::library_open,
+            library::library_search,
+            library::similar_studies,
         ])
         .build(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the app window could not start: {e}"))?

@@ -12,6 +12,8 @@ const w = window as unknown as {
   __slowAnalysis?: boolean;
   /** When set, review_finding answers this store error. */
   __storeError?: string;
+  /** How many studies library_list answers (default 3). */
+  __libraryCount?: number;
 };
 w.__calls = [];
 
@@ -19,6 +21,8 @@ w.__calls = [];
 // latest event that is not an undo and was not undone), as radbridge_store answers them.
 type Ev = { id: number; run: number; label: string; action: { action: string; event?: number; reason?: string | null; note?: string | null; text?: string } };
 const events: Ev[] = [];
+// Library study 1's latest run (1000) was reviewed before: Atelectasis confirmed.
+events.push({ id: 90, run: 1000, label: "Atelectasis", action: { action: "confirm" } });
 const verdicts = (run: number) => {
   const mine = events.filter((e) => e.run === run);
   const undone = new Set(mine.filter((e) => e.action.action === "undo").map((e) => e.action.event));
@@ -46,6 +50,29 @@ const diagnosis = (findings: unknown[]) => ({
 const emit = (stage: string, fraction: number, task = "analysis") =>
   w.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "analysis-progress", payload: { stage, fraction, task } });
 let nextRun = 7;
+const summary = (path: string, generation: number) => ({
+  path, format: "nifti", format_detail: "NIfTI-1", modality: "CT", description: null,
+  dims, spacing: [0.8, 0.8, 2.5], orientation: "LPS", source_orientation: "RAS", affine_lps: affine, hu_min: -1024, hu_max: 1500,
+  series: [{ index: 0, uid: "1", grouped_by: "uid", modality: "CT", description: "chest", slice_count: 20, dimensions: dims, spacing: [0.8, 0.8, 2.5], transfer_syntaxes: [], warnings: [] }],
+  chosen: 0, files_scanned: 1, non_dicom_skipped: 0,
+  warnings: [{ code: "uneven_spacing", message: "slice spacing varies" }, { code: "gantry_tilt", message: "gantry tilt 5°" }],
+  generation,
+});
+// The study library: n studies, dates spread over 2010-2024, every status, 0-3 flagged.
+const STATUSES = ["new", "analysed", "in_review", "reviewed", "reported"];
+const pad = (x: number) => String(x).padStart(2, "0");
+const study = (i: number) => ({
+  id: i + 1, path: `/data/library/study${i + 1}`, origin: "app", modality: "CT",
+  study_date: `20${pad(10 + (i % 15))}${pad(1 + (i % 12))}${pad(1 + (i % 28))}`,
+  description: `CHEST CT ${i + 1}`, series: [], runs: 1, last_run: 1000 + i, model_name: "mock", model_checksum: "0".repeat(64),
+  analysed_at: "2026-12-07T00:00:00Z", flagged: i % 4, decided: i % 4 === 3 ? 1 : 0, status: STATUSES[i % 5],
+});
+const libraryCount = () => w.__libraryCount ?? 3;
+const hits = (ids: number[], top: number) =>
+  ids.slice(0, top).map((id, k) => {
+    const s = study(id - 1);
+    return { study_id: id, score: 0.5 - 0.0125 * k, path: s.path, description: s.description, study_date: s.study_date, status: s.status };
+  });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 mockWindows("main");
@@ -59,15 +86,7 @@ mockIPC(
       case "acknowledge_notice": return null;
       case "get_settings": return { model_dir: null, label_set: null, resolved_model: "/repo/models/demo", resolved_from: "demo model", model_ok: true };
       case "set_settings": return { model_dir: (args as { modelDir: string }).modelDir || null, label_set: null, resolved_model: "/x", resolved_from: "settings", model_ok: false };
-      case "open_path":
-        return {
-          path: (args as { path: string }).path, format: "nifti", format_detail: "NIfTI-1", modality: "CT", description: null,
-          dims, spacing: [0.8, 0.8, 2.5], orientation: "LPS", source_orientation: "RAS", affine_lps: affine, hu_min: -1024, hu_max: 1500,
-          series: [{ index: 0, uid: "1", grouped_by: "uid", modality: "CT", description: "chest", slice_count: 20, dimensions: dims, spacing: [0.8, 0.8, 2.5], transfer_syntaxes: [], warnings: [] }],
-          chosen: 0, files_scanned: 1, non_dicom_skipped: 0,
-          warnings: [{ code: "uneven_spacing", message: "slice spacing varies" }, { code: "gantry_tilt", message: "gantry tilt 5°" }],
-          generation: 1,
-        };
+      case "open_path": return summary((args as { path: string }).path, 1);
       case "run_analysis": {
         // Cancel works from the moment the run starts (a click right after a stage showed must not be lost).
         const cancelled = new Promise<void>((resolve) => (w.__cancel = resolve));
@@ -96,6 +115,30 @@ mockIPC(
       }
       case "run_verdicts": return verdicts((args as { runId: number }).runId);
       case "export_report": return { path: "/tmp/report.pdf", format: (args as { format: string }).format };
+      case "library_list": return Array.from({ length: libraryCount() }, (_, i) => study(i));
+      case "library_open": {
+        const id = (args as { studyId: number }).studyId;
+        if (id < 1 || id > libraryCount()) throw { code: "store", message: `no study ${id} in the library` };
+        const s = study(id - 1);
+        return {
+          volume: summary(s.path, 2), study: s, verdicts: verdicts(s.last_run), restore_error: null,
+          result: {
+            diagnosis: diagnosis([finding("Atelectasis", 0.31, 0.25), finding("Emphysema", 0.12, 0.2), finding("Pleural effusion", 0.44, 0.3)]),
+            model_dir: "/repo/models/demo", label_set: "all", study_generation: 2, run_id: s.last_run, store_error: null,
+          },
+        };
+      }
+      case "library_search": {
+        const a = args as { text: string; top: number | null };
+        if (!a.text.trim()) throw { code: "bad_input", message: "type a sentence first" };
+        const ids = Array.from({ length: libraryCount() }, (_, i) => libraryCount() - i);
+        return { hits: hits(ids, a.top ?? 20), searched: libraryCount(), skipped: 1, model_name: "mock" };
+      }
+      case "similar_studies": {
+        const a = args as { studyId: number; top: number | null };
+        const ids = Array.from({ length: libraryCount() }, (_, i) => i + 1).filter((i) => i !== a.studyId);
+        return { hits: hits(ids, a.top ?? 20), searched: libraryCount(), skipped: 0, model_name: "mock" };
+      }
       default: throw { code: "internal", message: `unknown command ${cmd}` };
     }
   },
