@@ -264,7 +264,11 @@ mod tests {
             assert!(v.push(&[x]));
         }
         let index = LibraryIndex {
-            index: EmbeddingIndex { ids: vec!["1".into(), "2".into(), "x".into()], tensors: [("v".to_string(), v)].into() },
+            index: EmbeddingIndex {
+                ids: vec!["1".into(), "2".into(), "x".into()],
+                tensors: [("v".to_string(), v)].into(),
+                numeric_ids: true,
+            },
             paths: vec!["/data/s1".into(), "/index/s2".into(), "/index/x".into()],
             skipped: 0,
         };
