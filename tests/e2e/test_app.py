@@ -347,6 +347,13 @@ def main():
             assert {r[0] for r in rows} == expected, "the findings list is not the model's label set"
             stages = d.execute_script("return [...document.querySelectorAll('[data-testid=progress-stage]')].map(e => e.dataset.state)")
             assert stages and all(x == "done" for x in stages), stages
+            # A synthetic-data model on this real CT says its scores mean nothing.
+            notice = d.execute_script("const e = document.querySelector('[data-testid=model-notice]'); return e && !e.hidden ? e.textContent : null")
+            if model.get("synthetic"):
+                assert notice and "synthetic data only" in notice, notice
+                print(f"  notice: {notice}")
+            else:
+                assert notice is None, notice
             s.shot("analysis")
 
             print("5. click the top finding: heat map overlay, jump to its peak, knowledge panel")
@@ -442,6 +449,7 @@ def main():
             report = json.loads(out.read_text())
             text = json.dumps(report)
             assert "false_positive" in text and label in text, "the report lacks the review"
+            assert report["model"].get("notice") == (notice if model.get("synthetic") else None), report["model"]
             assert str(Path(a.ct).parent) not in text, "the de-identified report names the study's folder"
             print(f"  wrote {out} ({out.stat().st_size} bytes)")
             for fmt, name, magic, at in (("pdf", "radbridge-report.pdf", b"%PDF", 0), ("sr", "radbridge-report.dcm", b"DICM", 128)):

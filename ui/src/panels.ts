@@ -77,6 +77,12 @@ export function mountAnalysis(store: AppStore) {
     equals: shallow,
     immediate: true,
   });
+  // A warning about this model on this study (a synthetic-data demo model on a real CT).
+  store.subscribe((s) => s.result?.diagnosis.model.notice ?? null, (notice) => {
+    const box = $("model-notice");
+    box.textContent = notice ?? "";
+    box.hidden = !notice;
+  }, { immediate: true });
   store.subscribe((s) => s.progress, (p) => {
     const box = $("progress");
     box.hidden = !p;
