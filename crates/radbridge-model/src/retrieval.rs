@@ -4,8 +4,9 @@
 //!
 //! The embeddings of a cohort are kept as one row-major f32 matrix per tensor (BrgSA `v` and
 //! `v_hat`, CT-CLIP `latent`) with each row's squared norm precomputed, so ranking N studies is
-//! one matrix–vector product: N × D multiply-adds, in parallel over rows, accumulated in f64
-//! like [`zeroshot::cosine`] (results agree with it to ~1e-7).
+//! one matrix–vector product: N × D multiply-adds in f32 (vectorised for the CPU at run time),
+//! in parallel over rows, divided by norms computed in f64 like [`zeroshot::cosine`] (results
+//! agree with it to ~1e-6).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,67 @@ fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
         s += *x as f64 * *y as f64;
     }
     s
+}
+
+/// f32 dot product with sixteen independent accumulators (one AVX-512 register, two AVX2
+/// ones), compiled for the CPU's vector width at run time ([`dot_f32_fn`]). Over the 512–768
+/// values of an embedding its relative error stays around 1e-6, far below the spread of scores.
+#[inline(always)]
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let n = a.len().min(b.len());
+    let (ac, ar) = a[..n].split_at(n - n % 16);
+    let (bc, br) = b[..n].split_at(ac.len());
+    for (x, y) in ac.chunks_exact(16).zip(bc.chunks_exact(16)) {
+        for j in 0..16 {
+            acc[j] = x[j].mul_add(y[j], acc[j]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_f32_avx512(a: &[f32], b: &[f32]) -> f32 {
+    dot_f32(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_f32(a, b)
+}
+
+fn dot_f32_portable(a: &[f32], b: &[f32]) -> f32 {
+    // Without FMA in hardware, mul_add is a slow library call: multiply and add instead.
+    let mut acc = [0f32; 16];
+    let n = a.len().min(b.len());
+    let (ac, ar) = a[..n].split_at(n - n % 16);
+    let (bc, br) = b[..n].split_at(ac.len());
+    for (x, y) in ac.chunks_exact(16).zip(bc.chunks_exact(16)) {
+        for j in 0..16 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + ar.iter().zip(br).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// The fastest [`dot_f32`] this CPU runs.
+fn dot_f32_fn() -> fn(&[f32], &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return |a, b| unsafe { dot_f32_avx512(a, b) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return |a, b| unsafe { dot_f32_avx2(a, b) };
+        }
+    }
+    dot_f32_portable
 }
 
 impl EmbeddingMatrix {
@@ -78,13 +140,14 @@ impl EmbeddingMatrix {
             return vec![0.0; self.rows()];
         }
         let qn = dot_f64(q, q).sqrt();
+        let dot = dot_f32_fn();
         let mut out = vec![0f32; self.rows()];
         out.par_chunks_mut(1024).enumerate().for_each(|(c, chunk)| {
             for (k, o) in chunk.iter_mut().enumerate() {
                 let i = c * 1024 + k;
                 let row = &self.data[i * self.dim..(i + 1) * self.dim];
                 let d = (self.sq_norms[i].sqrt() * qn).max(1e-12);
-                *o = (dot_f64(row, q) / d) as f32;
+                *o = (dot(row, q) as f64 / d) as f32;
             }
         });
         out
@@ -273,7 +336,8 @@ mod tests {
         let q = rows[5].iter().map(|x| x * 2.0 + 0.1).collect::<Vec<_>>();
         let got = m.cosines(&q);
         for (r, g) in rows.iter().zip(&got) {
-            assert!((zeroshot::cosine(r, &q) - g).abs() < 1e-6);
+            assert!((zeroshot::cosine(r, &q) - g).abs() < 2e-6);
+            assert!((dot_f32_portable(r, &q) - dot_f32(r, &q)).abs() < 1e-5);
         }
     }
 
