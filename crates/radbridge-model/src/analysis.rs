@@ -310,10 +310,17 @@ impl Engine {
         let mut prompts = vec![tpl.positive_for(sentence)];
         prompts.extend(tpl.negative_for(sentence));
         let codes = self.embed_prompts(&prompts)?;
-        crate::retrieval::TextQuery::from_codes(&codes[0], codes.get(1), self.logit_scale()).ok_or_else(|| ModelError::Invalid {
-            path: self.package.dir.clone(),
-            reason: "the model's prompt templates lack the negative prompt its scoring rule needs".into(),
-        })
+        use crate::retrieval::TextQuery;
+        match (codes.first(), codes.get(1)) {
+            (Some(TextCode::Brgsa { t, .. }), _) => Ok(TextQuery::Brgsa { t: t.clone() }),
+            (Some(TextCode::Ctclip { latent: p }), Some(TextCode::Ctclip { latent: n })) => {
+                Ok(TextQuery::Ctclip { present: p.clone(), absent: n.clone(), scale: self.logit_scale() })
+            }
+            _ => Err(ModelError::Invalid {
+                path: self.package.dir.clone(),
+                reason: "the model's prompt templates lack the negative prompt its scoring rule needs".into(),
+            }),
+        }
     }
 
     /// CT-CLIP's logit scale exp(temperature); 1 for BrgSA (raw cosine).

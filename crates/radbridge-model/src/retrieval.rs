@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use crate::analysis::TextCode;
 use crate::zeroshot::{self, ScoringRule};
 
 /// Rows of equal-length f32 vectors and their squared norms.
@@ -169,18 +168,6 @@ pub enum TextQuery {
 }
 
 impl TextQuery {
-    /// From the embedded prompts of one finding: BrgSA's positive prompt, or CT-CLIP's
-    /// (present, absent) pair; `scale` is the model's logit scale.
-    pub fn from_codes(positive: &TextCode, negative: Option<&TextCode>, scale: f32) -> Option<TextQuery> {
-        match (positive, negative) {
-            (TextCode::Brgsa { t, .. }, _) => Some(TextQuery::Brgsa { t: t.clone() }),
-            (TextCode::Ctclip { latent: p }, Some(TextCode::Ctclip { latent: n })) => {
-                Some(TextQuery::Ctclip { present: p.clone(), absent: n.clone(), scale })
-            }
-            _ => None,
-        }
-    }
-
     pub fn rule(&self) -> ScoringRule {
         match self {
             TextQuery::Brgsa { .. } => ScoringRule::BrgsaMeanCosine,
