@@ -846,14 +846,16 @@ pub fn derive_verdicts(events: &[ReviewEvent], findings: &[RunFinding]) -> Vec<V
         .collect()
 }
 
+/// What the crate's unit tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use std::path::PathBuf;
 
-    /// A fresh folder under the system temp dir (removed at the end of the test).
-    struct TempDir(PathBuf);
+    /// A fresh folder under the system temp dir (removed at the end of the test); `name` must
+    /// be unique among the crate's tests.
+    pub struct TempDir(pub PathBuf);
     impl TempDir {
-        fn new(name: &str) -> TempDir {
+        pub fn new(name: &str) -> TempDir {
             let d = std::env::temp_dir().join(format!("radbridge-feedback-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).unwrap();
@@ -865,6 +867,13 @@ mod tests {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::testing::TempDir;
 
     #[cfg(unix)]
     #[test]

@@ -487,17 +487,8 @@ mod tests {
     use super::*;
     use crate::ReviewAction;
 
-    struct Tmp(std::path::PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn tmp(name: &str) -> Tmp {
-        let d = std::env::temp_dir().join(format!("radbridge-library-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
+    fn tmp(name: &str) -> crate::testing::TempDir {
+        crate::testing::TempDir::new(&format!("library-{name}"))
     }
 
     fn run(path: &str, uid: Option<&str>, flagged: &[&str], emb: &[f32]) -> RunRecord {

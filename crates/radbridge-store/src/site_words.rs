@@ -76,27 +76,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use serde_json::json;
 
     use super::*;
     use crate::{ReviewAction, RunId, RunRecord};
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let d = std::env::temp_dir().join(format!("radbridge-site-words-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     fn record(store: &mut Store, path: &str, checksum: &str) -> RunId {
         let doc = json!({
