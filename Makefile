@@ -19,7 +19,8 @@ APT_DESKTOP := libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-de
 APT_NODE := $(if $(shell command -v npm),,nodejs npm)
 # Test tools: Xvfb + WebKitWebDriver (end-to-end tests in the real window), chromium (UI tests),
 # poppler (PDF -> PNG/text checks), dicom3tools (dciodvfy), python3-venv (the test venv below).
-APT_TEST := xvfb xauth webkit2gtk-driver chromium fonts-dejavu-core dbus-x11 poppler-utils dicom3tools python3-venv slurm-wlm munge
+APT_TEST := xvfb xauth webkit2gtk-driver chromium fonts-dejavu-core dbus-x11 poppler-utils dicom3tools python3-venv slurm-wlm munge \
+	orthanc orthanc-dicomweb
 # Python packages some tests call (pinned): pydicom reads our DICOM SR, scikit-learn checks metrics.
 TESTVENV := target/testvenv
 TEST_REQUIREMENTS := tests/reference/requirements-test.txt

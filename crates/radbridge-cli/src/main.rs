@@ -55,6 +55,8 @@ enum Command {
     Library(cli::library::LibraryArgs),
     /// Rank stored studies by a sentence (the model's zero-shot score) or by similarity to a study
     Search(cli::search::SearchArgs),
+    /// PACS: search, retrieve studies and send reports over DICOMweb or DIMSE; named servers
+    Pacs(cli::pacs::PacsArgs),
     /// Import official weights (BrgSA best.ckpt, CT-CLIP_v2.pt, or safetensors) into a model directory
     ImportCheckpoint(cli::import_checkpoint::ImportArgs),
     /// Benchmarks
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Bank(a) => ok(cli::bank::run(a)),
         Command::Library(a) => ok(cli::library::run(a)),
         Command::Search(a) => ok(cli::search::run(a)),
+        Command::Pacs(a) => ok(cli::pacs::run(a)),
     };
     match result {
         Ok(code) => code,

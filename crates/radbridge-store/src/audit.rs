@@ -23,18 +23,28 @@ pub enum AuditAction {
     Feedback,
     Export,
     SettingsChange,
+    /// A PACS search (server, keys; no credentials).
+    PacsQuery,
+    /// A PACS retrieve (server, study and series UIDs, where to).
+    PacsRetrieve,
+    /// Files sent to a PACS (server, SOP instances, accepted or refused).
+    PacsSend,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 6] = [
+    pub const ALL: [AuditAction; 9] = [
         AuditAction::OpenStudy,
         AuditAction::Run,
         AuditAction::View,
         AuditAction::Feedback,
         AuditAction::Export,
         AuditAction::SettingsChange,
+        AuditAction::PacsQuery,
+        AuditAction::PacsRetrieve,
+        AuditAction::PacsSend,
     ];
-    /// open_study, run, view, feedback, export, settings_change.
+    /// open_study, run, view, feedback, export, settings_change, pacs_query, pacs_retrieve,
+    /// pacs_send.
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::OpenStudy => "open_study",
@@ -43,6 +53,9 @@ impl AuditAction {
             AuditAction::Feedback => "feedback",
             AuditAction::Export => "export",
             AuditAction::SettingsChange => "settings_change",
+            AuditAction::PacsQuery => "pacs_query",
+            AuditAction::PacsRetrieve => "pacs_retrieve",
+            AuditAction::PacsSend => "pacs_send",
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod audit;
 pub mod export;
 mod files;
 pub mod library;
+pub mod pacs;
 pub mod recalibrate;
 pub mod schema;
 pub mod site_words;
@@ -57,6 +58,7 @@ use sha2::{Digest, Sha256};
 use radbridge_model::analysis::Diagnosis;
 
 pub use audit::{AuditAction, AuditEntry};
+pub use pacs::PacsRetrieval;
 pub use recalibrate::{Proposal, ThresholdsVersion};
 
 /// Database file name inside the data folder.

@@ -18,8 +18,17 @@ pub const APPLICATION_ID: i64 = 0x5242_4642;
 /// Busy timeout for a concurrent writer (the app and the CLI).
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const APPEND_ONLY: &[&str] =
-    &["studies", "runs", "run_findings", "review_events", "audit_log", "thresholds_versions", "run_embeddings", "batch_imports"];
+const APPEND_ONLY: &[&str] = &[
+    "studies",
+    "runs",
+    "run_findings",
+    "review_events",
+    "audit_log",
+    "thresholds_versions",
+    "run_embeddings",
+    "batch_imports",
+    "pacs_retrievals",
+];
 
 /// Migration 0 → 1: the first schema.
 const V1: &str = r#"
@@ -145,8 +154,41 @@ SELECT s.id, 'app',
 FROM studies s JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE study_id = s.id);
 "#;
 
+/// Migration 2 → 3: the PACS. The audit log accepts pacs_query, pacs_retrieve and pacs_send
+/// (SQLite cannot change a CHECK constraint: the table is rebuilt with every entry and id kept,
+/// its append-only triggers recreated after the migration), and `pacs_retrievals` records which
+/// server each retrieved study came from, with its UIDs.
+const V3: &str = r#"
+DROP TRIGGER IF EXISTS audit_log_no_update;
+DROP TRIGGER IF EXISTS audit_log_no_delete;
+CREATE TABLE audit_log_v3 (
+    id         INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    actor      TEXT,
+    action     TEXT NOT NULL CHECK (action IN ('open_study', 'run', 'view', 'feedback', 'export', 'settings_change',
+                                              'pacs_query', 'pacs_retrieve', 'pacs_send')),
+    detail     TEXT NOT NULL CHECK (json_valid(detail))
+);
+INSERT INTO audit_log_v3 (id, created_at, actor, action, detail) SELECT id, created_at, actor, action, detail FROM audit_log;
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v3 RENAME TO audit_log;
+
+CREATE TABLE pacs_retrievals (
+    id          INTEGER PRIMARY KEY,
+    study_id    INTEGER NOT NULL REFERENCES studies(id),
+    server      TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    study_uid   TEXT NOT NULL,
+    series_uids TEXT NOT NULL CHECK (json_valid(series_uids)),
+    path        TEXT NOT NULL,
+    instances   INTEGER NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX pacs_retrievals_study ON pacs_retrievals(study_id);
+"#;
+
 /// Migrations in order; `MIGRATIONS.len()` is the current schema version.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
@@ -298,6 +340,7 @@ const TABLES: &[(i64, &str, &str)] = &[
     (2, "study_info", "study_id, origin, modality, study_date, description, series, updated_at"),
     (2, "run_embeddings", "run_id, name, model_checksum, dim, data"),
     (2, "batch_imports", "run_id, batch_dir, batch_id, content_sha256, created_at"),
+    (3, "pacs_retrievals", "id, study_id, server, address, study_uid, series_uids, path, instances, created_at"),
 ];
 
 /// A database that says it is ours at `version` must have that version's tables and columns

@@ -339,6 +339,10 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+    /// The flag itself, for code that polls an `AtomicBool` (the DIMSE layer).
+    pub fn as_atomic(&self) -> &AtomicBool {
+        &self.0
+    }
     /// `Err(Cancelled)` once cancelled: `token.check()?` between the stages of a long job.
     pub fn check(&self) -> std::result::Result<(), Cancelled> {
         if self.is_cancelled() {

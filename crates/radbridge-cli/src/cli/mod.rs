@@ -13,6 +13,7 @@ pub mod feedback;
 pub mod import_checkpoint;
 pub mod inspect;
 pub mod library;
+pub mod pacs;
 pub mod preprocess;
 pub mod report;
 pub mod search;

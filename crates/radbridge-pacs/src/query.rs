@@ -1,0 +1,43 @@
+//! What a PACS query asks for and what it answers: the study and series matches shared by
+//! DICOMweb (QIDO-RS) and DIMSE (C-FIND), in the shape `radbridge pacs search --json` prints.
+
+use serde::{Deserialize, Serialize};
+
+/// Study-level search keys. Empty fields are not sent (universal match); the rest match as
+/// the DICOM standard says (`*` wildcards in names, `YYYYMMDD-YYYYMMDD` date ranges).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyQuery {
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    /// `YYYYMMDD` or a range `YYYYMMDD-YYYYMMDD` (either end may be open).
+    pub study_date: Option<String>,
+    /// Matched against ModalitiesInStudy, e.g. `CT`.
+    pub modality: Option<String>,
+    pub accession: Option<String>,
+    pub study_uid: Option<String>,
+}
+
+/// One study found on the server, with its series.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyMatch {
+    pub study_uid: String,
+    pub patient_id: String,
+    pub patient_name: String,
+    pub study_date: String,
+    pub accession: String,
+    pub description: String,
+    pub modalities: Vec<String>,
+    pub series: Vec<SeriesMatch>,
+}
+
+/// One series of a found study.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesMatch {
+    pub series_uid: String,
+    pub modality: String,
+    pub description: String,
+    /// SeriesNumber, when the server gives one.
+    pub number: Option<i64>,
+    /// NumberOfSeriesRelatedInstances, when the server gives it.
+    pub instances: Option<u64>,
+}

@@ -1,0 +1,713 @@
+//! The PACS against a real Orthanc (Debian's `orthanc` + `orthanc-dicomweb`, started here on
+//! free loopback ports with a temporary storage folder and basic authentication, as in
+//! ../shared/spec/pacs.md). Real series are uploaded through Orthanc's REST API; then
+//! `radbridge pacs search / retrieve / send` run over DICOMweb and DIMSE. A retrieved series
+//! must be byte-identical to what was uploaded, open like any folder, resume after a dropped
+//! connection, and join the library; every bad answer is one named error.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use radbridge_tests::{bin, data};
+use serde_json::Value;
+
+const USER: &str = "radbridge";
+const PASSWORD: &str = "orthanc-test-secret";
+/// The J2K series gets these UIDs (the shared TotalSegmentator series has none).
+const STUDY: &str = "2.25.318620114239047321190571";
+const SERIES: &str = "2.25.318620114239047321190572";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running Orthanc, killed when dropped.
+pub struct Orthanc {
+    pub dir: tempfile::TempDir,
+    pub http: u16,
+    pub dicom: u16,
+    /// Our Storage SCP port, registered in Orthanc as AE RADBRIDGE (for C-MOVE).
+    pub scp: u16,
+    child: Child,
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Orthanc {
+    pub fn start() -> Orthanc {
+        let dir = tempfile::Builder::new().prefix("orthanc").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let (http, dicom, scp) = (free_port(), free_port(), free_port());
+        let cfg = serde_json::json!({
+            "Name": "TestPACS", "StorageDirectory": dir.path().join("db"), "IndexDirectory": dir.path().join("db"),
+            "HttpPort": http, "DicomPort": dicom, "DicomAet": "TESTPACS", "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": true, "RegisteredUsers": {USER: PASSWORD},
+            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+            "DicomWeb": {"Enable": true, "Root": "/dicom-web/", "EnableWado": true, "WadoRoot": "/wado", "Ssl": false},
+            "DicomAlwaysAllowFind": true, "DicomAlwaysAllowMove": true, "DicomAlwaysAllowStore": true,
+            "DicomAlwaysAllowEcho": true, "DicomCheckCalledAet": false,
+            "DicomModalities": {"radbridge": ["RADBRIDGE", "127.0.0.1", scp]},
+        });
+        let cfg_path = dir.path().join("orthanc.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
+        let child = Command::new("Orthanc")
+            .arg(&cfg_path)
+            .env("LC_ALL", "C.UTF-8")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start Orthanc (Debian packages orthanc and orthanc-dicomweb; `make setup-test` installs them)");
+        let o = Orthanc { dir, http, dicom, scp, child };
+        let t0 = Instant::now();
+        while o.rest("/system").is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "Orthanc did not start: {}", o.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        o
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("orthanc.log")).unwrap_or_default()
+    }
+
+    pub fn web(&self) -> String {
+        format!("http://127.0.0.1:{}/dicom-web", self.http)
+    }
+
+    pub fn dimse(&self) -> String {
+        format!("dimse://TESTPACS@127.0.0.1:{}", self.dicom)
+    }
+
+    /// GET on the REST API (None until it answers).
+    pub fn rest(&self, path: &str) -> Option<Value> {
+        let o = Command::new("curl")
+            .args(["-sf", "-u", &format!("{USER}:{PASSWORD}"), &format!("http://127.0.0.1:{}{path}", self.http)])
+            .output()
+            .ok()?;
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+
+    pub fn upload(&self, file: &Path) {
+        let o = Command::new("curl")
+            .args(["-sf", "-u", &format!("{USER}:{PASSWORD}"), "-X", "POST", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(format!("http://127.0.0.1:{}/instances", self.http))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("upload {}: {:?}", file.display(), o));
+        assert!(v["Status"] == "Success" || v["Status"] == "AlreadyStored", "upload {}: {v}", file.display());
+    }
+
+    pub fn instances(&self) -> usize {
+        self.rest("/instances").and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
+    }
+}
+
+/// The shared 20-instance JPEG 2000 CT series with Study/Series/SOP UIDs and patient data given
+/// (in copies; the originals have empty UIDs, SOP Class included, which a C-MOVE cannot carry;
+/// the rest of each file is unchanged, pixel data included).
+pub fn j2k_series() -> &'static [PathBuf] {
+    static S: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("pacs-j2k").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap().keep();
+        let mut out = Vec::new();
+        let mut src: Vec<PathBuf> =
+            std::fs::read_dir(data("totalsegmentator/example_ct_dicom")).unwrap().map(|e| e.unwrap().path()).collect();
+        src.sort();
+        for p in src {
+            let mut obj = dicom_object::open_file(&p).unwrap();
+            let sop = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+            let class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
+            let put = |obj: &mut dicom_object::DefaultDicomObject, tag, vr, v: &str| {
+                obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+            };
+            put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, STUDY);
+            put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, SERIES);
+            put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+            put(&mut obj, tags::SOP_CLASS_UID, VR::UI, &class);
+            put(&mut obj, tags::PATIENT_ID, VR::LO, "RBPACS01");
+            put(&mut obj, tags::PATIENT_NAME, VR::PN, "Test^Jane");
+            put(&mut obj, tags::ACCESSION_NUMBER, VR::SH, "ACC001");
+            let dest = dir.join(format!("{sop}.dcm"));
+            obj.write_to_file(&dest).unwrap();
+            out.push(dest);
+        }
+        out
+    })
+}
+
+pub fn pixel_bytes(path: &Path) -> Vec<u8> {
+    let obj = dicom_object::open_file(path).unwrap();
+    let e = obj.element(tags::PIXEL_DATA).unwrap();
+    match e.value() {
+        dicom_core::DicomValue::PixelSequence(seq) => seq.fragments().iter().flat_map(|f| f.iter().copied()).collect(),
+        v => v.to_bytes().unwrap().to_vec(),
+    }
+}
+
+pub fn radbridge(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RADBRIDGE_DATA_DIR", data_dir)
+        .env("RB_PACS_PASSWORD", PASSWORD)
+        .env("RB_WRONG_PASSWORD", "not-the-password")
+        .output()
+        .expect("run radbridge")
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The one error line of a failed command (exit 1).
+fn err(o: &Output, what: &str) -> String {
+    assert_eq!(o.status.code(), Some(1), "{what}: expected exit 1; stdout {}", String::from_utf8_lossy(&o.stdout));
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(e.lines().any(|l| l.starts_with("error: pacs ")), "{what}: {e}");
+    assert!(!e.contains("panicked"), "{what}: {e}");
+    e
+}
+
+fn auth() -> [&'static str; 4] {
+    ["--user", USER, "--password-env", "RB_PACS_PASSWORD"]
+}
+
+/// Files under a folder, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(files_under(&p));
+            } else {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn audit_actions(db: &Path) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT action, detail FROM audit_log ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn dicomweb_search_retrieve_resume_send_and_audit() {
+    let pacs = Orthanc::start();
+    for f in j2k_series() {
+        pacs.upload(f);
+    }
+    for e in std::fs::read_dir(data("pydicom/head_ct_series_CT2")).unwrap() {
+        pacs.upload(&e.unwrap().path());
+    }
+    let home = tempfile::tempdir().unwrap();
+    let web = pacs.web();
+    let a = auth();
+
+    // Search: by patient, by date range and modality; the JSON contract.
+    let out = ok(
+        &radbridge(&["pacs", "search", "--server", &web, a[0], a[1], a[2], a[3], "--patient-id", "RBPACS01", "--json"], home.path()),
+        "search",
+    );
+    let found: Value = serde_json::from_str(&out).unwrap();
+    let studies = found.as_array().unwrap();
+    assert_eq!(studies.len(), 1, "{out}");
+    let s = &studies[0];
+    for k in ["study_uid", "patient_id", "patient_name", "study_date", "accession", "description", "modalities", "series"] {
+        assert!(s.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(
+        (s["study_uid"].as_str(), s["patient_name"].as_str(), s["accession"].as_str()),
+        (Some(STUDY), Some("Test^Jane"), Some("ACC001"))
+    );
+    assert_eq!(s["modalities"], serde_json::json!(["CT"]));
+    let se = &s["series"][0];
+    for k in ["series_uid", "modality", "description", "number", "instances"] {
+        assert!(se.get(k).is_some(), "series missing {k}");
+    }
+    assert_eq!((se["series_uid"].as_str(), se["instances"].as_u64()), (Some(SERIES), Some(20)));
+    let out = ok(
+        &radbridge(
+            &[
+                "pacs",
+                "search",
+                "--server",
+                &web,
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                "--study-date",
+                "19950101-19951231",
+                "--modality",
+                "CT",
+                "--json",
+            ],
+            home.path(),
+        ),
+        "search by date",
+    );
+    let found: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "only the 1995 head CT: {out}");
+    assert_eq!(found[0]["patient_id"], "77654033");
+    assert_eq!(found[0]["series"][0]["instances"], 4);
+
+    // Retrieve: byte-identical files, one folder per series, and the folder opens.
+    let dest = home.path().join("retrieved");
+    let out = ok(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &web, a[0], a[1], a[2], a[3], "--study", STUDY, "--output", dest.to_str().unwrap(), "--json"],
+            home.path(),
+        ),
+        "retrieve",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((o["series"][0]["fetched"].as_u64(), o["series"][0]["already_present"].as_u64()), (Some(20), Some(0)));
+    let got = files_under(&dest.join(SERIES));
+    assert_eq!(got.len(), 20);
+    for f in j2k_series() {
+        let mine = dest.join(SERIES).join(f.file_name().unwrap());
+        assert_eq!(std::fs::read(&mine).unwrap(), std::fs::read(f).unwrap(), "{} differs from what was uploaded", mine.display());
+    }
+    let insp = ok(&radbridge(&["inspect", dest.to_str().unwrap(), "--json"], home.path()), "inspect");
+    let insp: Value = serde_json::from_str(&insp).unwrap();
+    assert_eq!(insp["volume"]["dimensions"], serde_json::json!([512, 512, 20]));
+
+    // Resume: five instances gone and a stale temporary: only those five are fetched.
+    for f in &got[..5] {
+        std::fs::remove_file(f).unwrap();
+    }
+    std::fs::write(dest.join(SERIES).join(".7.99999.part"), b"half an instance").unwrap();
+    let out = ok(
+        &radbridge(
+            &[
+                "pacs",
+                "retrieve",
+                "--server",
+                &web,
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                "--study",
+                STUDY,
+                "--series",
+                SERIES,
+                "--output",
+                dest.to_str().unwrap(),
+                "--json",
+            ],
+            home.path(),
+        ),
+        "resume",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((o["series"][0]["fetched"].as_u64(), o["series"][0]["already_present"].as_u64()), (Some(5), Some(15)), "{out}");
+    assert_eq!(files_under(&dest.join(SERIES)), got, "all 20 back, no temporary left");
+
+    // The library has the study once, from the PACS.
+    let db = home.path().join("radbridge.sqlite3");
+    let lib = ok(&radbridge(&["library", "list", "--json", "--db", db.to_str().unwrap()], home.path()), "library");
+    let lib: Value = serde_json::from_str(&lib).unwrap();
+    assert_eq!(lib.as_array().unwrap().len(), 1, "{lib}");
+    assert_eq!((lib[0]["origin"].as_str(), lib[0]["modality"].as_str()), (Some("pacs"), Some("CT")));
+
+    // Send: a DICOM file is stored (STOW-RS); a file that is not DICOM sends nothing.
+    let before = pacs.instances();
+    let out = ok(
+        &radbridge(
+            &["pacs", "send", "--server", &web, a[0], a[1], a[2], a[3], data("pydicom/CT_small.dcm").to_str().unwrap(), "--json"],
+            home.path(),
+        ),
+        "send",
+    );
+    let sent: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sent[0]["accepted"], true, "{out}");
+    assert_eq!(pacs.instances(), before + 1);
+    let not_dicom = home.path().join("notes.txt");
+    std::fs::write(&not_dicom, "not dicom").unwrap();
+    let e = err(
+        &radbridge(
+            &[
+                "pacs",
+                "send",
+                "--server",
+                &web,
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                data("pydicom/CT_small.dcm").to_str().unwrap(),
+                not_dicom.to_str().unwrap(),
+            ],
+            home.path(),
+        ),
+        "send non-DICOM",
+    );
+    assert!(e.contains("notes.txt") && e.contains("not a DICOM"), "{e}");
+    assert_eq!(pacs.instances(), before + 1, "nothing sent");
+
+    // Every operation is audited, without the password.
+    let audit = audit_actions(&db);
+    let count = |a: &str| audit.iter().filter(|(x, _)| x == a).count();
+    assert_eq!((count("pacs_query"), count("pacs_retrieve"), count("pacs_send")), (2, 2, 2), "{audit:?}");
+    assert!(audit.iter().all(|(_, d)| !d.contains(PASSWORD)));
+}
+
+/// Forwards to `target`, but closes each connection after `budget` bytes of response.
+fn cutting_proxy(target: u16, budget: usize) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { return };
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let mut sent = 0usize;
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let n = n.min(budget - sent);
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if sent >= budget {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+                let _ = s_read.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_dropped_connection_leaves_complete_files_only_and_a_rerun_completes() {
+    let pacs = Orthanc::start();
+    for f in j2k_series() {
+        pacs.upload(f);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let a = auth();
+    let proxy = cutting_proxy(pacs.http, 1_200_000);
+    let cut = format!("http://127.0.0.1:{proxy}/dicom-web");
+    let dest = home.path().join("cut");
+    let e = err(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &cut, a[0], a[1], a[2], a[3], "--study", STUDY, "--output", dest.to_str().unwrap()],
+            home.path(),
+        ),
+        "cut",
+    );
+    assert!(e.contains("dropped") && e.contains("run the same retrieve again"), "{e}");
+    let partial = files_under(&dest.join(SERIES));
+    assert!(!partial.is_empty() && partial.len() < 20, "some instances complete: {}", partial.len());
+    for f in &partial {
+        assert!(f.extension().is_some_and(|x| x == "dcm"), "no temporary left under {}", f.display());
+        let orig = j2k_series().iter().find(|o| o.file_name() == f.file_name()).unwrap();
+        assert_eq!(std::fs::read(f).unwrap(), std::fs::read(orig).unwrap(), "{} is complete", f.display());
+    }
+    // Straight to the server: only the rest is fetched.
+    let out = ok(
+        &radbridge(
+            &[
+                "pacs",
+                "retrieve",
+                "--server",
+                &pacs.web(),
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                "--study",
+                STUDY,
+                "--output",
+                dest.to_str().unwrap(),
+                "--json",
+            ],
+            home.path(),
+        ),
+        "rerun",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(o["series"][0]["already_present"].as_u64(), Some(partial.len() as u64));
+    assert_eq!(o["series"][0]["instances"].as_u64(), Some(20));
+    assert_eq!(files_under(&dest.join(SERIES)).len(), 20);
+}
+
+/// A one-shot HTTP server answering every request with `respond(path)`: (status line, headers, body).
+fn fake_http(respond: fn(&str) -> (String, Vec<u8>)) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = vec![0u8; 65536];
+            let mut n = 0;
+            while let Ok(k) = s.read(&mut buf[n..]) {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (head, body) = respond(&path);
+            let _ = s.write_all(format!("{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn bad_servers_and_bad_answers_are_one_named_error_each() {
+    let pacs = Orthanc::start();
+    for f in j2k_series().iter().take(2) {
+        pacs.upload(f);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let web = pacs.web();
+    let dest = home.path().join("out");
+    let d = dest.to_str().unwrap();
+
+    let e = err(
+        &radbridge(&["pacs", "search", "--server", &web, "--user", USER, "--password-env", "RB_WRONG_PASSWORD"], home.path()),
+        "wrong password",
+    );
+    assert!(e.contains("refused the credentials (HTTP 401)") && !e.contains("not-the-password"), "{e}");
+    let e = err(&radbridge(&["pacs", "search", "--server", &web], home.path()), "no credentials");
+    assert!(e.contains("HTTP 401"), "{e}");
+
+    let closed = format!("http://127.0.0.1:{}/dicom-web", free_port());
+    let e = err(&radbridge(&["pacs", "search", "--server", &closed], home.path()), "unreachable");
+    assert!(e.contains(&format!("pacs {closed}: cannot reach {closed}")), "{e}");
+    let e = err(
+        &radbridge(&["pacs", "echo", "--server", &format!("dimse://NOBODY@127.0.0.1:{}", free_port())], home.path()),
+        "unreachable DIMSE",
+    );
+    assert!(e.contains("dimse://NOBODY@127.0.0.1"), "{e}");
+
+    let a = auth();
+    let e = err(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &web, a[0], a[1], a[2], a[3], "--study", "1.2.826.0.1.999", "--output", d],
+            home.path(),
+        ),
+        "no such study",
+    );
+    assert!(e.contains("study 1.2.826.0.1.999 not found"), "{e}");
+    let e = err(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &web, a[0], a[1], a[2], a[3], "--study", STUDY, "--series", "1.2.3.4", "--output", d],
+            home.path(),
+        ),
+        "no such series",
+    );
+    assert!(e.contains(&format!("series 1.2.3.4 not found in study {STUDY}")), "{e}");
+    let e = err(
+        &radbridge(&["pacs", "retrieve", "--server", &web, a[0], a[1], a[2], a[3], "--study", "../../etc", "--output", d], home.path()),
+        "not a UID",
+    );
+    assert!(e.contains("not a DICOM UID"), "{e}");
+    let e = err(&radbridge(&["pacs", "search", "--server", "https://bob:pw@pacs.example/dicom-web"], home.path()), "credentials in URL");
+    assert!(e.contains("not in the URL") && !e.contains(":pw@"), "{e}");
+
+    // A server whose WADO-RS answer is not a valid multipart body.
+    fn broken(path: &str) -> (String, Vec<u8>) {
+        if path.contains("/instances") || path.ends_with("/series") || path.contains("/series?") {
+            let uid = if path.contains("/instances") { "00080018" } else { "0020000E" };
+            let json = format!(r#"[{{"{uid}": {{"vr": "UI", "Value": ["1.2.3.4.5"]}}}}]"#);
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), json.into_bytes())
+        } else {
+            (
+                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=XYZ".into(),
+                b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nthis is not DICOM and never ends".to_vec(),
+            )
+        }
+    }
+    let fake = format!("http://127.0.0.1:{}/dicom-web", fake_http(broken));
+    let e =
+        err(&radbridge(&["pacs", "retrieve", "--server", &fake, "--study", "1.2.3", "--output", d], home.path()), "malformed multipart");
+    assert!(e.contains("dropped") || e.contains("malformed multipart"), "{e}");
+    assert!(files_under(&dest).iter().all(|f| f.extension().is_some_and(|x| x == "dcm")), "no temporary left");
+    fn not_dicom(path: &str) -> (String, Vec<u8>) {
+        if path.contains("/instances") || path.contains("/series?") {
+            let uid = if path.contains("/instances") { "00080018" } else { "0020000E" };
+            let json = format!(r#"[{{"{uid}": {{"vr": "UI", "Value": ["1.2.3.4.5"]}}}}]"#);
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), json.into_bytes())
+        } else {
+            (
+                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=XYZ".into(),
+                b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nnot a part-10 file\r\n--XYZ--\r\n".to_vec(),
+            )
+        }
+    }
+    let fake = format!("http://127.0.0.1:{}/dicom-web", fake_http(not_dicom));
+    let e = err(&radbridge(&["pacs", "retrieve", "--server", &fake, "--study", "1.2.3", "--output", d], home.path()), "part not DICOM");
+    assert!(e.contains("malformed multipart") && e.contains("not a DICOM Part-10 file"), "{e}");
+    fn bad_json(_: &str) -> (String, Vec<u8>) {
+        ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), b"{not json".to_vec())
+    }
+    let fake = format!("http://127.0.0.1:{}/dicom-web", fake_http(bad_json));
+    let e = err(&radbridge(&["pacs", "search", "--server", &fake], home.path()), "bad JSON");
+    assert!(e.contains("malformed DICOM JSON"), "{e}");
+    assert!(files_under(&dest).is_empty(), "nothing written under a final name: {:?}", files_under(&dest));
+}
+
+#[test]
+fn named_servers_keep_secrets_out_of_settings() {
+    let pacs = Orthanc::start();
+    for f in j2k_series().iter().take(1) {
+        pacs.upload(f);
+    }
+    let home = tempfile::tempdir().unwrap();
+    ok(
+        &radbridge(
+            &["pacs", "server", "add", "main", "--url", &pacs.web(), "--user", USER, "--password-env", "RB_PACS_PASSWORD"],
+            home.path(),
+        ),
+        "server add",
+    );
+    let settings = std::fs::read_to_string(home.path().join("pacs-servers.json")).unwrap();
+    assert!(settings.contains("main") && !settings.contains(PASSWORD), "{settings}");
+    let list = ok(&radbridge(&["pacs", "server", "list", "--json"], home.path()), "list");
+    assert!(!list.contains(PASSWORD));
+    let out = ok(&radbridge(&["pacs", "search", "--server", "main", "--json"], home.path()), "search by name");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["study_uid"], STUDY);
+    let echo = ok(&radbridge(&["pacs", "echo", "--server", "main"], home.path()), "echo");
+    assert!(echo.contains("main"));
+    let audit = audit_actions(&home.path().join("radbridge.sqlite3"));
+    assert!(audit.iter().any(|(a, d)| a == "pacs_query" && d.contains("\"server\":\"main\"")), "{audit:?}");
+    assert!(audit.iter().all(|(_, d)| !d.contains(PASSWORD)));
+    let e = err(&radbridge(&["pacs", "search", "--server", "nosuch"], home.path()), "unknown name");
+    assert!(e.contains("no server named"), "{e}");
+    ok(&radbridge(&["pacs", "server", "remove", "main"], home.path()), "remove");
+    assert!(!std::fs::read_to_string(home.path().join("pacs-secrets.json")).unwrap().contains(PASSWORD));
+}
+
+#[test]
+fn dimse_find_move_store_and_a_refused_move_through_the_cli() {
+    let pacs = Orthanc::start();
+    for f in j2k_series() {
+        pacs.upload(f);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let peer = pacs.dimse();
+    let port = pacs.scp.to_string();
+    ok(&radbridge(&["pacs", "echo", "--server", &peer], home.path()), "C-ECHO");
+
+    let out = ok(
+        &radbridge(&["pacs", "search", "--server", &peer, "--patient-name", "Test*", "--modality", "CT", "--json"], home.path()),
+        "C-FIND",
+    );
+    let found: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!((found[0]["study_uid"].as_str(), found[0]["patient_id"].as_str()), (Some(STUDY), Some("RBPACS01")));
+    assert_eq!((found[0]["series"][0]["series_uid"].as_str(), found[0]["series"][0]["instances"].as_u64()), (Some(SERIES), Some(20)));
+
+    // C-MOVE to our own Storage SCP: the same bytes as uploaded (pixel data untouched).
+    let dest = home.path().join("moved");
+    let d = dest.to_str().unwrap();
+    let out = ok(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &peer, "--aet", "RADBRIDGE", "--port", &port, "--study", STUDY, "--output", d, "--json"],
+            home.path(),
+        ),
+        "C-MOVE",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(o["series"][0]["instances"].as_u64(), Some(20), "{out}");
+    for f in j2k_series() {
+        let mine = dest.join(SERIES).join(f.file_name().unwrap());
+        assert_eq!(pixel_bytes(&mine), pixel_bytes(f), "{}", mine.display());
+    }
+    let insp: Value = serde_json::from_str(&ok(&radbridge(&["inspect", d, "--json"], home.path()), "inspect")).unwrap();
+    assert_eq!(insp["volume"]["dimensions"], serde_json::json!([512, 512, 20]));
+    // A second run rewrites nothing.
+    let out = ok(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &peer, "--port", &port, "--study", STUDY, "--series", SERIES, "--output", d, "--json"],
+            home.path(),
+        ),
+        "C-MOVE again",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((o["series"][0]["fetched"].as_u64(), o["series"][0]["already_present"].as_u64()), (Some(0), Some(20)), "{out}");
+
+    // A peer that does not know our AE refuses the move: one named error, nothing written.
+    let refused = home.path().join("refused");
+    let e = err(
+        &radbridge(
+            &[
+                "pacs",
+                "retrieve",
+                "--server",
+                &peer,
+                "--aet",
+                "STRANGER",
+                "--port",
+                &port,
+                "--study",
+                STUDY,
+                "--output",
+                refused.to_str().unwrap(),
+            ],
+            home.path(),
+        ),
+        "move to an unknown AE",
+    );
+    assert!(e.contains(&format!("pacs {peer}:")) && e.to_lowercase().contains("c-move"), "{e}");
+    assert!(files_under(&refused).is_empty());
+    let e = err(
+        &radbridge(
+            &["pacs", "retrieve", "--server", &peer, "--port", &port, "--study", "1.2.826.0.1.999", "--output", refused.to_str().unwrap()],
+            home.path(),
+        ),
+        "no such study",
+    );
+    assert!(e.contains("study 1.2.826.0.1.999 not found"), "{e}");
+
+    // C-STORE: accepted, and Orthanc has it.
+    let before = pacs.instances();
+    let out = ok(
+        &radbridge(&["pacs", "send", "--server", &peer, data("pydicom/CT_small.dcm").to_str().unwrap(), "--json"], home.path()),
+        "C-STORE",
+    );
+    let sent: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sent[0]["accepted"], true, "{out}");
+    assert_eq!(pacs.instances(), before + 1);
+    let audit = audit_actions(&home.path().join("radbridge.sqlite3"));
+    assert!(audit.iter().any(|(a, d)| a == "pacs_send" && d.contains("\"protocol\":\"dimse\"")), "{audit:?}");
+}
