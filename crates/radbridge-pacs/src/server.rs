@@ -125,7 +125,10 @@ pub fn parse_address(address: &str) -> std::result::Result<Endpoint, ErrorKind> 
     }
     let after = &a[a.find("://").map(|i| i + 3).ok_or_else(bad)?..];
     let host = after.split('/').next().unwrap_or_default();
-    if host.is_empty() || host.contains('@') {
+    if host.is_empty() {
+        return Err(bad());
+    }
+    if host.contains('@') {
         // Credentials in the URL would end up in logs and settings: refuse them.
         return Err(ErrorKind::CredentialsInAddress(redact(address)));
     }
