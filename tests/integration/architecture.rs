@@ -15,9 +15,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("crates/radbridge-model", &["radbridge-volume"]),
     ("crates/radbridge-store", &["radbridge-volume", "radbridge-model"]),
     ("crates/radbridge-report", &["radbridge-volume", "radbridge-model", "radbridge-store"]),
-    ("crates/radbridge-train", &["radbridge-volume", "radbridge-model"]),
-    ("crates/radbridge-cli", &["radbridge-volume", "radbridge-model", "radbridge-store", "radbridge-report", "radbridge-train"]),
-    ("src-tauri", &["radbridge-volume", "radbridge-model", "radbridge-store", "radbridge-report"]),
+    ("crates/radbridge-train", &["radbridge-volume", "radbridge-model", "radbridge-pacs"]),
+    ("crates/radbridge-pacs", &["radbridge-volume"]),
+    (
+        "crates/radbridge-cli",
+        &["radbridge-volume", "radbridge-model", "radbridge-store", "radbridge-report", "radbridge-train", "radbridge-pacs"],
+    ),
+    ("src-tauri", &["radbridge-volume", "radbridge-model", "radbridge-store", "radbridge-report", "radbridge-pacs"]),
 ];
 
 #[test]

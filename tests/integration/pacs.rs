@@ -711,3 +711,60 @@ fn dimse_find_move_store_and_a_refused_move_through_the_cli() {
     let audit = audit_actions(&home.path().join("radbridge.sqlite3"));
     assert!(audit.iter().any(|(a, d)| a == "pacs_send" && d.contains("\"protocol\":\"dimse\"")), "{audit:?}");
 }
+
+#[test]
+fn a_batch_manifest_may_name_studies_in_a_pacs() {
+    let pacs = Orthanc::start();
+    for f in j2k_series() {
+        pacs.upload(f);
+    }
+    let home = tempfile::tempdir().unwrap();
+    ok(
+        &radbridge(
+            &["pacs", "server", "add", "main", "--url", &pacs.web(), "--user", USER, "--password-env", "RB_PACS_PASSWORD"],
+            home.path(),
+        ),
+        "server add",
+    );
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo");
+    let local_dir = j2k_series()[0].parent().unwrap();
+    let m = home.path().join("manifest.csv");
+    std::fs::write(
+        &m,
+        format!("id,path\nremote,pacs://main/{STUDY}/{SERIES}\nmissing,pacs://main/1.2.826.0.1.999\nlocal,{}\n", local_dir.display()),
+    )
+    .unwrap();
+    let out = home.path().join("out");
+    let o = radbridge(
+        &[
+            "batch",
+            "--labels",
+            "ct-rate",
+            "--model",
+            demo.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(3), "one study fails: {}", String::from_utf8_lossy(&o.stderr));
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let rows: Vec<&str> = scores.lines().collect();
+    assert_eq!(rows.len(), 3, "{scores}");
+    let (remote, local) = (rows[1].split_once(',').unwrap(), rows[2].split_once(',').unwrap());
+    assert_eq!((remote.0, local.0), ("remote", "local"));
+    assert_eq!(remote.1, local.1, "the study from the PACS scores as the same files read locally");
+    assert_eq!(files_under(&out.join("pacs").join(STUDY).join(SERIES)).len(), 20);
+    let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
+    assert!(failures.contains("missing") && failures.contains("study 1.2.826.0.1.999 not found"), "{failures}");
+    // A manifest with a malformed pacs path is refused before anything runs.
+    std::fs::write(&m, "id,path\nx,pacs://main/../../etc\n").unwrap();
+    let o = radbridge(
+        &["batch", "--model", demo.to_str().unwrap(), "--manifest", m.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected pacs://<SERVER>/<STUDY_UID>"), "{}", String::from_utf8_lossy(&o.stderr));
+}

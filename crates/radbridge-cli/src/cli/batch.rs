@@ -117,7 +117,8 @@ pub fn run(a: &BatchArgs) -> Result<ExitCode> {
     };
     let cancel = radbridge_volume::CancelToken::default();
     super::common::cancel_on_interrupt(cancel.clone(), None);
-    let opts = BatchOptions { settings, shard, force: a.force, top_k: a.top_k, prefetch: 2, cancel };
+    let pacs_dir = radbridge_store::default_dir().ok();
+    let opts = BatchOptions { settings, shard, force: a.force, top_k: a.top_k, prefetch: 2, cancel, pacs_dir };
 
     let pb = super::common::counter_bar(0, "{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed_precise} ETA {eta_precise}");
     if shard.count > 1 {

@@ -20,6 +20,7 @@ mod embeddings;
 mod error;
 mod layout;
 mod merge;
+pub mod pacs;
 mod plan;
 mod results;
 mod run;

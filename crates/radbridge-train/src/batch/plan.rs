@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::BatchError;
 
 /// Where the studies come from.
+///
+/// A manifest path may also be `pacs://<SERVER>/<STUDY_UID>[/<SERIES_UID>]`: the study is
+/// retrieved from that named server when its turn comes (see [`super::pacs`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
@@ -77,6 +80,12 @@ fn read_manifest(path: &Path) -> Result<Vec<Row>, BatchError> {
         }
         if let Some(first) = seen.insert(id.clone(), line) {
             return Err(bad(format!("line {line}: the id '{id}' is already on line {first}")));
+        }
+        if p.starts_with(super::pacs::SCHEME) {
+            // A study in a PACS: fetched when its turn comes (see batch::pacs).
+            super::pacs::PacsRef::parse(&p).map_err(|e| bad(format!("line {line}: {e}")))?;
+            rows.push((id, PathBuf::from(p), None));
+            continue;
         }
         let p = PathBuf::from(p);
         rows.push((id, if p.is_absolute() { p } else { base.join(p) }, None));

@@ -27,6 +27,9 @@ pub struct BatchOptions {
     /// Studies loaded and preprocessed ahead of the encoder (bounds memory).
     pub prefetch: usize,
     pub cancel: CancelToken,
+    /// The folder holding the named PACS servers (`pacs-servers.json`), for manifest paths
+    /// `pacs://SERVER/STUDY[/SERIES]`; None: such studies fail with a named error.
+    pub pacs_dir: Option<std::path::PathBuf>,
 }
 
 /// Progress of a shard, for a progress bar.
@@ -58,11 +61,19 @@ fn load(
     settings: &Settings,
     cfg: &radbridge_model::preprocess::PreprocessConfig,
     cancel: &CancelToken,
+    pacs: (&Path, Option<&Path>),
 ) -> Result<Loaded, String> {
     let t = Instant::now();
-    let opts =
-        OpenOptions { series: study.series.clone(), any_modality: settings.any_modality, cancel: cancel.clone(), ..Default::default() };
-    let loaded = volume::open(&study.path, &opts).map_err(|e| chain(&e))?;
+    let (path, series) = match super::pacs::PacsRef::of(&study.path) {
+        Some(r) => {
+            let r = r.map_err(|e| format!("{}: {e}", study.path.display()))?;
+            let dir = super::pacs::fetch(&r, pacs.0, pacs.1, cancel)?;
+            (dir, r.series_uid.clone().or(study.series.clone()))
+        }
+        None => (study.path.clone(), study.series.clone()),
+    };
+    let opts = OpenOptions { series, any_modality: settings.any_modality, cancel: cancel.clone(), ..Default::default() };
+    let loaded = volume::open(&path, &opts).map_err(|e| chain(&e))?;
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let prepared = analysis::prepare(&loaded.volume, cfg).map_err(|e| chain(&e))?;
@@ -121,12 +132,13 @@ pub fn run(engine: &mut Engine, studies: &[Study], out: &Path, opts: &BatchOptio
         let cancel = opts.cancel.clone();
         let todo_ref = &todo;
         let cfg_ref = &cfg;
+        let pacs = (out, opts.pacs_dir.as_deref());
         scope.spawn(move || {
             for s in todo_ref {
                 if cancel.is_cancelled() {
                     break;
                 }
-                let r = load(s, settings, cfg_ref, &cancel);
+                let r = load(s, settings, cfg_ref, &cancel, pacs);
                 if tx.send((s, r)).is_err() {
                     break; // the engine side stopped
                 }
