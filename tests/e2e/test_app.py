@@ -7,7 +7,9 @@ checks against the heat-map file the app wrote (read with nibabel) that the cros
 map's maximum, checks the knowledge panel, marks the finding a false positive, and saves a
 screenshot of each step. Then it opens the study library: the study is listed, a text search
 ranks it with the typed finding's score, and it reopens with its run and verdict restored
-without running the model. It also reads the UI's performance.now()
+without running the model. Then the PACS (a real Orthanc): a server added in the dialog, a
+search, a retrieve that opens the study, an analysis, and the report sent back into the
+patient's study. It also reads the UI's performance.now()
 marks (first slice on screen, volume ready) and measures slice-scrolling frames per second.
 Run it through tests/e2e/run.sh.
 """
@@ -231,6 +233,66 @@ class Steps:
         assert max(hi) - min(lo) > 50, f"screenshot {path} is blank"
         img.save(path)
         print(f"  screenshot {path} {img.width}x{img.height}")
+
+
+PACS_USER, PACS_PASSWORD = "radbridge", "e2e-orthanc-secret"
+PACS_STUDY, PACS_SERIES = "2.25.318620114239047321190581", "2.25.318620114239047321190582"
+
+
+class Orthanc:
+    """A real Orthanc with DICOMweb on free loopback ports, holding the shared 20-instance
+    JPEG 2000 CT series (given UIDs and a patient in copies: the originals have none)."""
+
+    def __init__(self, work):
+        import base64
+        import urllib.request
+        import pydicom
+        self.dir = Path(work) / "orthanc"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.http = free_port()
+        cfg = {"Name": "E2E", "StorageDirectory": str(self.dir / "db"), "IndexDirectory": str(self.dir / "db"),
+               "HttpPort": self.http, "DicomPort": free_port(), "RemoteAccessAllowed": False,
+               "AuthenticationEnabled": True, "RegisteredUsers": {PACS_USER: PACS_PASSWORD},
+               "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+        (self.dir / "orthanc.json").write_text(json.dumps(cfg))
+        self.log = open(self.dir / "orthanc.log", "w")
+        self.proc = subprocess.Popen(["Orthanc", str(self.dir / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "LC_ALL": "C.UTF-8"})
+        auth = "Basic " + base64.b64encode(f"{PACS_USER}:{PACS_PASSWORD}".encode()).decode()
+
+        def rest(path, data=None):
+            req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", data=data, method="POST" if data is not None else "GET")
+            req.add_header("Authorization", auth)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        self.rest = rest
+        for _ in range(300):
+            try:
+                rest("/system")
+                break
+            except Exception:
+                time.sleep(0.1)
+        src = Path(__file__).resolve().parents[1] / "data/totalsegmentator/example_ct_dicom"
+        for f in sorted(src.iterdir()):
+            ds = pydicom.dcmread(f)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = PACS_STUDY, PACS_SERIES
+            ds.SOPInstanceUID, ds.SOPClassUID = ds.file_meta.MediaStorageSOPInstanceUID, ds.file_meta.MediaStorageSOPClassUID
+            ds.PatientID, ds.PatientName, ds.AccessionNumber = "RBE2E01", "Test^Jane", "E2E001"
+            out = self.dir / f"{f.name}.dcm"
+            ds.save_as(out)
+            assert rest("/instances", out.read_bytes())["Status"] == "Success"
+
+    def web(self):
+        return f"http://127.0.0.1:{self.http}/dicom-web"
+
+    def modalities_of_study(self):
+        """The modalities of the study's series, as Orthanc has them."""
+        found = self.rest("/tools/find", json.dumps({"Level": "Series", "Query": {"StudyInstanceUID": PACS_STUDY}, "Expand": True}).encode())
+        return sorted(s["MainDicomTags"].get("Modality", "") for s in found)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def main():
@@ -518,6 +580,69 @@ def main():
             assert opened[-1].get("from") == "library" and str(opened[-1].get("study_id")) == study_id, opened[-1]
             print(f"  restored {len(restored)} findings, '{label}' false positive; audit {opened[-1]}")
             s.shot("library-opened")
+
+            print("10. the PACS: add a server, test it, search, retrieve a study (it opens), analyse it, send the report back")
+            pacs = Orthanc(a.out)
+            try:
+                s.tid("pacs-open")[0].click()
+                s.until("const f = document.querySelector('[data-testid=pacs-server-form]'); return f && !f.hidden", "the server form (no server yet)", 30)
+                s.tid("pacs-f-name")[0].send_keys("hospital")
+                s.tid("pacs-f-address")[0].send_keys(pacs.web())
+                Select(s.tid("pacs-f-auth")[0]).select_by_value("basic")
+                s.tid("pacs-f-user")[0].send_keys(PACS_USER)
+                s.tid("pacs-f-secret")[0].send_keys(PACS_PASSWORD)
+                s.tid("pacs-f-save")[0].click()
+                s.until("return document.querySelector('[data-testid=pacs-status]').textContent.startsWith('saved hospital')", "the server saved", 30)
+                data_dir = Path(os.environ["RADBRIDGE_DATA_DIR"])
+                settings_text = (data_dir / "pacs-servers.json").read_text()
+                assert "hospital" in settings_text and PACS_PASSWORD not in settings_text, settings_text
+                assert oct((data_dir / "pacs-secrets.json").stat().st_mode & 0o777) == "0o600"
+                s.tid("pacs-test")[0].click()
+                s.until("return document.querySelector('[data-testid=pacs-status]').textContent.includes('answers')", "the connection test", 30)
+                s.tid("pacs-q-pid")[0].send_keys("RBE2E01")
+                s.tid("pacs-search")[0].click()
+                row = s.until(f"return document.querySelector('[data-testid=pacs-study][data-study-uid=\"{PACS_STUDY}\"]')", "the study in the results", 60)
+                assert "Test, Jane" in row.text and "RBE2E01" in row.text, row.text
+                s.tid("pacs-expand")[0].click()
+                series = d.execute_script("return [...document.querySelectorAll('[data-testid=pacs-series]')].map(e => [e.dataset.seriesUid, e.textContent])")
+                assert len(series) == 1 and series[0][0] == PACS_SERIES and "20 images" in series[0][1], series
+                s.shot("pacs-search")
+                d.execute_script("delete window.__radbridgePerf.volume_ready")
+                d.find_element(By.CSS_SELECTOR, f'[data-testid=pacs-retrieve][data-study-uid="{PACS_STUDY}"]').click()
+                s.until("const p = window.__radbridgePerf; return p && p.volume_ready ? true : null", "the retrieved study to open", 120)
+                info = study_rows(d)
+                print(f"  opened: {info}")
+                assert any("512" in v and "20" in v for v in info.values()), info
+                retrieved = sorted((data_dir / "pacs" / PACS_STUDY / PACS_SERIES).glob("*.dcm"))
+                assert len(retrieved) == 20, retrieved
+                for f in retrieved:
+                    assert f.read_bytes() == (pacs.dir / f"CT.{f.name}").read_bytes(), f"{f} differs from what the PACS holds"
+                s.tid("run-analysis")[0].click()
+                s.until("return document.querySelectorAll('[data-testid=finding]').length > 0 && window.__radbridge.runId() ? true : null", "findings of the retrieved study", 600)
+                s.tid("report-anyway")[0].click()
+                Select(s.tid("pacs-send-server")[0]).select_by_value("hospital")
+                s.tid("pacs-send")[0].click()
+                confirm = s.until("const e = document.querySelector('[data-testid=pacs-confirm]'); return e && !e.hidden ? e.textContent : null", "the send confirmation", 30)
+                print(f"  confirm: {confirm.strip()[:200]}")
+                assert "Test, Jane" in confirm and "RBE2E01" in confirm and "hospital" in confirm, confirm
+                s.shot("pacs-send-confirm")
+                assert pacs.modalities_of_study() == ["CT"], pacs.modalities_of_study()
+                s.tid("pacs-send-confirm")[0].click()
+                sent = s.until("const e = document.querySelector('[data-testid=report-status]'); return e.dataset.sent || null", "the send", 120)
+                assert sent == "stored", s.tid("report-status")[0].text
+                # The PACS filed the SR into the patient's study.
+                assert pacs.modalities_of_study() == ["CT", "SR"], pacs.modalities_of_study()
+                con = sqlite3.connect(data_dir / "radbridge.sqlite3")
+                acts = [(r[0], r[1]) for r in con.execute("select action, detail from audit_log where action like 'pacs_%' order by id")]
+                origin = con.execute("select origin from study_info i join pacs_retrievals p on p.study_id = i.study_id").fetchall()
+                con.close()
+                assert [x[0] for x in acts] == ["pacs_query", "pacs_retrieve", "pacs_send"], acts
+                assert all(PACS_PASSWORD not in x[1] for x in acts), "a credential in the audit log"
+                assert origin == [("pacs",)], origin
+                print(f"  audit: {[x[0] for x in acts]}; the PACS now has {pacs.modalities_of_study()}")
+                s.shot("pacs-sent")
+            finally:
+                pacs.stop()
         finally:
             d.quit()
     finally:

@@ -15,6 +15,13 @@ import type { Format } from "./bindings/Format";
 import type { HeatmapRef } from "./bindings/HeatmapRef";
 import type { LibraryStudy } from "./bindings/LibraryStudy";
 import type { OpenedStudy } from "./bindings/OpenedStudy";
+import type { PacsProgress } from "./bindings/PacsProgress";
+import type { PacsRetrieved } from "./bindings/PacsRetrieved";
+import type { SendPreview } from "./bindings/SendPreview";
+import type { SendResult } from "./bindings/SendResult";
+import type { ServerEntry } from "./bindings/ServerEntry";
+import type { StudyMatch } from "./bindings/StudyMatch";
+import type { StudyQuery } from "./bindings/StudyQuery";
 import type { Progress } from "./bindings/Progress";
 import type { Recalibration } from "./bindings/Recalibration";
 import type { RecalibrationAction } from "./bindings/RecalibrationAction";
@@ -31,6 +38,8 @@ import type { VolumeSummary } from "./bindings/VolumeSummary";
 export type { AppError, ErrorCode, AnalysisResult, ExportResult, Format, HeatmapRef, Progress, Recalibration, RecalibrationAction };
 export type { ReviewAction, ReviewResult, SettingsView, Verdict, VolumeSummary };
 export type { LibraryStudy, OpenedStudy, ReviewStatus, SearchHit, SearchResult };
+export type { PacsProgress, PacsRetrieved, SendPreview, SendResult, ServerEntry, StudyMatch, StudyQuery };
+export type { SeriesMatch } from "./bindings/SeriesMatch";
 export type { Diagnosis } from "./bindings/Diagnosis";
 export type { ScoredFinding } from "./bindings/ScoredFinding";
 export type { SeriesInfo } from "./bindings/SeriesInfo";
@@ -119,3 +128,20 @@ export const libraryOpen = (studyId: number) => invoke<OpenedStudy>("library_ope
 export const librarySearch = (text: string, top: number | null = null) => invoke<SearchResult>("library_search", { text, top });
 /** The studies whose images are most like this one's (cosine of the image embeddings). */
 export const similarStudies = (studyId: number, top: number | null = null) => invoke<SearchResult>("similar_studies", { studyId, top });
+
+// The PACS: named servers (secrets stay in the shell), search, retrieve into the library, send
+// the reviewed report. The page names servers by name and studies by UID, never a path.
+export const pacsServers = () => invoke<ServerEntry[]>("pacs_servers");
+/** Add or edit a server; `secret` (password or token) null keeps the stored one. */
+export const pacsSaveServer = (entry: ServerEntry, secret: string | null) => invoke<ServerEntry>("pacs_save_server", { entry, secret });
+export const pacsRemoveServer = (name: string) => invoke<void>("pacs_remove_server", { name });
+export const pacsTestServer = (name: string) => invoke<string>("pacs_test_server", { name });
+export const pacsSearch = (name: string, query: StudyQuery) => invoke<StudyMatch[]>("pacs_search", { name, query });
+/** Retrieve into the library (progress: `onPacsProgress`); then open it with `libraryOpen`. */
+export const pacsRetrieve = (name: string, studyUid: string, seriesUid: string | null) =>
+  invoke<PacsRetrieved>("pacs_retrieve", { name, studyUid, seriesUid });
+export const pacsCancel = () => invoke<void>("pacs_cancel");
+export const pacsSendPreview = (name: string) => invoke<SendPreview>("pacs_send_preview", { name });
+export const pacsSendReport = (name: string, runId: number | null, exportAnyway: boolean) =>
+  invoke<SendResult[]>("pacs_send_report", { name, runId, exportAnyway });
+export const onPacsProgress = (f: (p: PacsProgress) => void): Promise<UnlistenFn> => listen<PacsProgress>("pacs-progress", (e) => f(e.payload));

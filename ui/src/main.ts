@@ -14,6 +14,7 @@ import { REASONS, falsePositive } from "./feedback/log";
 import { undoTarget } from "./feedback/verdicts";
 import { loadVerdicts, review } from "./feedback/review";
 import { storeVerdicts } from "./feedback/verdicts";
+import { bindPacs } from "./pacs/dialog";
 import { clickSort, type SortKey } from "./library/worklist";
 import { bindReport } from "./report/report";
 import { bindSettings } from "./settings/settings";
@@ -285,6 +286,7 @@ $("library-search-form").onsubmit = (e) => {
 $("similar-find").onclick = () => void findSimilar();
 $("help-close").onclick = () => ($("help").hidden = true);
 bindReport(() => store.get().result?.run_id ?? null, () => {});
+bindPacs({ openStudy: openFromLibrary, runId: () => store.get().result?.run_id ?? null });
 bindSettings((settings) => store.set({ settings }));
 
 document.addEventListener("keydown", (e) => {
@@ -292,7 +294,7 @@ document.addEventListener("keydown", (e) => {
   if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
   if (e.ctrlKey && e.key.toLowerCase() === "o") { e.preventDefault(); pick(e.shiftKey); return; }
   if (e.key === "?") { $("help").hidden = !$("help").hidden; return; }
-  if (e.key === "Escape") { $("help").hidden = true; $("settings").hidden = true; store.set({ libraryOpen: false }); return; }
+  if (e.key === "Escape") { $("help").hidden = true; $("settings").hidden = true; $("pacs").hidden = true; store.set({ libraryOpen: false }); return; }
   if (store.get().libraryOpen) return; // the worklist scrolls with the keys
   const preset = Object.values(PRESETS).find((p) => p.key === e.key);
   if (preset) { viewer.setWindow(preset); return; }

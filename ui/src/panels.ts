@@ -99,7 +99,7 @@ export function mountFindings(store: AppStore, select: (f: api.ScoredFinding) =>
     { equals: shallow, immediate: true },
   );
   store.subscribe((s) => !s.result || s.busy, (off) => {
-    for (const id of ["finding-input", "finding-score", "missed-input", "add-missed", "export-report"]) $<HTMLButtonElement>(id).disabled = off;
+    for (const id of ["finding-input", "finding-score", "missed-input", "add-missed", "export-report", "pacs-send"]) $<HTMLButtonElement>(id).disabled = off;
   }, { immediate: true });
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Study-level search keys. Empty fields are not sent (universal match); the rest match as
 /// the DICOM standard says (`*` wildcards in names, `YYYYMMDD-YYYYMMDD` date ranges).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct StudyQuery {
     pub patient_id: Option<String>,
     pub patient_name: Option<String>,
@@ -18,7 +18,7 @@ pub struct StudyQuery {
 }
 
 /// One study found on the server, with its series.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct StudyMatch {
     pub study_uid: String,
     pub patient_id: String,
@@ -31,7 +31,7 @@ pub struct StudyMatch {
 }
 
 /// One series of a found study.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SeriesMatch {
     pub series_uid: String,
     pub modality: String,

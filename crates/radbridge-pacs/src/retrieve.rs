@@ -37,8 +37,9 @@ pub struct RetrieveRequest {
     pub output: PathBuf,
 }
 
-/// Progress, reported after each instance.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Progress, reported after each instance (the app's `pacs-progress` event).
+#[derive(Debug, Clone, Default, Serialize, ts_rs::TS)]
+#[ts(rename = "PacsProgress")]
 pub struct Progress {
     pub series_uid: String,
     /// Instances complete on disk (already there plus fetched).

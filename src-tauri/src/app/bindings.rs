@@ -50,6 +50,9 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     use super::error::{AppError, ErrorCode};
     use super::feedback::{Recalibration, RecalibrationAction, ReviewResult};
     use super::library::{OpenedStudy, SearchHit, SearchResult};
+    use super::pacs::{PacsRetrieved, SendPreview, SendResult};
+    use radbridge_pacs::servers::ServerEntry;
+    use radbridge_pacs::{Progress as PacsProgress, StudyMatch, StudyQuery};
     use super::report::ExportResult;
     use super::state::{Settings, VolumeSummary};
 
@@ -76,6 +79,13 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     c.visit::<OpenedStudy>();
     c.visit::<SearchHit>();
     c.visit::<SearchResult>();
+    c.visit::<ServerEntry>();
+    c.visit::<StudyQuery>();
+    c.visit::<StudyMatch>();
+    c.visit::<PacsProgress>();
+    c.visit::<PacsRetrieved>();
+    c.visit::<SendPreview>();
+    c.visit::<SendResult>();
     c.visit::<AppError>();
     c.visit::<ErrorCode>();
     if c.errors.is_empty() {

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     Report,
     /// The page asked for a path the user did not choose (open, model folder).
     NotPermitted,
+    /// A PACS could not be reached, refused us, or answered something unusable (the message
+    /// names the server).
+    Pacs,
     /// A bug: a worker stopped unexpectedly.
     Internal,
 }

@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod feedback;
 mod library;
+mod pacs;
 mod report;
 mod scheme;
 mod state;
@@ -59,6 +60,15 @@ pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             library::library_open,
             library::library_search,
             library::similar_studies,
+            pacs::pacs_servers,
+            pacs::pacs_save_server,
+            pacs::pacs_remove_server,
+            pacs::pacs_test_server,
+            pacs::pacs_search,
+            pacs::pacs_retrieve,
+            pacs::pacs_cancel,
+            pacs::pacs_send_preview,
+            pacs::pacs_send_report,
         ])
         .build(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the app window could not start: {e}"))?

@@ -111,6 +111,8 @@ pub struct AppState {
     /// Paths the user chose outside the page: the command line, the native dialogs, a drop on
     /// the window. The page can only ask to open (or use as the model folder) one of these.
     granted: Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// Cancels the PACS retrieve in progress.
+    pub pacs_cancel: Mutex<Option<radbridge_volume::CancelToken>>,
 }
 
 /// Paths compare by their canonical form (so `a/../b` and a symlink name the same place).
@@ -140,6 +142,7 @@ impl AppState {
             engine: Mutex::new(None),
             run: Mutex::new(Run::default()),
             store: Mutex::new(None),
+            pacs_cancel: Mutex::new(None),
         }
     }
 

@@ -3,4 +3,4 @@
 /**
  * What kind of failure a command reports (the serde names are the UI's `ErrorCode`).
  */
-export type ErrorCode = "cancelled" | "no_study" | "no_model" | "bad_input" | "io" | "model" | "store" | "report" | "not_permitted" | "internal";
+export type ErrorCode = "cancelled" | "no_study" | "no_model" | "bad_input" | "io" | "model" | "store" | "report" | "not_permitted" | "pacs" | "internal";
