@@ -51,10 +51,10 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     use super::feedback::{Recalibration, RecalibrationAction, ReviewResult};
     use super::library::{OpenedStudy, SearchHit, SearchResult};
     use super::pacs::{PacsRetrieved, SendPreview, SendResult};
-    use radbridge_pacs::servers::ServerEntry;
-    use radbridge_pacs::{Progress as PacsProgress, StudyMatch, StudyQuery};
     use super::report::ExportResult;
     use super::state::{Settings, VolumeSummary};
+    use radbridge_pacs::servers::ServerEntry;
+    use radbridge_pacs::{Progress as PacsProgress, StudyMatch, StudyQuery};
 
     let cfg = config();
     let mut c = Collect { cfg: &cfg, seen: HashSet::new(), files: BTreeMap::new(), errors: Vec::new() };

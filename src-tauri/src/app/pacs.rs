@@ -82,10 +82,9 @@ pub async fn pacs_servers() -> AppResult<Vec<ServerEntry>> {
 /// None keeps the stored one.
 #[tauri::command]
 pub async fn pacs_save_server(entry: ServerEntry, secret: Option<String>, app: AppHandle) -> AppResult<ServerEntry> {
-    let saved = blocking("the PACS settings", move || {
-        registry()?.put(entry, secret.as_deref().filter(|s| !s.is_empty())).map_err(pacs_error)
-    })
-    .await?;
+    let saved =
+        blocking("the PACS settings", move || registry()?.put(entry, secret.as_deref().filter(|s| !s.is_empty())).map_err(pacs_error))
+            .await?;
     let detail = serde_json::json!({"pacs_server": saved.name, "address": saved.address, "auth": saved.auth});
     audit_event(&app.state::<AppState>(), AuditAction::SettingsChange, detail);
     Ok(saved)
@@ -216,7 +215,12 @@ pub async fn pacs_send_preview(name: String, state: State<'_, AppState>) -> AppR
 /// with the study's real identifiers (not de-identified: it goes back into the patient's
 /// record, inside the hospital). The page asks the user to confirm first (`pacs_send_preview`).
 #[tauri::command]
-pub async fn pacs_send_report(name: String, run_id: Option<i64>, export_anyway: Option<bool>, app: AppHandle) -> AppResult<Vec<SendResult>> {
+pub async fn pacs_send_report(
+    name: String,
+    run_id: Option<i64>,
+    export_anyway: Option<bool>,
+    app: AppHandle,
+) -> AppResult<Vec<SendResult>> {
     let state = app.state::<AppState>();
     let diagnosis = lock(&state.run).last.clone().ok_or_else(|| AppError::new(ErrorCode::NoStudy, "run an analysis first"))?;
     if diagnosis.source.as_ref().and_then(|s| s.study_instance_uid.as_ref()).is_none() {

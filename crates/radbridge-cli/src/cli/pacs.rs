@@ -337,7 +337,11 @@ fn retrieve(db: Option<&Path>, server: &Server, study: &str, series: Option<&str
         pb.set_position(p.instances_done);
     };
     let started = std::time::Instant::now();
+    // The store opens (and checks itself) while the instances arrive.
+    let db_path = db.map(Path::to_path_buf);
+    let opening = std::thread::spawn(move || super::common::open_store(db_path.as_deref()));
     let result = radbridge_pacs::retrieve::retrieve(server, &req, &mut progress, &cancel);
+    let store = opening.join().map_err(|_| anyhow::anyhow!("opening the feedback store stopped unexpectedly"))?;
     pb.finish_and_clear();
     let outcome_json = match &result {
         Ok(o) => json!({"study_uid": study, "series_uid": series, "output": output, "series": o.series.len(),
@@ -353,7 +357,7 @@ fn retrieve(db: Option<&Path>, server: &Server, study: &str, series: Option<&str
         }
     };
     // The library records the study (with its own pacs_retrieve audit entry).
-    let mut store = super::common::open_store(db)?;
+    let mut store = store?;
     let first = o.series.first().and_then(|s| first_instance(&s.folder));
     let info = first.as_deref().map(study_info).unwrap_or_default();
     let rec = radbridge_store::PacsRetrieval {
