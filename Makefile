@@ -34,7 +34,7 @@ help:
 	@echo "make test   - set up, build and run every test"
 	@echo "make lint   - rustfmt --check and clippy -D warnings over the workspace"
 	@echo "make app    - build the self-contained app binary target/release/radbridge-app"
-	@echo "make bench  - load benchmark against SimpleITK / pydicom / nibabel, JPEG decode against dicom-pixeldata (prints ratios)"
+	@echo "make bench  - load benchmark against SimpleITK / pydicom / nibabel, PACS retrieve against curl, JPEG decode against dicom-pixeldata (prints ratios)"
 
 setup: setup-system setup-rust setup-ui
 
@@ -103,6 +103,7 @@ bench: setup
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q $$(grep -E '^(numpy|pydicom|nibabel|simpleitk|pylibjpeg|pylibjpeg-openjpeg)==' tests/reference/requirements.txt)
 	$(VENV)/bin/python tests/reference/bench_readers.py --radbridge target/release/radbridge
+	$(VENV)/bin/python tests/reference/bench_pacs.py --radbridge target/release/radbridge
 	$(CARGO) bench --workspace --bench jpeg12
 
 clean:
