@@ -768,3 +768,129 @@ fn a_batch_manifest_may_name_studies_in_a_pacs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected pacs://<SERVER>/<STUDY_UID>"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `openssl` in `dir`: a test CA, and a server certificate for 127.0.0.1 signed by it. Returns
+/// (the CA's PEM, the server's certificate + key PEM as Orthanc takes it).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Radbridge Test CA",
+    ]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+    ]);
+    let both = [std::fs::read(dir.join("srv.pem")).unwrap(), std::fs::read(dir.join("srv.key")).unwrap()].concat();
+    std::fs::write(dir.join("orthanc.pem"), both).unwrap();
+    (dir.join("ca.pem"), dir.join("orthanc.pem"))
+}
+
+/// A TLS endpoint (tests/reference/tls_proxy.py: Python's ssl module) in front of `target`;
+/// returns its port. Killed when the returned child is dropped by the caller.
+fn tls_proxy(pem: &Path, target: u16) -> (u16, Child) {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/tls_proxy.py");
+    let mut child = Command::new(radbridge_tests::test_python())
+        .arg(script)
+        .arg(pem)
+        .arg(target.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the TLS proxy");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (line.trim().parse().unwrap_or_else(|_| panic!("TLS proxy port: {line:?}")), child)
+}
+
+#[test]
+fn dicomweb_over_https_trusts_only_the_given_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, server_pem) = test_ca(certs.path());
+    let pacs = Orthanc::start();
+    for f in j2k_series().iter().take(3) {
+        pacs.upload(f);
+    }
+    let (port, mut proxy) = tls_proxy(&server_pem, pacs.http);
+    let https = format!("https://127.0.0.1:{port}/dicom-web");
+    let home = tempfile::tempdir().unwrap();
+    let a = auth();
+    // The platform's trust store does not know the test CA: refused, by name.
+    let e = err(&radbridge(&["pacs", "search", "--server", &https, a[0], a[1], a[2], a[3]], home.path()), "unknown CA");
+    assert!(e.contains(&format!("cannot reach {https}")) && e.to_lowercase().contains("certificate"), "{e}");
+    // With the hospital's CA: search and a byte-identical retrieve.
+    let ca_s = ca.to_str().unwrap();
+    let out = ok(
+        &radbridge(&["pacs", "search", "--server", &https, a[0], a[1], a[2], a[3], "--ca-file", ca_s, "--json"], home.path()),
+        "https search",
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v[0]["study_uid"].as_str(), v[0]["series"][0]["instances"].as_u64()), (Some(STUDY), Some(3)));
+    let dest = home.path().join("tls");
+    ok(
+        &radbridge(
+            &[
+                "pacs",
+                "retrieve",
+                "--server",
+                &https,
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                "--ca-file",
+                ca_s,
+                "--study",
+                STUDY,
+                "--output",
+                dest.to_str().unwrap(),
+            ],
+            home.path(),
+        ),
+        "https retrieve",
+    );
+    for f in j2k_series().iter().take(3) {
+        assert_eq!(std::fs::read(dest.join(SERIES).join(f.file_name().unwrap())).unwrap(), std::fs::read(f).unwrap());
+    }
+    // A file that is not PEM is one named error.
+    let e = err(
+        &radbridge(&["pacs", "search", "--server", &https, "--ca-file", data("pydicom/CT_small.dcm").to_str().unwrap()], home.path()),
+        "not PEM",
+    );
+    assert!(e.contains("CT_small.dcm") && e.contains("certificate"), "{e}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}

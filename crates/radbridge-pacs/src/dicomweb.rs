@@ -72,7 +72,7 @@ pub(crate) mod tag {
 
 /// QIDO-RS: the studies matching `query`, each with its series.
 pub fn search(server: &Server, query: &StudyQuery) -> Result<Vec<StudyMatch>> {
-    let http = Http::new(server);
+    let http = Http::new(server)?;
     let root = root(server)?;
     let mut params: Vec<String> = Vec::new();
     let mut add = |k: &str, v: &Option<String>| {
@@ -175,7 +175,7 @@ pub(crate) fn study_exists(http: &Http<'_>, root: &str, study_uid: &str) -> Resu
 /// C-ECHO's DICOMweb counterpart: a QIDO-RS query for nothing that proves we can reach the server
 /// and that it accepts our credentials.
 pub fn echo(server: &Server) -> Result<()> {
-    let http = Http::new(server);
+    let http = Http::new(server)?;
     let root = root(server)?;
     http.get_json(&format!("{root}/studies?limit=1&StudyInstanceUID=1.2.3.4.5.6.7.8.9.0"))?;
     Ok(())

@@ -19,8 +19,12 @@ pub(crate) struct Http<'a> {
 }
 
 impl<'a> Http<'a> {
-    pub fn new(server: &'a Server) -> Http<'a> {
-        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
+    pub fn new(server: &'a Server) -> Result<Http<'a>, PacsError> {
+        let roots = match &server.ca_file {
+            None => ureq::tls::RootCerts::PlatformVerifier,
+            Some(path) => ureq::tls::RootCerts::new_with_certs(&read_ca_file(server, path)?),
+        };
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_resolve(Some(server.timeout))
@@ -39,7 +43,7 @@ impl<'a> Http<'a> {
             }
             Auth::Bearer { token } => Some(format!("Bearer {token}")),
         };
-        Http { server, agent, auth }
+        Ok(Http { server, agent, auth })
     }
 
     fn err(&self, kind: ErrorKind) -> PacsError {
@@ -118,6 +122,28 @@ impl<'a> Http<'a> {
             Err(e) => Err(self.err(ErrorKind::Json { url: url.to_string(), msg: e.to_string() })),
         }
     }
+}
+
+/// The certificates of a PEM file (a hospital's own CA), at most 1 MiB; at least one.
+fn read_ca_file(server: &Server, path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, PacsError> {
+    let file_err = |msg: String| server.err(ErrorKind::File { path: path.to_path_buf(), msg });
+    let len = std::fs::metadata(path).map_err(|source| server.err(ErrorKind::Io { path: path.to_path_buf(), source }))?.len();
+    if len > 1 << 20 {
+        return Err(file_err(format!("{len} bytes: too large for a CA certificate file")));
+    }
+    let pem = std::fs::read(path).map_err(|source| server.err(ErrorKind::Io { path: path.to_path_buf(), source }))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(file_err(format!("not a PEM file: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(file_err("no certificate in the PEM file".into()));
+    }
+    Ok(certs)
 }
 
 /// Percent-encode a query value (RFC 3986 unreserved kept; `*` kept for wildcards).

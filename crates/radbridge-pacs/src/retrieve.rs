@@ -257,7 +257,7 @@ fn retrieve_dicomweb(
     progress: &mut (dyn FnMut(&Progress) + Send),
     cancel: &CancelToken,
 ) -> Result<RetrieveOutcome> {
-    let http = Http::new(server);
+    let http = Http::new(server)?;
     let root = dicomweb::root(server)?;
     let series = dicomweb::list_series(&http, root, &req.study_uid, req.series_uid.as_deref())?;
     if series.is_empty() {

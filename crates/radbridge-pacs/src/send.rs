@@ -85,7 +85,7 @@ pub fn send(server: &Server, files: &[PathBuf]) -> Result<Vec<SendOutcome>> {
 }
 
 fn stow(server: &Server, files: &[Outgoing]) -> Result<Vec<SendOutcome>> {
-    let http = Http::new(server);
+    let http = Http::new(server)?;
     let root = dicomweb::root(server)?;
     let url = format!("{root}/studies");
     let boundary = format!("radbridge-{:016x}", boundary_seed());

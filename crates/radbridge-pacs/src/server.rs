@@ -54,6 +54,9 @@ pub struct Server {
     /// The port of our Storage SCP that receives C-MOVE (DIMSE); 0 picks the default 11112.
     pub scp_port: u16,
     pub timeout: Duration,
+    /// Trust only the certificates of this PEM file for HTTPS (a hospital's own CA), instead of
+    /// the platform's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -67,6 +70,7 @@ impl Server {
             calling_aet: DEFAULT_AET.into(),
             scp_port: 11112,
             timeout: CONNECT_TIMEOUT,
+            ca_file: None,
         })
     }
 

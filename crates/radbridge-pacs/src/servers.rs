@@ -43,6 +43,9 @@ pub struct ServerEntry {
     /// Our Storage SCP port for C-MOVE (DIMSE); default 11112.
     #[serde(default)]
     pub scp_port: Option<u16>,
+    /// A PEM file of the CA certificates to trust for HTTPS (default: the platform's store).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// The named servers of one data folder.
@@ -156,6 +159,7 @@ impl Registry {
         if let Some(p) = entry.scp_port {
             server.scp_port = p;
         }
+        server.ca_file = entry.ca_file.as_ref().filter(|f| !f.is_empty()).map(std::path::PathBuf::from);
         Ok(server)
     }
 }
@@ -176,6 +180,7 @@ mod tests {
             user: Some("radbridge".into()),
             calling_aet: None,
             scp_port: None,
+            ca_file: None,
         };
         reg.put(entry.clone(), Some("hunter2")).unwrap();
         let settings = std::fs::read_to_string(dir.path().join(SERVERS_FILE)).unwrap();

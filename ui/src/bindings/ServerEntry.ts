@@ -20,4 +20,8 @@ calling_aet: string | null,
 /**
  * Our Storage SCP port for C-MOVE (DIMSE); default 11112.
  */
-scp_port: number | null, };
+scp_port: number | null, 
+/**
+ * A PEM file of the CA certificates to trust for HTTPS (default: the platform's store).
+ */
+ca_file: string | null, };

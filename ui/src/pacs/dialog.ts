@@ -57,6 +57,8 @@ function showForm(entry: api.ServerEntry | null) {
 async function saveForm() {
   const v = (id: string) => $<HTMLInputElement>(id).value;
   const entry = serverFromForm({ name: v("pacs-f-name"), address: v("pacs-f-address"), auth: v("pacs-f-auth"), user: v("pacs-f-user"), aet: v("pacs-f-aet"), port: v("pacs-f-port") });
+  // Settings the form does not show (a CA file set with the CLI) are kept.
+  entry.ca_file = servers.find((s) => s.name === $("pacs-server-form").dataset.editing)?.ca_file ?? null;
   const secret = v("pacs-f-secret") || null;
   try {
     const saved = await api.pacsSaveServer(entry, secret);

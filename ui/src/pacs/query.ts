@@ -59,5 +59,6 @@ export function serverFromForm(f: { name: string; address: string; auth: string;
     user: f.user.trim() || null,
     calling_aet: f.aet.trim() || null,
     scp_port: Number.isInteger(port) && port > 0 && port < 65536 ? port : null,
+    ca_file: null,
   };
 }

@@ -33,7 +33,7 @@ describe("PACS query form", () => {
 
   it("builds a server entry without its secret, rejecting bad ports", () => {
     const e = serverFromForm({ name: " main ", address: " http://pacs/dicom-web ", auth: "basic", user: "u", aet: "", port: "99999" });
-    expect(e).toEqual({ name: "main", kind: "", address: "http://pacs/dicom-web", auth: "basic", user: "u", calling_aet: null, scp_port: null });
+    expect(e).toEqual({ name: "main", kind: "", address: "http://pacs/dicom-web", auth: "basic", user: "u", calling_aet: null, scp_port: null, ca_file: null });
     expect(serverFromForm({ name: "x", address: "dimse://A@h:104", auth: "weird", user: "", aet: "RB", port: "11112" }).auth).toBe("none");
     expect(serverFromForm({ name: "x", address: "dimse://A@h:104", auth: "none", user: "", aet: "RB", port: "11112" }).scp_port).toBe(11112);
   });

@@ -8,7 +8,8 @@
 //! radbridge pacs send     --server <URL|NAME> [auth] <FILE.dcm>...
 //! radbridge pacs echo     --server <URL|NAME> [auth]
 //! radbridge pacs server add <NAME> --url <URL> [auth] | list [--json] | remove <NAME>
-//! auth: --user U --password-env VAR | --token-env VAR;  DIMSE: --aet AET (ours), --port P (our SCP)
+//! auth: --user U --password-env VAR | --token-env VAR;  DIMSE: --aet AET (ours), --port P (our SCP);
+//! HTTPS: --ca-file FILE (trust that PEM's CAs instead of the system's)
 //! ```
 //! `<URL>` is a DICOMweb root or `dimse://AET@host:port`. Every search, retrieve and send is
 //! written to the audit log (no credentials); a retrieved study joins the library.
@@ -53,6 +54,9 @@ pub struct ServerArgs {
     /// The port of our Storage SCP that receives C-MOVE (DIMSE)
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
+    /// Trust the CA certificates of this PEM file for HTTPS instead of the system's
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +137,9 @@ enum ServerCommand {
         aet: Option<String>,
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
+        /// Trust the CA certificates of this PEM file for HTTPS
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// The named servers (no secrets)
     List {
@@ -174,6 +181,9 @@ pub fn resolve(a: &ServerArgs) -> Result<Server> {
     }
     if let Some(p) = a.port {
         server.scp_port = p;
+    }
+    if let Some(f) = &a.ca_file {
+        server.ca_file = Some(f.clone());
     }
     Ok(server)
 }
@@ -419,7 +429,7 @@ fn study_info(path: &Path) -> (Option<String>, Option<String>, Option<String>) {
 fn server_command(what: &ServerCommand) -> Result<()> {
     let reg = registry()?;
     match what {
-        ServerCommand::Add { name, url, user, password_env, token_env, aet, port } => {
+        ServerCommand::Add { name, url, user, password_env, token_env, aet, port, ca_file } => {
             let (auth, secret) = match (password_env, token_env) {
                 (Some(var), _) => (AuthKind::Basic, Some(secret_from_env(var)?)),
                 (None, Some(var)) => (AuthKind::Bearer, Some(secret_from_env(var)?)),
@@ -434,6 +444,7 @@ fn server_command(what: &ServerCommand) -> Result<()> {
                 user: user.clone(),
                 calling_aet: aet.clone(),
                 scp_port: *port,
+                ca_file: ca_file.as_ref().map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string()),
             };
             let e = reg.put(entry, secret.as_deref())?;
             println!("{} ({}) {}", e.name, e.kind, e.address);
