@@ -665,6 +665,22 @@ fn dimse_find_move_store_and_a_refused_move_through_the_cli() {
     );
     let o: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((o["series"][0]["fetched"].as_u64(), o["series"][0]["already_present"].as_u64()), (Some(0), Some(20)), "{out}");
+    // A resume asks only for what is missing (image-level C-FIND, then C-MOVE of those UIDs).
+    let got = files_under(&dest.join(SERIES));
+    for f in &got[3..8] {
+        std::fs::remove_file(f).unwrap();
+    }
+    let out = ok(
+        &radbridge(&["pacs", "retrieve", "--server", &peer, "--port", &port, "--study", STUDY, "--output", d, "--json"], home.path()),
+        "C-MOVE resume",
+    );
+    let o: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((o["series"][0]["fetched"].as_u64(), o["series"][0]["already_present"].as_u64()), (Some(5), Some(15)), "{out}");
+    assert_eq!(files_under(&dest.join(SERIES)), got);
+    // Only those five crossed the network (the bytes the SCP received, against the series').
+    let five: u64 = got[3..8].iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let received = o["bytes"].as_u64().unwrap();
+    assert!(received <= five + 5 * 1024 && received + 5 * 1024 >= five, "received {received} bytes for 5 instances of {five}");
 
     // A peer that does not know our AE refuses the move: one named error, nothing written.
     let refused = home.path().join("refused");

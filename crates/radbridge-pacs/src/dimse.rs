@@ -829,8 +829,42 @@ fn find_on(link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>, query: &Stud
     Ok(out)
 }
 
+/// Image-level C-FIND: the SOP Instance UIDs of one series (to resume a retrieve).
+pub fn find_instances(peer: &DimsePeer, study_uid: &str, series_uid: &str) -> Result<Vec<String>, DimseError> {
+    let mut link = connect(peer, &[(STUDY_ROOT_FIND.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])])?;
+    let result = (|| {
+        let (pcid, ts) =
+            accepted_pc(&link.assoc, STUDY_ROOT_FIND).ok_or_else(|| DimseError::Unsupported { what: "study root c-find".into() })?;
+        let mut q = InMemDicomObject::new_empty();
+        q.put(el_text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "IMAGE"));
+        q.put(el_uid(tags::STUDY_INSTANCE_UID, study_uid));
+        q.put(el_uid(tags::SERIES_INSTANCE_UID, series_uid));
+        q.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::Empty));
+        let rows = c_find(&mut link, pcid, &ts, 1, &q)?;
+        Ok(rows.iter().filter_map(|r| get_str(r, tags::SOP_INSTANCE_UID)).collect::<Vec<_>>())
+    })();
+    match &result {
+        Ok(_) => link.release(),
+        Err(DimseError::Aborted(_)) => {}
+        Err(_) => link.abort(),
+    }
+    result
+}
+
 // ---------------------------------------------------------------------------------------------
 // C-MOVE + Storage SCP
+
+/// What a C-MOVE asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum MoveScope<'a> {
+    Study,
+    Series(&'a str),
+    /// These instances of a series (a resume): one image-level C-MOVE with the UIDs as a list.
+    Instances {
+        series_uid: &'a str,
+        sop_uids: &'a [String],
+    },
+}
 
 /// C-MOVE a study (or one of its series) to our own AE and receive it with a Storage SCP
 /// listening on `scp_port` for the duration of the move.
@@ -838,6 +872,22 @@ pub fn move_to_self(
     peer: &DimsePeer,
     study_uid: &str,
     series_uid: Option<&str>,
+    scp_port: u16,
+    on_instance: &mut (dyn FnMut(ReceivedInstance) -> Result<(), String> + Send),
+    cancel: &AtomicBool,
+) -> Result<MoveOutcome, DimseError> {
+    let scope = match series_uid {
+        Some(se) => MoveScope::Series(se),
+        None => MoveScope::Study,
+    };
+    move_scope_to_self(peer, study_uid, scope, scp_port, on_instance, cancel)
+}
+
+/// [`move_to_self`] for any [`MoveScope`].
+pub fn move_scope_to_self(
+    peer: &DimsePeer,
+    study_uid: &str,
+    scope: MoveScope<'_>,
     scp_port: u16,
     on_instance: &mut (dyn FnMut(ReceivedInstance) -> Result<(), String> + Send),
     cancel: &AtomicBool,
@@ -853,7 +903,7 @@ pub fn move_to_self(
 
     let result = std::thread::scope(|s| {
         let scp = s.spawn(|| scp_loop(&listener, peer, &stop, activity.clone(), &received, cancel, on_instance));
-        let r = run_move(peer, study_uid, series_uid, scp_port, cancel, &activity);
+        let r = run_move(peer, study_uid, scope, scp_port, cancel, &activity);
         stop.store(true, Ordering::Relaxed);
         if scp.join().is_err() {
             warn!("storage scp thread panicked");
@@ -875,13 +925,13 @@ pub fn move_to_self(
 fn run_move(
     peer: &DimsePeer,
     study_uid: &str,
-    series_uid: Option<&str>,
+    scope: MoveScope<'_>,
     scp_port: u16,
     cancel: &AtomicBool,
     activity: &AtomicU64,
 ) -> Result<MoveOutcome, DimseError> {
     let mut link = connect(peer, &[(STUDY_ROOT_MOVE.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])])?;
-    let result = move_on(&mut link, peer, study_uid, series_uid, scp_port, cancel, activity);
+    let result = move_on(&mut link, peer, study_uid, scope, scp_port, cancel, activity);
     match &result {
         Ok(_) => link.release(),
         Err(DimseError::Aborted(_)) => {}
@@ -894,7 +944,7 @@ fn move_on(
     link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>,
     peer: &DimsePeer,
     study_uid: &str,
-    series_uid: Option<&str>,
+    scope: MoveScope<'_>,
     scp_port: u16,
     cancel: &AtomicBool,
     activity: &AtomicU64,
@@ -903,13 +953,19 @@ fn move_on(
         accepted_pc(&link.assoc, STUDY_ROOT_MOVE).ok_or_else(|| DimseError::Unsupported { what: "study root c-move".into() })?;
     let mut ident = InMemDicomObject::new_empty();
     ident.put(el_uid(tags::STUDY_INSTANCE_UID, study_uid));
-    match series_uid {
-        Some(se) => {
+    match scope {
+        MoveScope::Series(se) => {
             ident.put(el_text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"));
             ident.put(el_uid(tags::SERIES_INSTANCE_UID, se));
         }
-        None => {
+        MoveScope::Study => {
             ident.put(el_text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"));
+        }
+        MoveScope::Instances { series_uid, sop_uids } => {
+            ident.put(el_text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "IMAGE"));
+            ident.put(el_uid(tags::SERIES_INSTANCE_UID, series_uid));
+            // List of UID matching (PS3.4 C.2.2.2.2): the values separated by backslashes.
+            ident.put(el_uid(tags::SOP_INSTANCE_UID, &sop_uids.join("\\")));
         }
     }
     let data = encode_dataset(&ident, &ts)?;
@@ -926,7 +982,7 @@ fn move_on(
         ],
         Some(&data),
     )?;
-    info!(study = study_uid, series = ?series_uid, dest = %peer.calling_aet, "c-move requested");
+    info!(study = study_uid, scope = ?scope, dest = %peer.calling_aet, "c-move requested");
 
     let mut seen = activity.load(Ordering::Relaxed);
     loop {

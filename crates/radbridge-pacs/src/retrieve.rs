@@ -3,8 +3,9 @@
 //! Each instance is streamed to a hidden temporary file in its series folder and renamed to its
 //! final name once complete, so whatever stops a transfer (a dropped connection, a cancel, a
 //! crash) leaves only complete instances under final names. A second run lists the series'
-//! instances, keeps those already there and fetches only the rest (DICOMweb: per instance;
-//! DIMSE: the peer re-sends the series and what is already complete is not rewritten).
+//! instances, keeps those already there and fetches only the rest (DICOMweb: QIDO-RS, then
+//! WADO-RS per missing instance; DIMSE: image-level C-FIND, then one image-level C-MOVE of the
+//! missing SOP Instance UIDs).
 //! The folder opens with `inspect`/`diagnose`/the app like any other DICOM folder.
 //!
 //! Files are not fsync'ed one by one (that would cost more than the transfer): a process that
@@ -339,12 +340,14 @@ fn retrieve_dimse(
     }
     let mut state = State { per_series: Default::default(), bytes: 0, error: None };
     let mut totals = std::collections::HashMap::new();
+    let mut present_before: Vec<(String, HashSet<String>)> = Vec::new();
     for s in &series {
         if !safe_uid(&s.series_uid) {
             return Err(server.err(ErrorKind::Config(format!("invalid series UID {:?}", s.series_uid))));
         }
         let (folder, present) = prepare_folder(server, &req.output, &s.series_uid)?;
         totals.insert(s.series_uid.clone(), s.instances);
+        present_before.push((s.series_uid.clone(), present.clone()));
         state.per_series.insert(s.series_uid.clone(), (folder, present, 0, 0));
     }
     let state = Arc::new(Mutex::new(state));
@@ -387,18 +390,49 @@ fn retrieve_dimse(
         Ok(())
     };
     let scp_port = if server.scp_port == 0 { 11112 } else { server.scp_port };
-    let moved = if req.series_uid.is_some() || series.len() == 1 {
-        crate::dimse::move_to_self(
-            &peer,
-            &req.study_uid,
-            Some(series[0].series_uid.as_str()),
-            scp_port,
-            &mut on_instance,
-            cancel.as_atomic(),
-        )
+    // What each series lacks: a series with complete files from an earlier run asks only for
+    // the missing instances (image-level C-FIND, then an image-level C-MOVE of those UIDs).
+    let mut plan: Vec<(String, Option<Vec<String>>)> = Vec::new();
+    for (uid, present) in &present_before {
+        if present.is_empty() {
+            plan.push((uid.clone(), None));
+        } else {
+            let listed = crate::dimse::find_instances(&peer, &req.study_uid, uid).map_err(wrap)?;
+            let missing: Vec<String> = listed.into_iter().filter(|u| !present.contains(u)).collect();
+            if !missing.is_empty() {
+                plan.push((uid.clone(), Some(missing)));
+            }
+        }
+    }
+    let whole_study = req.series_uid.is_none() && series.len() > 1 && plan.len() == series.len() && plan.iter().all(|(_, m)| m.is_none());
+    let mut moved: std::result::Result<crate::dimse::MoveOutcome, crate::dimse::DimseError> =
+        Ok(crate::dimse::MoveOutcome { completed: 0, failed: 0, warning: 0, received: 0 });
+    let scopes: Vec<crate::dimse::MoveScope<'_>> = if whole_study {
+        vec![crate::dimse::MoveScope::Study]
     } else {
-        crate::dimse::move_to_self(&peer, &req.study_uid, None, scp_port, &mut on_instance, cancel.as_atomic())
+        plan.iter()
+            .map(|(uid, missing)| match missing {
+                None => crate::dimse::MoveScope::Series(uid),
+                Some(m) => crate::dimse::MoveScope::Instances { series_uid: uid, sop_uids: m },
+            })
+            .collect()
     };
+    for scope in scopes {
+        let r = crate::dimse::move_scope_to_self(&peer, &req.study_uid, scope, scp_port, &mut on_instance, cancel.as_atomic());
+        match (&mut moved, r) {
+            (Ok(total), Ok(o)) => {
+                total.completed += o.completed;
+                total.failed += o.failed;
+                total.warning += o.warning;
+                total.received += o.received;
+            }
+            (_, Err(e)) => {
+                moved = Err(e);
+                break;
+            }
+            (Err(_), Ok(_)) => break,
+        }
+    }
     let cancelled = cancel.is_cancelled();
     let mut st = state.lock().map_err(|_| server.err(ErrorKind::Config("state poisoned".into())))?;
     if let Some(e) = st.error.take() {
