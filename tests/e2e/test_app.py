@@ -593,6 +593,7 @@ def main():
                 s.tid("pacs-f-secret")[0].send_keys(PACS_PASSWORD)
                 s.tid("pacs-f-save")[0].click()
                 s.until("return document.querySelector('[data-testid=pacs-status]').textContent.startsWith('saved hospital')", "the server saved", 30)
+                assert not s.tid("pacs-server-form")[0].is_displayed(), "the server form stays open after Save"
                 data_dir = Path(os.environ["RADBRIDGE_DATA_DIR"])
                 settings_text = (data_dir / "pacs-servers.json").read_text()
                 assert "hospital" in settings_text and PACS_PASSWORD not in settings_text, settings_text

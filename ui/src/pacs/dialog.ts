@@ -175,6 +175,7 @@ function bindSend(hooks: Hooks) {
       const p = await api.pacsSendPreview(name);
       $("pacs-confirm-text").textContent = confirmText(p);
       $("pacs-confirm").hidden = false;
+      $("pacs-confirm").scrollIntoView({ block: "nearest" });
     } catch (e) {
       report.textContent = `send: ${api.errorMessage(e)}`;
     }
