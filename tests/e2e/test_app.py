@@ -361,6 +361,7 @@ def main():
             assert hu is not None and abs(hu - ref) < 0.5, (hu, ref)
             s.shot("opened")
 
+            assert d.execute_script("return document.querySelector('[data-testid=layout-select]').value") == "1x3", "the default layout is 1 x 3"
             print("3. open again by path (warm) and measure; scroll frames per second")
             d.set_script_timeout(120)
             perf2 = d.execute_async_script(
@@ -419,6 +420,8 @@ def main():
             s.shot("analysis")
 
             print("5. click the top finding: heat map overlay, jump to its peak, knowledge panel")
+            # The on-screen colour checks read tiles at the 2 x 2 layout's size (larger tiles).
+            Select(s.tid("layout-select")[0]).select_by_value("2x2")
             top = s.tid("finding")[0]
             label = top.get_attribute("data-label")
             before = d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
@@ -644,6 +647,32 @@ def main():
                 s.shot("pacs-sent")
             finally:
                 pacs.stop()
+            print("11. layouts: 1 x 3 by default, 2 x 2 with the 3-D view, one view; double-click enlarges a view and goes back")
+            views = lambda: sorted(d.execute_script("return window.__radbridge.viewer.visibleViews()"))
+            layout = lambda: d.execute_script("return document.querySelector('[data-testid=layout-select]').value")
+            Select(s.tid("layout-select")[0]).select_by_value("1x3")
+            settle(d)
+            assert views() == ["axial", "coronal", "sagittal"], views()
+            s.shot("layout-1x3")
+            Select(s.tid("layout-select")[0]).select_by_value("2x2-3d")
+            settle(d)
+            assert views() == ["axial", "coronal", "render", "sagittal"], views()
+            s.shot("layout-2x2-3d")
+            Select(s.tid("layout-select")[0]).select_by_value("axial")
+            settle(d)
+            assert views() == ["axial"], views()
+            Select(s.tid("layout-select")[0]).select_by_value("1x3")
+            settle(d)
+            dbl = ("const r = window.__radbridge.viewer.tileRect(arguments[0]);"
+                   "document.getElementById('gl').dispatchEvent(new MouseEvent('dblclick', {bubbles: true, clientX: r[0] + r[2] / 2, clientY: r[1] + r[3] / 2}));")
+            d.execute_script(dbl, "coronal")
+            settle(d)
+            assert views() == ["coronal"] and layout() == "coronal", (views(), layout())
+            s.shot("layout-enlarged")
+            d.execute_script(dbl, "coronal")
+            settle(d)
+            assert views() == ["axial", "coronal", "sagittal"] and layout() == "1x3", (views(), layout())
+            print(f"  layouts ok: {layout()}")
         finally:
             d.quit()
     finally:

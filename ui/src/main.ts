@@ -15,6 +15,7 @@ import { undoTarget } from "./feedback/verdicts";
 import { loadVerdicts, review } from "./feedback/review";
 import { storeVerdicts } from "./feedback/verdicts";
 import { bindPacs } from "./pacs/dialog";
+import { LAYOUTS, isLayout } from "./viewer/layout";
 import { clickSort, type SortKey } from "./library/worklist";
 import { bindReport } from "./report/report";
 import { bindSettings } from "./settings/settings";
@@ -287,6 +288,13 @@ $("similar-find").onclick = () => void findSimilar();
 $("help-close").onclick = () => ($("help").hidden = true);
 bindReport(() => store.get().result?.run_id ?? null, () => {});
 bindPacs({ openStudy: openFromLibrary, runId: () => store.get().result?.run_id ?? null });
+{
+  const sel = $<HTMLSelectElement>("layout-select");
+  sel.replaceChildren(...LAYOUTS.map((l) => el("option", { value: l.value, text: l.label })));
+  sel.value = viewer.layout;
+  sel.onchange = () => isLayout(sel.value) && viewer.setLayout(sel.value);
+  viewer.onLayout = (l) => (sel.value = l);
+}
 bindSettings((settings) => store.set({ settings }));
 
 document.addEventListener("keydown", (e) => {
@@ -298,6 +306,7 @@ document.addEventListener("keydown", (e) => {
   if (store.get().libraryOpen) return; // the worklist scrolls with the keys
   const preset = Object.values(PRESETS).find((p) => p.key === e.key);
   if (preset) { viewer.setWindow(preset); return; }
+  if (e.key === "i" || e.key === "I") { viewer.invert(); return; }
   if (e.key === "r" || e.key === "R") { viewer.resetView(); viewer.setWindow(PRESETS.soft_tissue); return; }
   if (e.key === "h" || e.key === "H") {
     const box = $<HTMLInputElement>("overlay-toggle");

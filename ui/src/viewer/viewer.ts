@@ -3,6 +3,7 @@
 // presets, HU under the cursor, and a heat-map overlay. Before the whole volume has arrived, a
 // plain 2-D canvas shows the middle axial slice so the first image appears at once.
 import { Niivue, NVImage, SHOW_RENDER, DRAG_MODE, MULTIPLANAR_TYPE, SLICE_TYPE } from "@niivue/niivue";
+import { DEFAULT_LAYOUT, layoutSettings, toggleEnlarge, type Layout } from "./layout";
 import { gray, type Window } from "../presets";
 import { lpsToVoxel, makeRasNifti } from "./nifti";
 import { heatmapAffine, topFractionThreshold, voxelToLps, type Heatmap } from "./heatmap";
@@ -58,6 +59,10 @@ export class Viewer {
   drawnSlice = -1;
   /** Called after each draw with its start time and duration (ms): the perf harness listens. */
   onDraw: ((d: DrawSample) => void) | null = null;
+  /** Called when the layout changes (the selector shows it). */
+  onLayout: ((l: Layout) => void) | null = null;
+  private currentLayout: Layout = DEFAULT_LAYOUT;
+  private rememberedLayout: Layout | null = null;
 
   constructor(root: HTMLElement) {
     this.canvas = document.createElement("canvas");
@@ -74,7 +79,7 @@ export class Viewer {
       showAllOrientationMarkers: true,
       isRadiologicalConvention: true,
       multiplanarShowRender: SHOW_RENDER.NEVER,
-      multiplanarLayout: MULTIPLANAR_TYPE.GRID,
+      multiplanarLayout: MULTIPLANAR_TYPE.ROW,
       multiplanarEqualSize: true,
       show3Dcrosshair: false,
       sagittalNoseLeft: true,
@@ -109,6 +114,12 @@ export class Viewer {
     }, true);
     this.ready = this.nv.attachToCanvas(this.canvas);
     this.nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+    // Double-click a view: it fills the canvas; again: back to the layout before.
+    this.canvas.addEventListener("dblclick", (e) => {
+      const [next, remembered] = toggleEnlarge(this.currentLayout, this.rememberedLayout, this.planeAt(e.offsetX, e.offsetY));
+      this.rememberedLayout = remembered;
+      this.setLayout(next, true);
+    });
     this.nv.onIntensityChange = (v: NVImage) => {
       if (v !== this.ct) return;
       const w = { width: v.cal_max! - v.cal_min!, level: (v.cal_max! + v.cal_min!) / 2 };
@@ -344,6 +355,39 @@ export class Viewer {
     const r = this.canvas.getBoundingClientRect();
     const [l, t, w, h] = s.leftTopWidthHeight;
     return [r.left + l / dpr, r.top + t / dpr, w / dpr, h / dpr];
+  }
+
+  get layout(): Layout {
+    return this.currentLayout;
+  }
+
+  /** Show `l` (1×3, 2×2, 2×2 with the 3-D rendering, one view, 3-D). `fromEnlarge`: keeps the
+   * layout a double-click will go back to. */
+  setLayout(l: Layout, fromEnlarge = false) {
+    if (!fromEnlarge) this.rememberedLayout = null;
+    const s = layoutSettings(l);
+    this.currentLayout = l;
+    this.nv.opts.multiplanarShowRender = s.showRender;
+    this.nv.setMultiplanarLayout(s.multiplanar);
+    this.nv.setSliceType(s.sliceType);
+    this.requestDraw();
+    this.onLayout?.(l);
+  }
+
+  /** What is on screen: the planes of the slice tiles, and "render" when the 3-D view shows. */
+  visibleViews(): string[] {
+    const st = this.nv.opts.sliceType;
+    const views: string[] = this.nv.screenSlices.map((x) => SLICE_PLANE[x.axCorSag] ?? "render");
+    const renders = st === SLICE_TYPE.RENDER || (st === SLICE_TYPE.MULTIPLANAR && this.nv.opts.multiplanarShowRender === SHOW_RENDER.ALWAYS);
+    if (renders && !views.includes("render")) views.push("render");
+    return [...new Set(views)];
+  }
+
+  /** Invert the grey scale of the CT (I). */
+  invert() {
+    if (!this.ct) return;
+    this.ct.colormapInvert = !this.ct.colormapInvert;
+    this.nv.updateGLVolume();
   }
 
   /** The plane of the tile under a canvas position (CSS px), if any. */
