@@ -15,6 +15,7 @@ mod ctclip_model;
 mod eval;
 mod feedback;
 mod library;
+mod measure;
 mod pacs;
 mod preprocess;
 mod readers;

@@ -14,6 +14,7 @@ mod hostile_tests;
 mod j2k;
 pub mod jpeg12;
 mod jpeg_frame;
+pub mod measure;
 pub mod nifti;
 mod prescan;
 mod rle;
