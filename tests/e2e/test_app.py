@@ -673,6 +673,62 @@ def main():
             settle(d)
             assert views() == ["axial", "coronal", "sagittal"] and layout() == "1x3", (views(), layout())
             print(f"  layouts ok: {layout()}")
+            print("12. measure on the chest CT: a distance and an ellipse ROI clicked on the axial view, checked with nibabel; kept with the study")
+            res = d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__radbridge.open(arguments[0]).then(() => done(true), e => done({error: String(e)}));", a.ct)
+            assert res is True, res
+            Select(s.tid("layout-select")[0]).select_by_value("2x2")
+            settle(d)
+            from selenium.webdriver.common.action_chains import ActionChains
+            canvas = d.find_element(By.ID, "gl")
+
+            def click_tile(fx, fy):
+                t = d.execute_script("return window.__radbridge.viewer.tileRect('axial')")
+                r = d.execute_script("const r = document.getElementById('gl').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]")
+                x, y = t[0] + fx * t[2], t[1] + fy * t[3]
+                ActionChains(d).move_to_element_with_offset(canvas, int(x - (r[0] + r[2] / 2)), int(y - (r[1] + r[3] / 2))).click().perform()
+                time.sleep(0.5)
+                return d.execute_script("return window.__radbridge.viewer.crosshairVoxel()")
+
+            canon = nib.as_closest_canonical(ct)
+            ras = np.asarray(canon.dataobj, dtype=np.float64)
+            lps = ras[::-1, ::-1, :]
+            nx, ny = lps.shape[:2]
+
+            def world(p):
+                w = canon.affine @ np.array([nx - 1 - p[0], ny - 1 - p[1], p[2], 1.0])
+                return np.array([-w[0], -w[1], w[2]])
+
+            s.tid("tool-distance")[0].click()
+            pa, pb = click_tile(0.35, 0.45), click_tile(0.62, 0.58)
+            got = s.until("const e = document.querySelector('[data-testid=measurement][data-kind=distance]'); return e && e.dataset.value", "the distance", 30)
+            want = float(np.linalg.norm(world(pa) - world(pb)))
+            print(f"  distance {pa} -> {pb}: app {got} mm, nibabel {want:.4f} mm")
+            assert pa != pb and abs(float(got) - want) < 1e-3, (got, want)
+            s.tid("tool-roi")[0].click()
+            c, e = click_tile(0.5, 0.5), click_tile(0.53, 0.54)
+            got = s.until("const e = document.querySelector('[data-testid=measurement][data-kind=ellipse]'); return e && e.dataset.value", "the ROI", 30)
+            assert c[2] == e[2], (c, e)
+            ru, rv = max(1, abs(e[0] - c[0])), max(1, abs(e[1] - c[1]))
+            u, v = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+            mask = ((u - c[0]) / ru) ** 2 + ((v - c[1]) / rv) ** 2 <= 1
+            want = float(lps[:, :, c[2]][mask].mean())
+            print(f"  ellipse at {c} radii ({ru}, {rv}): app mean {got} HU, numpy {want:.4f} HU over {int(mask.sum())} voxels")
+            assert abs(float(got) - want) < 1e-3, (got, want)
+            s.shot("measurements")
+            listed = lambda: d.execute_script("return [...document.querySelectorAll('[data-testid=measurement]')].map(e => [e.dataset.kind, e.dataset.value])")
+            before = listed()
+            assert [k for k, _ in before] == ["distance", "ellipse"], before
+            # Closed and opened again: they come back from the database.
+            res = d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__radbridge.open(arguments[0]).then(() => done(true), e => done({error: String(e)}));", a.ct)
+            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 2 ? true : null", "the measurements after reopening", 30)
+            assert listed() == before, (listed(), before)
+            s.tid("measurement-delete")[0].click()
+            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 1 ? true : null", "the deletion", 30)
+            assert [k for k, _ in listed()] == ["ellipse"], listed()
         finally:
             d.quit()
     finally:

@@ -15,6 +15,8 @@ import type { Format } from "./bindings/Format";
 import type { HeatmapRef } from "./bindings/HeatmapRef";
 import type { LibraryStudy } from "./bindings/LibraryStudy";
 import type { OpenedStudy } from "./bindings/OpenedStudy";
+import type { MeasureInput } from "./bindings/MeasureInput";
+import type { Measurement } from "./bindings/Measurement";
 import type { PacsProgress } from "./bindings/PacsProgress";
 import type { PacsRetrieved } from "./bindings/PacsRetrieved";
 import type { SendPreview } from "./bindings/SendPreview";
@@ -38,6 +40,7 @@ import type { VolumeSummary } from "./bindings/VolumeSummary";
 export type { AppError, ErrorCode, AnalysisResult, ExportResult, Format, HeatmapRef, Progress, Recalibration, RecalibrationAction };
 export type { ReviewAction, ReviewResult, SettingsView, Verdict, VolumeSummary };
 export type { LibraryStudy, OpenedStudy, ReviewStatus, SearchHit, SearchResult };
+export type { MeasureInput, Measurement };
 export type { PacsProgress, PacsRetrieved, SendPreview, SendResult, ServerEntry, StudyMatch, StudyQuery };
 export type { SeriesMatch } from "./bindings/SeriesMatch";
 export type { Diagnosis } from "./bindings/Diagnosis";
@@ -145,3 +148,8 @@ export const pacsSendPreview = (name: string) => invoke<SendPreview>("pacs_send_
 export const pacsSendReport = (name: string, runId: number | null, exportAnyway: boolean) =>
   invoke<SendResult[]>("pacs_send_report", { name, runId, exportAnyway });
 export const onPacsProgress = (f: (p: PacsProgress) => void): Promise<UnlistenFn> => listen<PacsProgress>("pacs-progress", (e) => f(e.payload));
+
+// Measurements on the displayed study (computed by the shell in patient space, kept per study).
+export const measurementAdd = (input: MeasureInput) => invoke<Measurement>("measurement_add", { input });
+export const measurementsList = () => invoke<Measurement[]>("measurements_list");
+export const measurementDelete = (id: number) => invoke<void>("measurement_delete", { id });

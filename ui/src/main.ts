@@ -16,6 +16,7 @@ import { loadVerdicts, review } from "./feedback/review";
 import { storeVerdicts } from "./feedback/verdicts";
 import { bindPacs } from "./pacs/dialog";
 import { LAYOUTS, isLayout } from "./viewer/layout";
+import { bindMeasure, refreshMeasurements } from "./measure/tools";
 import { clickSort, type SortKey } from "./library/worklist";
 import { bindReport } from "./report/report";
 import { bindSettings } from "./settings/settings";
@@ -90,6 +91,7 @@ async function show(what: string, fetch: () => Promise<Opened>) {
     if (voxels.length !== s.dims[0] * s.dims[1] * s.dims[2]) throw new Error("volume transfer was incomplete");
     await viewer.load(voxels, s.dims, s.affine_lps);
     $("status").textContent = "";
+    void refreshMeasurements();
   } catch (e) {
     // The previous volume stays on screen; the error names the file and the problem.
     store.set({ loadError: api.errorMessage(e) });
@@ -287,6 +289,7 @@ $("library-search-form").onsubmit = (e) => {
 $("similar-find").onclick = () => void findSimilar();
 $("help-close").onclick = () => ($("help").hidden = true);
 bindReport(() => store.get().result?.run_id ?? null, () => {});
+bindMeasure(viewer);
 bindPacs({ openStudy: openFromLibrary, runId: () => store.get().result?.run_id ?? null });
 {
   const sel = $<HTMLSelectElement>("layout-select");

@@ -43,6 +43,7 @@ pub mod audit;
 pub mod export;
 mod files;
 pub mod library;
+pub mod measurements;
 pub mod pacs;
 pub mod recalibrate;
 pub mod schema;

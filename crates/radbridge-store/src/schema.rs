@@ -187,8 +187,23 @@ CREATE TABLE pacs_retrievals (
 CREATE INDEX pacs_retrievals_study ON pacs_retrievals(study_id);
 "#;
 
+/// Migration 3 → 4: measurements drawn on a study (distances, angles, regions with their HU
+/// statistics), kept per study so they survive closing it. Editable and deletable, so not
+/// append-only.
+const V4: &str = r#"
+CREATE TABLE measurements (
+    id         INTEGER PRIMARY KEY,
+    study_key  TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('distance', 'angle', 'ellipse', 'rectangle')),
+    geometry   TEXT NOT NULL CHECK (json_valid(geometry)),
+    value      TEXT NOT NULL CHECK (json_valid(value)),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX measurements_study ON measurements(study_key);
+"#;
+
 /// Migrations in order; `MIGRATIONS.len()` is the current schema version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
@@ -341,6 +356,7 @@ const TABLES: &[(i64, &str, &str)] = &[
     (2, "run_embeddings", "run_id, name, model_checksum, dim, data"),
     (2, "batch_imports", "run_id, batch_dir, batch_id, content_sha256, created_at"),
     (3, "pacs_retrievals", "id, study_id, server, address, study_uid, series_uids, path, instances, created_at"),
+    (4, "measurements", "id, study_key, kind, geometry, value, created_at"),
 ];
 
 /// A database that says it is ours at `version` must have that version's tables and columns

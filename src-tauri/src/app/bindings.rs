@@ -50,6 +50,7 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     use super::error::{AppError, ErrorCode};
     use super::feedback::{Recalibration, RecalibrationAction, ReviewResult};
     use super::library::{OpenedStudy, SearchHit, SearchResult};
+    use super::measure::{MeasureInput, Measurement};
     use super::pacs::{PacsRetrieved, SendPreview, SendResult};
     use super::report::ExportResult;
     use super::state::{Settings, VolumeSummary};
@@ -79,6 +80,8 @@ pub fn render() -> Result<BTreeMap<PathBuf, String>, String> {
     c.visit::<OpenedStudy>();
     c.visit::<SearchHit>();
     c.visit::<SearchResult>();
+    c.visit::<MeasureInput>();
+    c.visit::<Measurement>();
     c.visit::<ServerEntry>();
     c.visit::<StudyQuery>();
     c.visit::<StudyMatch>();

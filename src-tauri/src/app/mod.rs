@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod feedback;
 mod library;
+mod measure;
 mod pacs;
 mod report;
 mod scheme;
@@ -60,6 +61,9 @@ pub fn run(initial: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             library::library_open,
             library::library_search,
             library::similar_studies,
+            measure::measurement_add,
+            measure::measurements_list,
+            measure::measurement_delete,
             pacs::pacs_servers,
             pacs::pacs_save_server,
             pacs::pacs_remove_server,

@@ -1,0 +1,13 @@
+import { describe, expect, it } from "vitest";
+import { distanceInput, ellipseInput } from "../../src/measure/geometry";
+
+describe("measurement input from two clicks", () => {
+  it("a distance joins the two crosshair positions", () => {
+    expect(distanceInput([1, 2, 3], [4, 5, 6])).toEqual({ kind: "distance", a: [1, 2, 3], b: [4, 5, 6] });
+  });
+  it("an ellipse is centred on the first click, on its slice, reaching the second along the slice axes", () => {
+    expect(ellipseInput("axial", [100, 80, 40], [110, 74, 40])).toEqual({ kind: "ellipse", plane: "axial", slice: 40, center: [100, 80], radii: [10, 6] });
+    expect(ellipseInput("coronal", [100, 80, 40], [95, 80, 52])).toEqual({ kind: "ellipse", plane: "coronal", slice: 80, center: [100, 40], radii: [5, 12] });
+    expect(ellipseInput("sagittal", [100, 80, 40], [100, 80, 40])).toEqual({ kind: "ellipse", plane: "sagittal", slice: 100, center: [80, 40], radii: [1, 1] });
+  });
+});
