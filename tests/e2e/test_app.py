@@ -729,6 +729,21 @@ def main():
             s.tid("measurement-delete")[0].click()
             s.until("return document.querySelectorAll('[data-testid=measurement]').length === 1 ? true : null", "the deletion", 30)
             assert [k for k, _ in listed()] == ["ellipse"], listed()
+            roi_value = float(listed()[0][1])
+            # The report lists the study's measurements (JSON and PDF).
+            s.tid("run-analysis")[0].click()
+            s.until("return document.querySelectorAll('[data-testid=finding]').length > 0 && window.__radbridge.runId() ? true : null", "findings of the chest CT", 600)
+            for fmt, name in (("json", "radbridge-report.json"), ("pdf", "radbridge-report.pdf")):
+                res = d.execute_async_script(
+                    "const done = arguments[arguments.length - 1];"
+                    "window.__TAURI_INTERNALS__.invoke('export_report', {format: arguments[1], deidentify: true, runId: arguments[0], exportAnyway: true})"
+                    ".then(r => done(r), e => done({error: String(e)}));", d.execute_script("return window.__radbridge.runId()"), fmt)
+                assert res and "error" not in res, res
+            rep = json.loads((exports / "radbridge-report.json").read_text())
+            assert [m["kind"] for m in rep["measurements"]] == ["ellipse"] and abs(rep["measurements"][0]["value"] - roi_value) < 1e-3, rep["measurements"]
+            pdf_text = subprocess.run(["pdftotext", str(exports / "radbridge-report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+            assert "Measurements" in pdf_text and "ellipse: mean" in pdf_text, pdf_text[-800:]
+            print(f"  report: {rep['measurements']}")
         finally:
             d.quit()
     finally:

@@ -112,6 +112,8 @@ pub struct ReportOptions {
     /// Keep the reviewers' names and the exporter's login in a de-identified export (off by
     /// default: they are replaced by keyed pseudonyms, `Reviewer-…`).
     pub include_reviewer_names: bool,
+    /// The reader's measurements on the study (listed in the JSON and the PDF).
+    pub measurements: Vec<ReportMeasurement>,
 }
 
 impl Default for ReportOptions {
@@ -124,6 +126,7 @@ impl Default for ReportOptions {
             run_id: None,
             key_images: true,
             include_reviewer_names: false,
+            measurements: Vec::new(),
         }
     }
 }
@@ -251,6 +254,18 @@ pub struct MissedFinding {
     pub at: String,
 }
 
+/// A measurement the reader made on the study (computed in patient space by the app).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportMeasurement {
+    /// distance, angle, ellipse or rectangle.
+    pub kind: String,
+    /// The headline value: mm, degrees, or mean HU for a region.
+    pub value: f64,
+    pub unit: String,
+    /// As the app lists it, e.g. "23.4 mm" or "mean 41.2 HU, SD 12.0, …".
+    pub text: String,
+}
+
 /// Patient and study as exported (de-identified unless `deidentified` is false).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReportStudy {
@@ -320,6 +335,9 @@ pub struct Report {
     pub model: ModelInfo,
     pub findings: Vec<ReportFinding>,
     pub missed: Vec<MissedFinding>,
+    /// The reader's measurements on the study.
+    #[serde(default)]
+    pub measurements: Vec<ReportMeasurement>,
     /// Knowledge-bank entries the image uses most, in words where described.
     pub image_knowledge: Vec<KnowledgeEntry>,
     pub key_images: Vec<KeyImage>,
@@ -515,6 +533,7 @@ impl Report {
             model,
             findings,
             missed,
+            measurements: opts.measurements.clone(),
             image_knowledge: d
                 .image_bank_top
                 .iter()
@@ -912,6 +931,25 @@ mod privacy_tests {
         }
         assert_eq!(r.review.reviewers, vec![house.clone(), key.reviewer("dr.wilson")]);
         assert_eq!(r.review.exported_by, Some(key.reviewer("alice.login")));
+    }
+
+    #[test]
+    fn measurements_are_listed_in_the_json_and_the_pdf() {
+        let d = diagnosis(None);
+        let mut o = opts(true, false);
+        o.measurements = vec![
+            ReportMeasurement { kind: "distance".into(), value: 23.44, unit: "mm".into(), text: "23.4 mm".into() },
+            ReportMeasurement { kind: "ellipse".into(), value: 41.2, unit: "HU".into(), text: "mean 41.2 HU, SD 12.0".into() },
+        ];
+        let r = Report::build(&d, Some(&verdicts()), &o).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&json::to_string(&r)).unwrap();
+        assert_eq!(j["measurements"][0]["value"], 23.44);
+        assert_eq!(j["measurements"][1]["kind"], "ellipse");
+        let text = pdf::text(&r);
+        assert!(text.contains("Measurements") && text.contains("distance: 23.4 mm") && text.contains("ellipse: mean 41.2 HU"), "{text}");
+        // None: no section.
+        let r = Report::build(&d, Some(&verdicts()), &opts(true, false)).unwrap();
+        assert!(!pdf::text(&r).contains("Measurements"));
     }
 
     #[test]

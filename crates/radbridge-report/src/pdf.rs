@@ -348,6 +348,12 @@ fn findings_table(l: &mut Layout, r: &Report) {
         0.0,
         "* a finding typed by the user. Flagged: score above the model's threshold for the label. UNCONFIRMED: flagged, exported without a reviewer's verdict.",
     );
+    if !r.measurements.is_empty() {
+        l.heading("Measurements");
+        for m in &r.measurements {
+            l.para(9.5, false, rgb(0.0, 0.0, 0.0), 0.0, &format!("{}: {}", m.kind, m.text));
+        }
+    }
     if !r.missed.is_empty() {
         l.heading("Findings the reviewers added (missed by the model)");
         for m in &r.missed {

@@ -138,3 +138,20 @@ pub fn measurement_delete(id: i64, state: State<'_, AppState>) -> AppResult<()> 
     }
     Ok(())
 }
+
+/// The displayed study's measurements as a report lists them (none when no study is open).
+pub fn for_report(state: &AppState) -> Vec<radbridge_report::ReportMeasurement> {
+    let Ok((_, key)) = displayed(state) else { return Vec::new() };
+    let stored = match with_store(state, |s| s.measurements(&key)) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("measurements for the report: {}", e.message);
+            return Vec::new();
+        }
+    };
+    stored
+        .into_iter()
+        .filter_map(from_stored)
+        .map(|m| radbridge_report::ReportMeasurement { kind: m.input.kind().to_string(), value: m.value, unit: m.unit, text: m.text })
+        .collect()
+}

@@ -68,6 +68,7 @@ pub async fn export_report(
         export_anyway: export_anyway.unwrap_or(false),
         exported_by: audit::os_user(),
         run_id,
+        measurements: super::measure::for_report(&state),
         ..Default::default()
     };
     let out = path.clone();
