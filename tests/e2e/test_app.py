@@ -673,7 +673,7 @@ def main():
             settle(d)
             assert views() == ["axial", "coronal", "sagittal"] and layout() == "1x3", (views(), layout())
             print(f"  layouts ok: {layout()}")
-            print("12. measure on the chest CT: a distance and an ellipse ROI clicked on the axial view, checked with nibabel; kept with the study")
+            print("12. measure on the chest CT: a distance, an ellipse and a rectangle ROI and an angle clicked on the axial view, checked with nibabel + numpy; kept with the study, in the report")
             res = d.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "window.__radbridge.open(arguments[0]).then(() => done(true), e => done({error: String(e)}));", a.ct)
@@ -716,19 +716,33 @@ def main():
             want = float(lps[:, :, c[2]][mask].mean())
             print(f"  ellipse at {c} radii ({ru}, {rv}): app mean {got} HU, numpy {want:.4f} HU over {int(mask.sum())} voxels")
             assert abs(float(got) - want) < 1e-3, (got, want)
+            s.tid("tool-rect")[0].click()
+            ra, rb = click_tile(0.45, 0.4), click_tile(0.5, 0.44)
+            got = s.until("const e = document.querySelector('[data-testid=measurement][data-kind=rectangle]'); return e && e.dataset.value", "the rectangle", 30)
+            lo, hi = np.minimum(ra, rb), np.maximum(ra, rb)
+            want = float(lps[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, ra[2]].mean())
+            print(f"  rectangle {ra} -> {rb}: app mean {got} HU, numpy {want:.4f} HU")
+            assert abs(float(got) - want) < 1e-3, (got, want)
+            s.tid("tool-angle")[0].click()
+            qa, qv, qb = click_tile(0.3, 0.3), click_tile(0.5, 0.5), click_tile(0.7, 0.35)
+            got = s.until("const e = document.querySelector('[data-testid=measurement][data-kind=angle]'); return e && e.dataset.value", "the angle", 30)
+            u_, v_ = world(qa) - world(qv), world(qb) - world(qv)
+            want = float(np.degrees(np.arccos(np.clip(u_ @ v_ / np.linalg.norm(u_) / np.linalg.norm(v_), -1, 1))))
+            print(f"  angle {qa} {qv} {qb}: app {got} deg, numpy {want:.4f} deg")
+            assert abs(float(got) - want) < 1e-3, (got, want)
             s.shot("measurements")
             listed = lambda: d.execute_script("return [...document.querySelectorAll('[data-testid=measurement]')].map(e => [e.dataset.kind, e.dataset.value])")
             before = listed()
-            assert [k for k, _ in before] == ["distance", "ellipse"], before
+            assert [k for k, _ in before] == ["distance", "ellipse", "rectangle", "angle"], before
             # Closed and opened again: they come back from the database.
             res = d.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "window.__radbridge.open(arguments[0]).then(() => done(true), e => done({error: String(e)}));", a.ct)
-            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 2 ? true : null", "the measurements after reopening", 30)
+            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 4 ? true : null", "the measurements after reopening", 30)
             assert listed() == before, (listed(), before)
             s.tid("measurement-delete")[0].click()
-            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 1 ? true : null", "the deletion", 30)
-            assert [k for k, _ in listed()] == ["ellipse"], listed()
+            s.until("return document.querySelectorAll('[data-testid=measurement]').length === 3 ? true : null", "the deletion", 30)
+            assert [k for k, _ in listed()] == ["ellipse", "rectangle", "angle"], listed()
             roi_value = float(listed()[0][1])
             # The report lists the study's measurements (JSON and PDF).
             s.tid("run-analysis")[0].click()
@@ -740,7 +754,7 @@ def main():
                     ".then(r => done(r), e => done({error: String(e)}));", d.execute_script("return window.__radbridge.runId()"), fmt)
                 assert res and "error" not in res, res
             rep = json.loads((exports / "radbridge-report.json").read_text())
-            assert [m["kind"] for m in rep["measurements"]] == ["ellipse"] and abs(rep["measurements"][0]["value"] - roi_value) < 1e-3, rep["measurements"]
+            assert [m["kind"] for m in rep["measurements"]] == ["ellipse", "rectangle", "angle"] and abs(rep["measurements"][0]["value"] - roi_value) < 1e-3, rep["measurements"]
             pdf_text = subprocess.run(["pdftotext", str(exports / "radbridge-report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
             assert "Measurements" in pdf_text and "ellipse: mean" in pdf_text, pdf_text[-800:]
             print(f"  report: {rep['measurements']}")

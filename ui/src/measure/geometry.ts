@@ -25,3 +25,14 @@ export function ellipseInput(plane: Plane, a: Vox, b: Vox): MeasureInput {
     radii: [Math.max(1, Math.abs(b[u] - a[u])), Math.max(1, Math.abs(b[v] - a[v]))],
   };
 }
+
+/** A rectangle on the slice of `a` with corners at `a` and `b` (in the slice's axes). */
+export function rectangleInput(plane: Plane, a: Vox, b: Vox): MeasureInput {
+  const [u, v, f] = PLANE_AXES[plane];
+  return { kind: "rectangle", plane, slice: a[f], a: [a[u], a[v]], b: [b[u], b[v]] };
+}
+
+/** The angle at `vertex` between the lines to `a` and `b`. */
+export function angleInput(a: Vox, vertex: Vox, b: Vox): MeasureInput {
+  return { kind: "angle", a: [...a], vertex: [...vertex], b: [...b] };
+}

@@ -1,23 +1,44 @@
-// The Measurements panel: Distance and Ellipse ROI tools (two clicks on a view: the crosshair
+// The Measurements panel: Distance, Ellipse ROI, Rectangle ROI and Angle tools (clicks on a view: the crosshair
 // positions are sent to the shell, which measures on the volume in patient space and keeps the
 // measurement with the study), and the list of the study's measurements with delete.
 import * as api from "../api";
 import { $, el } from "../dom";
 import type { Viewer } from "../viewer/viewer";
-import { distanceInput, ellipseInput, type Plane, type Vox } from "./geometry";
+import { angleInput, distanceInput, ellipseInput, rectangleInput, type Plane, type Vox } from "./geometry";
 
-type Tool = "distance" | "roi";
+type Tool = "distance" | "roi" | "rect" | "angle";
+const TOOLS: Tool[] = ["distance", "roi", "rect", "angle"];
+/** Clicks each tool takes, and what to say before each. */
+const STEPS: Record<Tool, string[]> = {
+  distance: ["click the two ends", "now the other end"],
+  roi: ["click the centre, then an edge", "now an edge of the region"],
+  rect: ["click one corner, then the opposite one", "now the opposite corner"],
+  angle: ["click one end, then the vertex, then the other end", "now the vertex", "now the other end"],
+};
 let tool: Tool | null = null;
-let first: { at: Vox; plane: Plane | null } | null = null;
+let clicks: { at: Vox; plane: Plane | null }[] = [];
 
 const hint = (t: string) => ($("measure-hint").textContent = t);
 
 function setTool(t: Tool | null) {
   tool = t;
-  first = null;
-  $("tool-distance").classList.toggle("active", t === "distance");
-  $("tool-roi").classList.toggle("active", t === "roi");
-  hint(t === "distance" ? "click the two ends" : t === "roi" ? "click the centre, then an edge" : "");
+  clicks = [];
+  for (const x of TOOLS) $(`tool-${x}`).classList.toggle("active", t === x);
+  hint(t ? STEPS[t][0] : "");
+}
+
+function inputOf(t: Tool, c: { at: Vox; plane: Plane | null }[]): api.MeasureInput {
+  const plane = c[0].plane ?? "axial";
+  switch (t) {
+    case "distance":
+      return distanceInput(c[0].at, c[1].at);
+    case "roi":
+      return ellipseInput(plane, c[0].at, c[1].at);
+    case "rect":
+      return rectangleInput(plane, c[0].at, c[1].at);
+    case "angle":
+      return angleInput(c[0].at, c[1].at, c[2].at);
+  }
 }
 
 function row(m: api.Measurement): HTMLElement {
@@ -51,8 +72,7 @@ export async function refreshMeasurements() {
 }
 
 export function bindMeasure(viewer: Viewer) {
-  $("tool-distance").onclick = () => setTool(tool === "distance" ? null : "distance");
-  $("tool-roi").onclick = () => setTool(tool === "roi" ? null : "roi");
+  for (const t of TOOLS) $(`tool-${t}`).onclick = () => setTool(tool === t ? null : t);
   const canvas = document.getElementById("gl") as HTMLCanvasElement;
   canvas.addEventListener(
     "mouseup",
@@ -61,13 +81,14 @@ export function bindMeasure(viewer: Viewer) {
       const plane = viewer.planeAt(e.offsetX, e.offsetY);
       // NiiVue moves the crosshair on this click; read it once it has.
       setTimeout(async () => {
-        const at = viewer.crosshairVoxel();
-        if (!first) {
-          first = { at, plane };
-          hint(tool === "distance" ? "now the other end" : "now an edge of the region");
+        if (!tool) return;
+        clicks.push({ at: viewer.crosshairVoxel(), plane });
+        const steps = STEPS[tool];
+        if (clicks.length < (tool === "angle" ? 3 : 2)) {
+          hint(steps[Math.min(clicks.length, steps.length - 1)]);
           return;
         }
-        const input = tool === "distance" ? distanceInput(first.at, at) : ellipseInput(first.plane ?? "axial", first.at, at);
+        const input = inputOf(tool, clicks);
         setTool(null);
         try {
           await api.measurementAdd(input);
