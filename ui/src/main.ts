@@ -16,6 +16,7 @@ import { loadVerdicts, review } from "./feedback/review";
 import { storeVerdicts } from "./feedback/verdicts";
 import { bindPacs } from "./pacs/dialog";
 import { LAYOUTS, isLayout } from "./viewer/layout";
+import type { SlabMode } from "./viewer/slab";
 import { bindMeasure, refreshMeasurements } from "./measure/tools";
 import { clickSort, type SortKey } from "./library/worklist";
 import { bindReport } from "./report/report";
@@ -297,6 +298,21 @@ bindPacs({ openStudy: openFromLibrary, runId: () => store.get().result?.run_id ?
   sel.value = viewer.layout;
   sel.onchange = () => isLayout(sel.value) && viewer.setLayout(sel.value);
   viewer.onLayout = (l) => (sel.value = l);
+  const thick = $<HTMLInputElement>("slab-thickness");
+  const mode = $<HTMLSelectElement>("slab-mode");
+  const applySlab = () => {
+    try {
+      viewer.setSlab(Math.min(100, Number(thick.value)), mode.value as SlabMode);
+    } catch (e) {
+      $("slab-info").textContent = e instanceof Error ? e.message : String(e);
+    }
+  };
+  thick.onchange = applySlab;
+  mode.onchange = applySlab;
+  viewer.onSlab = (t) => {
+    $("slab-info").textContent = t ?? "";
+    if (!t) thick.value = "0";
+  };
 }
 bindSettings((settings) => store.set({ settings }));
 

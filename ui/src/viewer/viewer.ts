@@ -4,6 +4,8 @@
 // plain 2-D canvas shows the middle axial slice so the first image appears at once.
 import { Niivue, NVImage, SHOW_RENDER, DRAG_MODE, MULTIPLANAR_TYPE, SLICE_TYPE } from "@niivue/niivue";
 import { DEFAULT_LAYOUT, layoutSettings, toggleEnlarge, type Layout } from "./layout";
+import { slabHalf, slabProject, type SlabMode } from "./slab";
+import { reversePlanes, spacingOf } from "./nifti";
 import { gray, type Window } from "../presets";
 import { lpsToVoxel, makeRasNifti } from "./nifti";
 import { heatmapAffine, topFractionThreshold, voxelToLps, type Heatmap } from "./heatmap";
@@ -62,6 +64,10 @@ export class Viewer {
   /** Called when the layout changes (the selector shows it). */
   onLayout: ((l: Layout) => void) | null = null;
   private currentLayout: Layout = DEFAULT_LAYOUT;
+  /** The slab shown (null: thin slices). */
+  private slab: { mm: number; mode: SlabMode; half: number; axis: 0 | 1 | 2 } | null = null;
+  /** Called when the slab changes (null: off). */
+  onSlab: ((text: string | null) => void) | null = null;
   private rememberedLayout: Layout | null = null;
 
   constructor(root: HTMLElement) {
@@ -268,6 +274,10 @@ export class Viewer {
     this.affine = affineLps;
     this.data = voxels;
     this.dims = dims;
+    if (this.slab) {
+      this.slab = null;
+      this.onSlab?.(null);
+    }
     this.nv.addVolume(img); // cal_min / cal_max already carry the window: no second upload
     this.onWindow(this.win);
     this.preview.hidden = true;
@@ -365,6 +375,7 @@ export class Viewer {
    * layout a double-click will go back to. */
   setLayout(l: Layout, fromEnlarge = false) {
     if (!fromEnlarge) this.rememberedLayout = null;
+    if (this.slab && l !== this.currentLayout) this.clearSlab();
     const s = layoutSettings(l);
     this.currentLayout = l;
     this.nv.opts.multiplanarShowRender = s.showRender;
@@ -381,6 +392,53 @@ export class Viewer {
     const renders = st === SLICE_TYPE.RENDER || (st === SLICE_TYPE.MULTIPLANAR && this.nv.opts.multiplanarShowRender === SHOW_RENDER.ALWAYS);
     if (renders && !views.includes("render")) views.push("render");
     return [...new Set(views)];
+  }
+
+  /** Show a slab `mm` thick (MIP, MinIP or mean) along the normal of the single view on
+   * screen; 0 mm: thin slices again. Returns what is shown, e.g. "MIP 10 mm (7 slices)". */
+  setSlab(mm: number, mode: SlabMode): string | null {
+    if (!this.ct) throw new Error("open a CT first");
+    const axis = ({ sagittal: 0, coronal: 1, axial: 2 } as Record<string, 0 | 1 | 2>)[this.currentLayout];
+    if (!(mm > 0)) {
+      this.clearSlab();
+      return null;
+    }
+    if (axis === undefined) throw new Error("choose a single view (axial, coronal or sagittal) for a slab");
+    const half = slabHalf(mm, spacingOf(this.affine)[axis]);
+    if (half === 0) {
+      this.clearSlab();
+      return null;
+    }
+    const shown = slabProject(this.data, this.dims, axis, half, mode);
+    this.upload(shown);
+    this.slab = { mm, mode, half, axis };
+    const text = `${mode === "mip" ? "MIP" : mode === "minip" ? "MinIP" : "Mean"} ${mm} mm (${2 * half + 1} slices)`;
+    this.onSlab?.(text);
+    return text;
+  }
+
+  private clearSlab() {
+    if (!this.slab) return;
+    this.slab = null;
+    this.upload(this.data);
+    this.onSlab?.(null);
+  }
+
+  /** Put canonical-LPS voxels into the CT image NiiVue shows (RAS order: planes reversed). */
+  private upload(lps: Int16Array) {
+    if (!this.ct) return;
+    const ras = lps.slice();
+    reversePlanes(ras, this.dims);
+    (this.ct.img as Int16Array).set(ras);
+    this.nv.updateGLVolume();
+  }
+
+  /** The value the CT image shows at a canonical voxel (the slab's when one is on). */
+  shownAt(ijk: number[]): number | null {
+    if (!this.ct) return null;
+    const [i, j, k] = ijk;
+    const [nx, ny] = this.dims;
+    return (this.ct.img as Int16Array)[(k * ny + (ny - 1 - j)) * nx + (nx - 1 - i)];
   }
 
   /** Invert the grey scale of the CT (I). */
