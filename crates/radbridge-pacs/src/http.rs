@@ -159,9 +159,9 @@ pub(crate) fn encode(v: &str) -> String {
     s
 }
 
-/// A UID as a path segment: digits and dots only (anything else could change the URL).
+/// A UID as a path segment ([`crate::is_uid`]: anything else could change the URL).
 pub(crate) fn uid_segment(server: &Server, uid: &str) -> Result<String, PacsError> {
-    if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if !crate::is_uid(uid) {
         return Err(server.err(ErrorKind::Config(format!("not a DICOM UID: {uid:?}"))));
     }
     Ok(uid.to_string())

@@ -23,7 +23,7 @@ pub mod send;
 pub mod server;
 pub mod servers;
 
-pub use query::{SeriesMatch, StudyMatch, StudyQuery};
+pub use query::{is_uid, SeriesMatch, StudyMatch, StudyQuery};
 pub use retrieve::{Progress, RetrieveOutcome, RetrieveRequest};
 pub use send::SendOutcome;
 pub use server::{Auth, Endpoint, Server};

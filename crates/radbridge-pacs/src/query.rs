@@ -3,6 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A DICOM UID as we accept it from a user or a server: 1 to 64 digits and dots, not starting
+/// with a dot. Nothing else may become a file name or a URL path segment.
+pub fn is_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !uid.starts_with('.')
+}
+
 /// Study-level search keys. Empty fields are not sent (universal match); the rest match as
 /// the DICOM standard says (`*` wildcards in names, `YYYYMMDD-YYYYMMDD` date ranges).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
@@ -40,4 +46,15 @@ pub struct SeriesMatch {
     pub number: Option<i64>,
     /// NumberOfSeriesRelatedInstances, when the server gives it.
     pub instances: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uids_safe_for_file_names_and_urls() {
+        assert!(super::is_uid("1.2.840.10008.5.1.4.1.1.2"));
+        for bad in ["", "..", "../x", "1.2/3", "1.2\\3", ".1.2", "1 2", &"1".repeat(65)] {
+            assert!(!super::is_uid(bad), "{bad}");
+        }
+    }
 }

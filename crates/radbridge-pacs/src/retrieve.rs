@@ -123,11 +123,6 @@ fn has_file_meta(path: &Path) -> bool {
     sop_uid_of(&head).is_some_and(|u| !u.is_empty())
 }
 
-/// A valid UID for a file name (digits and dots; anything else could escape the folder).
-fn safe_uid(uid: &str) -> bool {
-    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !uid.starts_with('.')
-}
-
 /// The SOP Instance UID in the file meta group of a Part-10 file's first bytes.
 fn sop_uid_of(head: &[u8]) -> Option<String> {
     let start = if head.get(128..132) == Some(b"DICM") {
@@ -235,7 +230,7 @@ fn fetch_multipart(
         let len = reader.copy_body(&mut sink, MAX_INSTANCE_BYTES).map_err(|e| map(e, c))?;
         sink.flush().map_err(|source| server.err(ErrorKind::Io { path: tmp.clone(), source }))?;
         let uid = sop_uid_of(&sink.head).ok_or_else(|| malformed(format!("part {n} is not a DICOM Part-10 file")))?;
-        if !safe_uid(&uid) {
+        if !crate::is_uid(&uid) {
             return Err(malformed(format!("part {n} has an invalid SOP Instance UID {uid:?}")));
         }
         let dest = folder.join(format!("{uid}.dcm"));
@@ -274,7 +269,7 @@ fn retrieve_dicomweb(
         if cancel.is_cancelled() {
             return Err(server.err(ErrorKind::Cancelled));
         }
-        if !safe_uid(&s.series_uid) {
+        if !crate::is_uid(&s.series_uid) {
             return Err(server.err(ErrorKind::Json { url: root.to_string(), msg: format!("invalid series UID {:?}", s.series_uid) }));
         }
         let (folder, present) = prepare_folder(server, &req.output, &s.series_uid)?;
@@ -342,7 +337,7 @@ fn retrieve_dimse(
     let mut totals = std::collections::HashMap::new();
     let mut present_before: Vec<(String, HashSet<String>)> = Vec::new();
     for s in &series {
-        if !safe_uid(&s.series_uid) {
+        if !crate::is_uid(&s.series_uid) {
             return Err(server.err(ErrorKind::Config(format!("invalid series UID {:?}", s.series_uid))));
         }
         let (folder, present) = prepare_folder(server, &req.output, &s.series_uid)?;
@@ -356,7 +351,7 @@ fn retrieve_dimse(
     let progress = Mutex::new(progress);
     let mut on_instance = |inst: crate::dimse::ReceivedInstance| -> std::result::Result<(), String> {
         let mut st = st.lock().map_err(|_| "state poisoned".to_string())?;
-        if !safe_uid(&inst.sop_instance_uid) {
+        if !crate::is_uid(&inst.sop_instance_uid) {
             return Err(format!("invalid SOP Instance UID {:?}", inst.sop_instance_uid));
         }
         let series_uid = inst.series_uid.clone().unwrap_or_default();
@@ -466,17 +461,4 @@ fn retrieve_dimse(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uids_safe_for_file_names() {
-        assert!(safe_uid("1.2.840.10008.5.1.4.1.1.2"));
-        for bad in ["", "..", "../x", "1.2/3", "1.2\\3", ".1.2", "1 2"] {
-            assert!(!safe_uid(bad), "{bad}");
-        }
-    }
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use radbridge_pacs::is_uid;
 use radbridge_pacs::servers::Registry;
 use radbridge_pacs::RetrieveRequest;
 use radbridge_volume::CancelToken;
@@ -17,10 +18,6 @@ pub struct PacsRef {
     pub server: String,
     pub study_uid: String,
     pub series_uid: Option<String>,
-}
-
-fn is_uid(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !s.starts_with('.')
 }
 
 impl PacsRef {
