@@ -595,6 +595,15 @@ impl<A: SyncAssociation<TcpStream>> Link<A> {
             debug!("association abort: {e}");
         }
     }
+
+    /// Release the association after success; abort it after a failure (unless the peer did).
+    fn finish<T>(self, result: &Result<T, DimseError>) {
+        match result {
+            Ok(_) => self.release(),
+            Err(DimseError::Aborted(_)) => {}
+            Err(_) => self.abort(),
+        }
+    }
 }
 
 fn no_poll() -> Result<bool, DimseError> {
@@ -606,7 +615,7 @@ fn peer_addr(peer: &DimsePeer) -> String {
 }
 
 /// Open an association proposing `contexts` (abstract syntax, transfer syntaxes).
-fn connect(peer: &DimsePeer, contexts: &[(String, Vec<String>)]) -> Result<Link<dicom_ul::ClientAssociation<TcpStream>>, DimseError> {
+fn connect(peer: &DimsePeer, contexts: &[(String, Vec<String>)]) -> Result<ClientLink, DimseError> {
     let addr = peer_addr(peer);
     let mut opts = ClientAssociationOptions::new()
         .calling_ae_title(peer.calling_aet.clone())
@@ -622,6 +631,25 @@ fn connect(peer: &DimsePeer, contexts: &[(String, Vec<String>)]) -> Result<Link<
     debug!(peer = %addr, contexts = contexts.len(), "requesting association");
     let assoc = opts.establish((peer.host.as_str(), peer.port)).map_err(|e| map_ul(e, peer.timeout, &addr))?;
     Link::new(assoc, peer.timeout, addr)
+}
+
+type ClientLink = Link<dicom_ul::ClientAssociation<TcpStream>>;
+
+/// Run `work` on an association proposing `contexts`, then [`Link::finish`] it.
+fn with_association<T>(
+    peer: &DimsePeer,
+    contexts: &[(String, Vec<String>)],
+    work: impl FnOnce(&mut ClientLink) -> Result<T, DimseError>,
+) -> Result<T, DimseError> {
+    let mut link = connect(peer, contexts)?;
+    let result = work(&mut link);
+    link.finish(&result);
+    result
+}
+
+/// One query/retrieve model in explicit or implicit VR little endian.
+fn qr_context(abstract_syntax: &str) -> [(String, Vec<String>); 1] {
+    [(abstract_syntax.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])]
 }
 
 /// Accepted presentation context for `abstract_syntax` (first one, any transfer syntax).
@@ -640,8 +668,8 @@ fn accepted_pc<A: Association>(assoc: &A, abstract_syntax: &str) -> Option<(u8, 
 
 /// C-ECHO the peer: Ok when it answers with success.
 pub fn echo(peer: &DimsePeer) -> Result<(), DimseError> {
-    let mut link = connect(peer, &[(VERIFICATION.to_string(), vec![TS_IMPLICIT_LE.to_string(), TS_EXPLICIT_LE.to_string()])])?;
-    let result = (|| {
+    let contexts = [(VERIFICATION.to_string(), vec![TS_IMPLICIT_LE.to_string(), TS_EXPLICIT_LE.to_string()])];
+    with_association(peer, &contexts, |link| {
         let (pcid, _) =
             accepted_pc(&link.assoc, VERIFICATION).ok_or_else(|| DimseError::Unsupported { what: "verification (c-echo)".into() })?;
         link.send_message(
@@ -664,13 +692,7 @@ pub fn echo(peer: &DimsePeer) -> Result<(), DimseError> {
         } else {
             Err(DimseError::Status { op: "c-echo", status: rsp.status, comment: rsp.comment })
         }
-    })();
-    match &result {
-        Ok(()) => link.release(),
-        Err(DimseError::Aborted(_)) => {}
-        Err(_) => link.abort(),
-    }
-    result
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -678,7 +700,7 @@ pub fn echo(peer: &DimsePeer) -> Result<(), DimseError> {
 
 /// One C-FIND on an open association; returns the identifiers of all pending responses.
 fn c_find(
-    link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>,
+    link: &mut ClientLink,
     pcid: u8,
     ts: &str,
     message_id: u16,
@@ -733,17 +755,10 @@ fn opt_key(v: &Option<String>) -> &str {
 
 /// Study-level C-FIND, then a series-level C-FIND per study, on one association.
 pub fn find_studies(peer: &DimsePeer, query: &StudyQuery) -> Result<Vec<StudyMatch>, DimseError> {
-    let mut link = connect(peer, &[(STUDY_ROOT_FIND.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])])?;
-    let result = find_on(&mut link, query);
-    match &result {
-        Ok(_) => link.release(),
-        Err(DimseError::Aborted(_)) => {}
-        Err(_) => link.abort(),
-    }
-    result
+    with_association(peer, &qr_context(STUDY_ROOT_FIND), |link| find_on(link, query))
 }
 
-fn find_on(link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>, query: &StudyQuery) -> Result<Vec<StudyMatch>, DimseError> {
+fn find_on(link: &mut ClientLink, query: &StudyQuery) -> Result<Vec<StudyMatch>, DimseError> {
     let (pcid, ts) =
         accepted_pc(&link.assoc, STUDY_ROOT_FIND).ok_or_else(|| DimseError::Unsupported { what: "study root c-find".into() })?;
     let mut ident = InMemDicomObject::new_empty();
@@ -831,8 +846,7 @@ fn find_on(link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>, query: &Stud
 
 /// Image-level C-FIND: the SOP Instance UIDs of one series (to resume a retrieve).
 pub fn find_instances(peer: &DimsePeer, study_uid: &str, series_uid: &str) -> Result<Vec<String>, DimseError> {
-    let mut link = connect(peer, &[(STUDY_ROOT_FIND.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])])?;
-    let result = (|| {
+    with_association(peer, &qr_context(STUDY_ROOT_FIND), |link| {
         let (pcid, ts) =
             accepted_pc(&link.assoc, STUDY_ROOT_FIND).ok_or_else(|| DimseError::Unsupported { what: "study root c-find".into() })?;
         let mut q = InMemDicomObject::new_empty();
@@ -840,15 +854,9 @@ pub fn find_instances(peer: &DimsePeer, study_uid: &str, series_uid: &str) -> Re
         q.put(el_uid(tags::STUDY_INSTANCE_UID, study_uid));
         q.put(el_uid(tags::SERIES_INSTANCE_UID, series_uid));
         q.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::Empty));
-        let rows = c_find(&mut link, pcid, &ts, 1, &q)?;
+        let rows = c_find(link, pcid, &ts, 1, &q)?;
         Ok(rows.iter().filter_map(|r| get_str(r, tags::SOP_INSTANCE_UID)).collect::<Vec<_>>())
-    })();
-    match &result {
-        Ok(_) => link.release(),
-        Err(DimseError::Aborted(_)) => {}
-        Err(_) => link.abort(),
-    }
-    result
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,18 +938,11 @@ fn run_move(
     cancel: &AtomicBool,
     activity: &AtomicU64,
 ) -> Result<MoveOutcome, DimseError> {
-    let mut link = connect(peer, &[(STUDY_ROOT_MOVE.to_string(), vec![TS_EXPLICIT_LE.to_string(), TS_IMPLICIT_LE.to_string()])])?;
-    let result = move_on(&mut link, peer, study_uid, scope, scp_port, cancel, activity);
-    match &result {
-        Ok(_) => link.release(),
-        Err(DimseError::Aborted(_)) => {}
-        Err(_) => link.abort(),
-    }
-    result
+    with_association(peer, &qr_context(STUDY_ROOT_MOVE), |link| move_on(link, peer, study_uid, scope, scp_port, cancel, activity))
 }
 
 fn move_on(
-    link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>,
+    link: &mut ClientLink,
     peer: &DimsePeer,
     study_uid: &str,
     scope: MoveScope<'_>,
@@ -1441,11 +1442,7 @@ pub fn store(peer: &DimsePeer, files: &[PathBuf]) -> Result<Vec<StoreOutcome>, D
             Err(e) => return Err(e),
         };
         let r = store_batch(&mut link, batch, &mut outcomes, &mut message_id);
-        match &r {
-            Ok(()) => link.release(),
-            Err(DimseError::Aborted(_)) => {}
-            Err(_) => link.abort(),
-        }
+        link.finish(&r);
         r?;
     }
 
@@ -1456,7 +1453,7 @@ pub fn store(peer: &DimsePeer, files: &[PathBuf]) -> Result<Vec<StoreOutcome>, D
 }
 
 fn store_batch(
-    link: &mut Link<dicom_ul::ClientAssociation<TcpStream>>,
+    link: &mut ClientLink,
     batch: &[FileInfo],
     outcomes: &mut Vec<StoreOutcome>,
     message_id: &mut u16,
