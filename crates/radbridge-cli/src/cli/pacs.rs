@@ -33,12 +33,20 @@ pub struct PacsArgs {
     what: PacsCommand,
 }
 
-/// Which server and how to authenticate.
+/// Which server, and how to reach it.
 #[derive(Args, Clone, Default)]
 pub struct ServerArgs {
     /// A DICOMweb root (http(s)://host:port/dicom-web), dimse://AET@host:port, or a named server
     #[arg(long, value_name = "URL|NAME")]
     server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// Credentials (read from the environment) and our DIMSE and TLS settings: the same flags for
+/// a one-off `--server URL` and for `server add`.
+#[derive(Args, Clone, Default)]
+pub struct ConnectArgs {
     /// User name for HTTP basic authentication
     #[arg(long, value_name = "U")]
     user: Option<String>,
@@ -57,6 +65,28 @@ pub struct ServerArgs {
     /// Trust the CA certificates of this PEM file for HTTPS instead of the system's
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// How the flags authenticate, with the secret read from its environment variable.
+    fn credentials(&self) -> Result<(AuthKind, Option<String>)> {
+        Ok(match (&self.password_env, &self.token_env) {
+            (Some(var), _) => (AuthKind::Basic, Some(secret_from_env(var)?)),
+            (None, Some(var)) => (AuthKind::Bearer, Some(secret_from_env(var)?)),
+            (None, None) if self.user.is_some() => {
+                bail!("--user needs --password-env VAR (the password is read from the environment, never from the command line)")
+            }
+            (None, None) => (AuthKind::None, None),
+        })
+    }
+
+    /// `--aet`, checked.
+    fn aet(&self) -> Result<Option<String>> {
+        match &self.aet {
+            Some(aet) if aet.is_empty() || aet.len() > 16 => bail!("--aet {aet:?}: an AE title is 1 to 16 characters"),
+            other => Ok(other.clone()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -127,19 +157,8 @@ enum ServerCommand {
         /// DICOMweb root or dimse://AET@host:port
         #[arg(long, value_name = "URL")]
         url: String,
-        #[arg(long, value_name = "U")]
-        user: Option<String>,
-        #[arg(long, value_name = "VAR", requires = "user", conflicts_with = "token_env")]
-        password_env: Option<String>,
-        #[arg(long, value_name = "VAR")]
-        token_env: Option<String>,
-        #[arg(long, value_name = "AET")]
-        aet: Option<String>,
-        #[arg(long, value_name = "PORT")]
-        port: Option<u16>,
-        /// Trust the CA certificates of this PEM file for HTTPS
-        #[arg(long, value_name = "FILE")]
-        ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// The named servers (no secrets)
     List {
@@ -166,31 +185,31 @@ fn secret_from_env(var: &str) -> Result<String> {
 /// The server of `--server`, with the auth and AE flags applied.
 pub fn resolve(a: &ServerArgs) -> Result<Server> {
     let mut server = if a.server.contains("://") { Server::from_address(&a.server)? } else { registry()?.get(&a.server)? };
-    if let Some(var) = &a.password_env {
-        server.auth = Auth::Basic { user: a.user.clone().unwrap_or_default(), password: secret_from_env(var)? };
-    } else if let Some(var) = &a.token_env {
-        server.auth = Auth::Bearer { token: secret_from_env(var)? };
-    } else if a.user.is_some() {
-        bail!("--user needs --password-env VAR (the password is read from the environment, never from the command line)");
+    let c = &a.connect;
+    match c.credentials()? {
+        (AuthKind::Basic, Some(password)) => server.auth = Auth::Basic { user: c.user.clone().unwrap_or_default(), password },
+        (AuthKind::Bearer, Some(token)) => server.auth = Auth::Bearer { token },
+        _ => {} // none given: the named server's own
     }
-    if let Some(aet) = &a.aet {
-        if aet.is_empty() || aet.len() > 16 {
-            bail!("--aet {aet:?}: an AE title is 1 to 16 characters");
-        }
-        server.calling_aet = aet.clone();
+    if let Some(aet) = c.aet()? {
+        server.calling_aet = aet;
     }
-    if let Some(p) = a.port {
+    if let Some(p) = c.port {
         server.scp_port = p;
     }
-    if let Some(f) = &a.ca_file {
+    if let Some(f) = &c.ca_file {
         server.ca_file = Some(f.clone());
     }
     Ok(server)
 }
 
 /// Write an audit entry (never credentials: only the server's name and address).
-fn audit(db: Option<&Path>, action: AuditAction, server: &Server, mut detail: serde_json::Value) -> Result<()> {
-    let mut store = super::common::open_store(db)?;
+fn audit(db: Option<&Path>, action: AuditAction, server: &Server, detail: serde_json::Value) -> Result<()> {
+    audit_to(&mut super::common::open_store(db)?, action, server, detail)
+}
+
+/// [`audit`] into a store already open.
+fn audit_to(store: &mut radbridge_store::Store, action: AuditAction, server: &Server, mut detail: serde_json::Value) -> Result<()> {
     if let serde_json::Value::Object(d) = &mut detail {
         d.insert("server".into(), json!(server.name));
         d.insert("address".into(), json!(server.address()));
@@ -359,15 +378,15 @@ fn retrieve(db: Option<&Path>, server: &Server, study: &str, series: Option<&str
                         "fetched": o.series.iter().map(|s| s.fetched).sum::<u64>(), "outcome": "ok"}),
         Err(e) => json!({"study_uid": study, "series_uid": series, "output": output, "outcome": e.kind.to_string()}),
     };
+    let mut store = store?;
     let o = match result {
         Ok(o) => o,
         Err(e) => {
-            audit(db, AuditAction::PacsRetrieve, server, outcome_json)?;
+            audit_to(&mut store, AuditAction::PacsRetrieve, server, outcome_json)?;
             return Err(e.into());
         }
     };
     // The library records the study (with its own pacs_retrieve audit entry).
-    let mut store = store?;
     let first = o.series.first().and_then(|s| first_instance(&s.folder));
     let info = first.as_deref().map(study_info).unwrap_or_default();
     let rec = radbridge_store::PacsRetrieval {
@@ -429,22 +448,17 @@ fn study_info(path: &Path) -> (Option<String>, Option<String>, Option<String>) {
 fn server_command(what: &ServerCommand) -> Result<()> {
     let reg = registry()?;
     match what {
-        ServerCommand::Add { name, url, user, password_env, token_env, aet, port, ca_file } => {
-            let (auth, secret) = match (password_env, token_env) {
-                (Some(var), _) => (AuthKind::Basic, Some(secret_from_env(var)?)),
-                (None, Some(var)) => (AuthKind::Bearer, Some(secret_from_env(var)?)),
-                (None, None) if user.is_some() => bail!("--user needs --password-env VAR"),
-                _ => (AuthKind::None, None),
-            };
+        ServerCommand::Add { name, url, connect } => {
+            let (auth, secret) = connect.credentials()?;
             let entry = ServerEntry {
                 name: name.clone(),
                 kind: String::new(),
                 address: url.clone(),
                 auth,
-                user: user.clone(),
-                calling_aet: aet.clone(),
-                scp_port: *port,
-                ca_file: ca_file.as_ref().map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string()),
+                user: connect.user.clone(),
+                calling_aet: connect.aet()?,
+                scp_port: connect.port,
+                ca_file: connect.ca_file.as_ref().map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string()),
             };
             let e = reg.put(entry, secret.as_deref())?;
             println!("{} ({}) {}", e.name, e.kind, e.address);
