@@ -12,7 +12,7 @@ use ts_rs::TS;
 use super::analysis::{model_dir, with_engine, AnalysisResult};
 use super::error::{AppError, AppResult, ErrorCode};
 use super::feedback::with_store;
-use super::state::{lock, AppState, VolumeSummary};
+use super::state::{blocking, lock, AppState, VolumeSummary};
 use radbridge_model::analysis::Diagnosis;
 use radbridge_model::retrieval::{tensors_for, Hit, RetrievalError};
 use radbridge_store::library::{LibraryIndex, LibraryStudy, ReviewStatus};
@@ -60,11 +60,6 @@ pub struct OpenedStudy {
     /// Why the latest run could not be restored (a document an older version recorded), if
     /// so: the study is open without it.
     pub restore_error: Option<String>,
-}
-
-/// Run blocking work (the store, the model) off the async runtime.
-async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {
-    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| AppError::internal(what, e))?
 }
 
 /// Every study of the library (oldest first), with its latest analysis and review status.

@@ -4,12 +4,12 @@
 //! when the study is opened again.
 
 use serde::{Deserialize, Serialize};
-use tauri::State;
+use tauri::{AppHandle, Manager};
 use ts_rs::TS;
 
 use super::error::{AppError, AppResult, ErrorCode};
 use super::feedback::with_store;
-use super::state::{lock, AppState};
+use super::state::{blocking, lock, AppState};
 use radbridge_volume::measure::{self, Region, RoiStats, SlicePlane};
 
 /// What to measure, in voxel coordinates of the displayed (canonical LPS) grid.
@@ -112,31 +112,44 @@ fn from_stored(m: radbridge_store::measurements::StoredMeasurement) -> Option<Me
     Some(Measurement { id: m.id, text: text(value, &unit, stats.as_ref()), input, value, unit, stats })
 }
 
-/// Measure on the displayed study and keep the measurement with it.
+/// Measure on the displayed study and keep the measurement with it (off the UI thread: a
+/// region's statistics and the store's write).
 #[tauri::command]
-pub fn measurement_add(input: MeasureInput, state: State<'_, AppState>) -> AppResult<Measurement> {
-    let (vol, key) = displayed(&state)?;
-    let (value, unit, stats) = compute(&vol, &input).map_err(|e| AppError::new(ErrorCode::BadInput, format!("measurement: {e}")))?;
-    let geometry = serde_json::to_value(&input).map_err(|e| AppError::internal("measurement", e))?;
-    let stored = serde_json::json!({"value": value, "unit": unit, "stats": stats});
-    let m = with_store(&state, |s| s.add_measurement(&key, input.kind(), &geometry, &stored))?;
-    Ok(Measurement { id: m.id, text: text(value, &unit, stats.as_ref()), input, value, unit, stats })
+pub async fn measurement_add(input: MeasureInput, app: AppHandle) -> AppResult<Measurement> {
+    blocking("the measurement", move || {
+        let state = app.state::<AppState>();
+        let (vol, key) = displayed(&state)?;
+        let (value, unit, stats) = compute(&vol, &input).map_err(|e| AppError::new(ErrorCode::BadInput, format!("measurement: {e}")))?;
+        let geometry = serde_json::to_value(&input).map_err(|e| AppError::internal("measurement", e))?;
+        let stored = serde_json::json!({"value": value, "unit": unit, "stats": stats});
+        let m = with_store(&state, |s| s.add_measurement(&key, input.kind(), &geometry, &stored))?;
+        Ok(Measurement { id: m.id, text: text(value, &unit, stats.as_ref()), input, value, unit, stats })
+    })
+    .await
 }
 
 /// The measurements of the displayed study, oldest first.
 #[tauri::command]
-pub fn measurements_list(state: State<'_, AppState>) -> AppResult<Vec<Measurement>> {
-    let (_, key) = displayed(&state)?;
-    Ok(with_store(&state, |s| s.measurements(&key))?.into_iter().filter_map(from_stored).collect())
+pub async fn measurements_list(app: AppHandle) -> AppResult<Vec<Measurement>> {
+    blocking("the measurements", move || {
+        let state = app.state::<AppState>();
+        let (_, key) = displayed(&state)?;
+        Ok(with_store(&state, |s| s.measurements(&key))?.into_iter().filter_map(from_stored).collect())
+    })
+    .await
 }
 
 #[tauri::command]
-pub fn measurement_delete(id: i64, state: State<'_, AppState>) -> AppResult<()> {
-    let (_, key) = displayed(&state)?;
-    if !with_store(&state, |s| s.delete_measurement(&key, id))? {
-        return Err(AppError::new(ErrorCode::BadInput, format!("no measurement {id} on this study")));
-    }
-    Ok(())
+pub async fn measurement_delete(id: i64, app: AppHandle) -> AppResult<()> {
+    blocking("the measurement", move || {
+        let state = app.state::<AppState>();
+        let (_, key) = displayed(&state)?;
+        if !with_store(&state, |s| s.delete_measurement(&key, id))? {
+            return Err(AppError::new(ErrorCode::BadInput, format!("no measurement {id} on this study")));
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The displayed study's measurements as a report lists them (none when no study is open).

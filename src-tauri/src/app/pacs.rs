@@ -14,7 +14,7 @@ use ts_rs::TS;
 
 use super::error::{AppError, AppResult, ErrorCode};
 use super::feedback::{audit_event, with_store};
-use super::state::{lock, AppState};
+use super::state::{blocking, lock, AppState};
 use radbridge_pacs::servers::{Registry, ServerEntry};
 use radbridge_pacs::{PacsError, Progress, Server, StudyMatch, StudyQuery};
 use radbridge_report::{self as report, Format, ReportOptions};
@@ -68,10 +68,6 @@ fn server(name: &str) -> AppResult<Server> {
     registry()?.get(name).map_err(pacs_error)
 }
 
-async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {
-    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| AppError::internal(what, e))?
-}
-
 /// The named servers (no secrets).
 #[tauri::command]
 pub async fn pacs_servers() -> AppResult<Vec<ServerEntry>> {
@@ -115,25 +111,21 @@ pub async fn pacs_test_server(name: String) -> AppResult<String> {
 /// Studies matching `query` on server `name`, each with its series.
 #[tauri::command]
 pub async fn pacs_search(name: String, query: StudyQuery, app: AppHandle) -> AppResult<Vec<StudyMatch>> {
-    let s = blocking("the PACS search", move || server(&name)).await?;
-    let (srv, q) = (s.clone(), query.clone());
-    let found = tauri::async_runtime::spawn_blocking(move || radbridge_pacs::search(&srv, &q))
-        .await
-        .map_err(|e| AppError::internal("the PACS search", e))?;
-    let outcome = match &found {
-        Ok(v) => serde_json::json!({"studies": v.len(), "outcome": "ok"}),
-        Err(e) => serde_json::json!({"outcome": e.kind.to_string()}),
-    };
-    let mut detail = serde_json::json!({"server": s.name, "address": s.address(), "protocol": s.kind(), "query": query});
-    merge(&mut detail, outcome);
-    audit_event(&app.state::<AppState>(), AuditAction::PacsQuery, detail);
-    found.map_err(pacs_error)
-}
-
-fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
-    if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) {
-        a.extend(b);
-    }
+    blocking("the PACS search", move || {
+        let s = server(&name)?;
+        let found = radbridge_pacs::search(&s, &query);
+        let mut detail = serde_json::json!({"server": s.name, "address": s.address(), "protocol": s.kind(), "query": query});
+        match &found {
+            Ok(v) => {
+                detail["studies"] = v.len().into();
+                detail["outcome"] = "ok".into();
+            }
+            Err(e) => detail["outcome"] = e.kind.to_string().into(),
+        }
+        audit_event(&app.state::<AppState>(), AuditAction::PacsQuery, detail);
+        found.map_err(pacs_error)
+    })
+    .await
 }
 
 /// Where retrieved studies go: `<data folder>/pacs/<study uid>`.

@@ -153,6 +153,15 @@ impl AppState {
     }
 }
 
+/// Run blocking work (the store, the model, the network) off the async runtime; `what` names
+/// it in the error if the worker stops unexpectedly.
+pub async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> super::error::AppResult<T> + Send + 'static,
+) -> super::error::AppResult<T> {
+    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| super::error::AppError::internal(what, e))?
+}
+
 /// The app's data folder: $RADBRIDGE_DATA_DIR, else `<platform data dir>/radbridge`.
 pub fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("RADBRIDGE_DATA_DIR") {
