@@ -3,7 +3,8 @@
 // second click along the slice's two axes).
 import type { MeasureInput } from "../api";
 
-export type Plane = "axial" | "coronal" | "sagittal";
+import type { Plane } from "../viewer/layout";
+export type { Plane };
 export type Vox = [number, number, number];
 
 /** (u axis, v axis, fixed axis) of a plane, as the Rust side has them. */

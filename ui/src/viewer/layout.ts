@@ -1,8 +1,10 @@
 // View layouts (tested in tests/unit/layout.test.ts): which NiiVue slice type, multiplanar
 // arrangement and 3-D render each one is, and double-click to enlarge a view and back.
 import { MULTIPLANAR_TYPE, SHOW_RENDER, SLICE_TYPE } from "@niivue/niivue";
+import type { SlicePlane } from "../bindings/SlicePlane";
 
-export type Plane = "axial" | "coronal" | "sagittal";
+/** A slice plane: the Rust side's `SlicePlane` (views and measurements use the same names). */
+export type Plane = SlicePlane;
 export type Layout = "1x3" | "2x2" | "2x2-3d" | "axial" | "coronal" | "sagittal" | "3d";
 
 /** The layouts in the order the selector lists them, with their labels. */

@@ -11,7 +11,8 @@ import { lpsToVoxel, makeRasNifti } from "./nifti";
 import { heatmapAffine, topFractionThreshold, voxelToLps, type Heatmap } from "./heatmap";
 import { mark } from "../perf/marks";
 
-export type Plane = "axial" | "coronal" | "sagittal";
+import type { Plane } from "./layout";
+export type { Plane };
 /** One draw: when it started (performance.now()), how long it took (gl.finish included), at which scale. */
 export interface DrawSample { t: number; ms: number; low: boolean }
 const PLANE_AXIS: Record<Plane, number> = { sagittal: 0, coronal: 1, axial: 2 };
