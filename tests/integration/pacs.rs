@@ -77,6 +77,15 @@ impl Orthanc {
         o
     }
 
+    /// Started, holding `files`.
+    pub fn holding(files: &[PathBuf]) -> Orthanc {
+        let o = Orthanc::start();
+        for f in files {
+            o.upload(f);
+        }
+        o
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("orthanc.log")).unwrap_or_default()
     }
@@ -212,10 +221,7 @@ fn audit_actions(db: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn dicomweb_search_retrieve_resume_send_and_audit() {
-    let pacs = Orthanc::start();
-    for f in j2k_series() {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(j2k_series());
     for e in std::fs::read_dir(data("pydicom/head_ct_series_CT2")).unwrap() {
         pacs.upload(&e.unwrap().path());
     }
@@ -411,10 +417,7 @@ fn cutting_proxy(target: u16, budget: usize) -> u16 {
 
 #[test]
 fn a_dropped_connection_leaves_complete_files_only_and_a_rerun_completes() {
-    let pacs = Orthanc::start();
-    for f in j2k_series() {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(j2k_series());
     let home = tempfile::tempdir().unwrap();
     let a = auth();
     let proxy = cutting_proxy(pacs.http, 1_200_000);
@@ -464,7 +467,7 @@ fn a_dropped_connection_leaves_complete_files_only_and_a_rerun_completes() {
 }
 
 /// A one-shot HTTP server answering every request with `respond(path)`: (status line, headers, body).
-fn fake_http(respond: fn(&str) -> (String, Vec<u8>)) -> u16 {
+fn fake_http(respond: impl Fn(&str) -> (String, Vec<u8>) + Send + 'static) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -490,12 +493,24 @@ fn fake_http(respond: fn(&str) -> (String, Vec<u8>)) -> u16 {
     port
 }
 
+/// A DICOMweb server (its address) whose QIDO-RS lists one series of one instance and whose
+/// WADO-RS answers `body` as a multipart/related response with boundary XYZ.
+fn fake_wado(body: &'static [u8]) -> String {
+    let port = fake_http(move |path| {
+        if path.contains("/instances") || path.contains("/series?") {
+            let uid = if path.contains("/instances") { "00080018" } else { "0020000E" };
+            let json = format!(r#"[{{"{uid}": {{"vr": "UI", "Value": ["1.2.3.4.5"]}}}}]"#);
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), json.into_bytes())
+        } else {
+            ("HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=XYZ".into(), body.to_vec())
+        }
+    });
+    format!("http://127.0.0.1:{port}/dicom-web")
+}
+
 #[test]
 fn bad_servers_and_bad_answers_are_one_named_error_each() {
-    let pacs = Orthanc::start();
-    for f in j2k_series().iter().take(2) {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(&j2k_series()[..2]);
     let home = tempfile::tempdir().unwrap();
     let web = pacs.web();
     let dest = home.path().join("out");
@@ -544,36 +559,12 @@ fn bad_servers_and_bad_answers_are_one_named_error_each() {
     assert!(e.contains("not in the URL") && !e.contains(":pw@"), "{e}");
 
     // A server whose WADO-RS answer is not a valid multipart body.
-    fn broken(path: &str) -> (String, Vec<u8>) {
-        if path.contains("/instances") || path.ends_with("/series") || path.contains("/series?") {
-            let uid = if path.contains("/instances") { "00080018" } else { "0020000E" };
-            let json = format!(r#"[{{"{uid}": {{"vr": "UI", "Value": ["1.2.3.4.5"]}}}}]"#);
-            ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), json.into_bytes())
-        } else {
-            (
-                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=XYZ".into(),
-                b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nthis is not DICOM and never ends".to_vec(),
-            )
-        }
-    }
-    let fake = format!("http://127.0.0.1:{}/dicom-web", fake_http(broken));
+    let fake = fake_wado(b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nthis is not DICOM and never ends");
     let e =
         err(&radbridge(&["pacs", "retrieve", "--server", &fake, "--study", "1.2.3", "--output", d], home.path()), "malformed multipart");
     assert!(e.contains("dropped") || e.contains("malformed multipart"), "{e}");
     assert!(files_under(&dest).iter().all(|f| f.extension().is_some_and(|x| x == "dcm")), "no temporary left");
-    fn not_dicom(path: &str) -> (String, Vec<u8>) {
-        if path.contains("/instances") || path.contains("/series?") {
-            let uid = if path.contains("/instances") { "00080018" } else { "0020000E" };
-            let json = format!(r#"[{{"{uid}": {{"vr": "UI", "Value": ["1.2.3.4.5"]}}}}]"#);
-            ("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json".into(), json.into_bytes())
-        } else {
-            (
-                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=XYZ".into(),
-                b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nnot a part-10 file\r\n--XYZ--\r\n".to_vec(),
-            )
-        }
-    }
-    let fake = format!("http://127.0.0.1:{}/dicom-web", fake_http(not_dicom));
+    let fake = fake_wado(b"--XYZ\r\nContent-Type: application/dicom\r\n\r\nnot a part-10 file\r\n--XYZ--\r\n");
     let e = err(&radbridge(&["pacs", "retrieve", "--server", &fake, "--study", "1.2.3", "--output", d], home.path()), "part not DICOM");
     assert!(e.contains("malformed multipart") && e.contains("not a DICOM Part-10 file"), "{e}");
     fn bad_json(_: &str) -> (String, Vec<u8>) {
@@ -587,10 +578,7 @@ fn bad_servers_and_bad_answers_are_one_named_error_each() {
 
 #[test]
 fn named_servers_keep_secrets_out_of_settings() {
-    let pacs = Orthanc::start();
-    for f in j2k_series().iter().take(1) {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(&j2k_series()[..1]);
     let home = tempfile::tempdir().unwrap();
     ok(
         &radbridge(
@@ -619,10 +607,7 @@ fn named_servers_keep_secrets_out_of_settings() {
 
 #[test]
 fn dimse_find_move_store_and_a_refused_move_through_the_cli() {
-    let pacs = Orthanc::start();
-    for f in j2k_series() {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(j2k_series());
     let home = tempfile::tempdir().unwrap();
     let peer = pacs.dimse();
     let port = pacs.scp.to_string();
@@ -730,10 +715,7 @@ fn dimse_find_move_store_and_a_refused_move_through_the_cli() {
 
 #[test]
 fn a_batch_manifest_may_name_studies_in_a_pacs() {
-    let pacs = Orthanc::start();
-    for f in j2k_series() {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(j2k_series());
     let home = tempfile::tempdir().unwrap();
     ok(
         &radbridge(
@@ -856,10 +838,7 @@ fn tls_proxy(pem: &Path, target: u16) -> (u16, Child) {
 fn dicomweb_over_https_trusts_only_the_given_ca() {
     let certs = tempfile::tempdir().unwrap();
     let (ca, server_pem) = test_ca(certs.path());
-    let pacs = Orthanc::start();
-    for f in j2k_series().iter().take(3) {
-        pacs.upload(f);
-    }
+    let pacs = Orthanc::holding(&j2k_series()[..3]);
     let (port, mut proxy) = tls_proxy(&server_pem, pacs.http);
     let https = format!("https://127.0.0.1:{port}/dicom-web");
     let home = tempfile::tempdir().unwrap();
