@@ -12,6 +12,7 @@ mod checkpoint;
 mod cli;
 mod corrupt_corpus;
 mod ctclip_model;
+mod dimse;
 mod eval;
 mod feedback;
 mod library;

@@ -10,121 +10,16 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
+use radbridge_tests::orthanc::{free_port, Orthanc, PASSWORD, USER};
 use radbridge_tests::{bin, data};
 use serde_json::Value;
 
-const USER: &str = "radbridge";
-const PASSWORD: &str = "orthanc-test-secret";
 /// The J2K series gets these UIDs (the shared TotalSegmentator series has none).
 const STUDY: &str = "2.25.318620114239047321190571";
 const SERIES: &str = "2.25.318620114239047321190572";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running Orthanc, killed when dropped.
-pub struct Orthanc {
-    pub dir: tempfile::TempDir,
-    pub http: u16,
-    pub dicom: u16,
-    /// Our Storage SCP port, registered in Orthanc as AE RADBRIDGE (for C-MOVE).
-    pub scp: u16,
-    child: Child,
-}
-
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Orthanc {
-    pub fn start() -> Orthanc {
-        let dir = tempfile::Builder::new().prefix("orthanc").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let (http, dicom, scp) = (free_port(), free_port(), free_port());
-        let cfg = serde_json::json!({
-            "Name": "TestPACS", "StorageDirectory": dir.path().join("db"), "IndexDirectory": dir.path().join("db"),
-            "HttpPort": http, "DicomPort": dicom, "DicomAet": "TESTPACS", "RemoteAccessAllowed": false,
-            "AuthenticationEnabled": true, "RegisteredUsers": {USER: PASSWORD},
-            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
-            "DicomWeb": {"Enable": true, "Root": "/dicom-web/", "EnableWado": true, "WadoRoot": "/wado", "Ssl": false},
-            "DicomAlwaysAllowFind": true, "DicomAlwaysAllowMove": true, "DicomAlwaysAllowStore": true,
-            "DicomAlwaysAllowEcho": true, "DicomCheckCalledAet": false,
-            "DicomModalities": {"radbridge": ["RADBRIDGE", "127.0.0.1", scp]},
-        });
-        let cfg_path = dir.path().join("orthanc.json");
-        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
-        let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
-        let child = Command::new("Orthanc")
-            .arg(&cfg_path)
-            .env("LC_ALL", "C.UTF-8")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start Orthanc (Debian packages orthanc and orthanc-dicomweb; `make setup-test` installs them)");
-        let o = Orthanc { dir, http, dicom, scp, child };
-        let t0 = Instant::now();
-        while o.rest("/system").is_none() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "Orthanc did not start: {}", o.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        o
-    }
-
-    /// Started, holding `files`.
-    pub fn holding(files: &[PathBuf]) -> Orthanc {
-        let o = Orthanc::start();
-        for f in files {
-            o.upload(f);
-        }
-        o
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("orthanc.log")).unwrap_or_default()
-    }
-
-    pub fn web(&self) -> String {
-        format!("http://127.0.0.1:{}/dicom-web", self.http)
-    }
-
-    pub fn dimse(&self) -> String {
-        format!("dimse://TESTPACS@127.0.0.1:{}", self.dicom)
-    }
-
-    /// GET on the REST API (None until it answers).
-    pub fn rest(&self, path: &str) -> Option<Value> {
-        let o = Command::new("curl")
-            .args(["-sf", "-u", &format!("{USER}:{PASSWORD}"), &format!("http://127.0.0.1:{}{path}", self.http)])
-            .output()
-            .ok()?;
-        if !o.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&o.stdout).ok()
-    }
-
-    pub fn upload(&self, file: &Path) {
-        let o = Command::new("curl")
-            .args(["-sf", "-u", &format!("{USER}:{PASSWORD}"), "-X", "POST", "--data-binary"])
-            .arg(format!("@{}", file.display()))
-            .arg(format!("http://127.0.0.1:{}/instances", self.http))
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("upload {}: {:?}", file.display(), o));
-        assert!(v["Status"] == "Success" || v["Status"] == "AlreadyStored", "upload {}: {v}", file.display());
-    }
-
-    pub fn instances(&self) -> usize {
-        self.rest("/instances").and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
-    }
-}
 
 /// The shared 20-instance JPEG 2000 CT series with Study/Series/SOP UIDs and patient data given
 /// (in copies; the originals have empty UIDs, SOP Class included, which a C-MOVE cannot carry;

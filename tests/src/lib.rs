@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests: where the test data and the CLI binary are, the
-//! committed Python reference values, and world-space comparison of a loaded volume with them.
+//! committed Python reference values, world-space comparison of a loaded volume with them, and
+//! a real Orthanc for the PACS tests ([`orthanc`]).
+
+pub mod orthanc;
 
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,9 @@
-//! DIMSE client tests against a real Orthanc started per test on free loopback ports.
+//! The DIMSE layer of radbridge-pacs (C-ECHO, C-FIND, C-MOVE to our Storage SCP, C-STORE)
+//! against a real Orthanc (`radbridge_tests::orthanc`), started per test on free loopback ports.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -11,110 +11,9 @@ use dicom_core::value::Value;
 use dicom_dictionary_std::tags;
 use radbridge_pacs::dimse::{self, DimseError, DimsePeer, ReceivedInstance};
 use radbridge_pacs::query::StudyQuery;
+use radbridge_tests::orthanc::{free_port, Orthanc};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Orthanc {
-    child: Child,
-    http: u16,
-    dicom: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Orthanc {
-    /// Start Orthanc knowing our Storage SCP as RADBRIDGE on 127.0.0.1:`scp_port`.
-    fn start(scp_port: u16) -> Orthanc {
-        Self::start_with(scp_port, "")
-    }
-
-    /// `extra`: more config members, each starting with a comma.
-    fn start_with(scp_port: u16, extra: &str) -> Orthanc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let http = free_port();
-        let dicom = free_port();
-        let db = dir.path().join("db");
-        let cfg = format!(
-            r#"{{"Name":"TestPACS","StorageDirectory":"{db}","IndexDirectory":"{db}","HttpPort":{http},"DicomPort":{dicom},"DicomAet":"TESTPACS","RemoteAccessAllowed":false,"AuthenticationEnabled":true,"RegisteredUsers":{{"radbridge":"secret"}},"DicomAlwaysAllowFind":true,"DicomAlwaysAllowMove":true,"DicomAlwaysAllowStore":true,"DicomAlwaysAllowEcho":true,"DicomCheckCalledAet":false,"DicomModalities":{{"radbridge":["RADBRIDGE","127.0.0.1",{scp_port}]}}{extra}}}"#,
-            db = db.display()
-        );
-        let cfg_path = dir.path().join("orthanc.json");
-        std::fs::write(&cfg_path, cfg).expect("write config");
-        let log = std::fs::File::create(dir.path().join("orthanc.log")).expect("log");
-        let child = Command::new("Orthanc")
-            .arg(&cfg_path)
-            .env("LC_ALL", "C.UTF-8")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn Orthanc");
-        let o = Orthanc { child, http, dicom, _dir: dir };
-        let t0 = Instant::now();
-        loop {
-            if o.get("/system").is_some() {
-                break;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(60), "orthanc did not start");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        o
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        let out =
-            Command::new("curl").args(["-sfu", "radbridge:secret"]).arg(format!("http://127.0.0.1:{}{}", self.http, path)).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    fn upload(&self, file: &Path) {
-        let out = Command::new("curl")
-            .args(["-sfu", "radbridge:secret", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{}/instances", self.http))
-            .arg("--data-binary")
-            .arg(format!("@{}", file.display()))
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "upload of {} failed: {}", file.display(), String::from_utf8_lossy(&out.stdout));
-    }
-
-    fn post_json(&self, path: &str, body: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sfu", "radbridge:secret", "-X", "POST", "-H", "Content-Type: application/json"])
-            .arg(format!("http://127.0.0.1:{}{}", self.http, path))
-            .arg("--data-binary")
-            .arg(body)
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "POST {path} failed");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn instance_count(&self) -> usize {
-        let s = self.get("/instances").expect("GET /instances");
-        s.matches('"').count() / 2
-    }
-
-    fn peer(&self, calling: &str) -> DimsePeer {
-        DimsePeer {
-            called_aet: "TESTPACS".into(),
-            host: "127.0.0.1".into(),
-            port: self.dicom,
-            calling_aet: calling.into(),
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 
 fn ct2_files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
@@ -192,7 +91,7 @@ fn check_received(got: &[ReceivedInstance], files: &[PathBuf], series: &str) {
 
 #[test]
 fn echo_ok() {
-    let o = Orthanc::start(free_port());
+    let o = Orthanc::start();
     dimse::echo(&o.peer("RADBRIDGE")).expect("echo");
 }
 
@@ -216,7 +115,7 @@ fn echo_closed_port_fails_fast() {
 
 #[test]
 fn find_by_patient_id() {
-    let o = Orthanc::start(free_port());
+    let o = Orthanc::start();
     for f in ct2_files() {
         o.upload(&f);
     }
@@ -256,7 +155,7 @@ fn find_by_patient_id() {
 
 #[test]
 fn find_non_ascii_patient_name() {
-    let o = Orthanc::start(free_port());
+    let o = Orthanc::start();
     o.post_json(
         "/tools/create-dicom",
         r#"{"Tags":{"PatientName":"M\u00fcller^Hans","PatientID":"UTF8-1","Modality":"CT","StudyDescription":"Th\u00f6rax nativ","SpecificCharacterSet":"ISO_IR 192"}}"#,
@@ -274,8 +173,8 @@ fn find_non_ascii_patient_name() {
 
 #[test]
 fn move_uncompressed_series_and_study() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     let files = ct2_files();
     for f in &files {
         o.upload(f);
@@ -295,8 +194,8 @@ fn move_uncompressed_series_and_study() {
 
 #[test]
 fn move_jpeg2000_series_byte_identical() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     let files = j2k_files();
     for f in &files {
         o.upload(f);
@@ -311,8 +210,8 @@ fn move_jpeg2000_series_byte_identical() {
 
 #[test]
 fn move_refused_instance_counts_as_failed() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     for f in ct2_files() {
         o.upload(&f);
     }
@@ -336,8 +235,8 @@ fn move_refused_instance_counts_as_failed() {
 
 #[test]
 fn move_to_unknown_ae_is_refused() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     for f in ct2_files() {
         o.upload(&f);
     }
@@ -358,8 +257,8 @@ fn move_to_unknown_ae_is_refused() {
 
 #[test]
 fn move_cancel_before_start() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     let cancel = AtomicBool::new(true);
     let mut cb = |_i: ReceivedInstance| -> Result<(), String> { Ok(()) };
     let r = dimse::move_to_self(&o.peer("RADBRIDGE"), CT2_STUDY, None, scp_port, &mut cb, &cancel);
@@ -368,8 +267,8 @@ fn move_cancel_before_start() {
 
 #[test]
 fn move_cancel_during_transfer() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     for f in ct2_files() {
         o.upload(&f);
     }
@@ -399,8 +298,8 @@ fn move_cancel_during_transfer() {
 
 #[test]
 fn store_then_visible_in_orthanc() {
-    let o = Orthanc::start(free_port());
-    assert_eq!(o.instance_count(), 0);
+    let o = Orthanc::start();
+    assert_eq!(o.instances(), 0);
     let garbage = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
     let files = vec![
         PathBuf::from(format!("{DATA}/pydicom/CT_small.dcm")),
@@ -423,7 +322,7 @@ fn store_then_visible_in_orthanc() {
     assert!(out[3].accepted, "{:?}", out[3]);
     assert!(out[4].accepted, "{:?}", out[4]);
     // 693_deflated and 693_J2KR share a SOP instance UID: 3 distinct instances
-    assert_eq!(o.instance_count(), 3);
+    assert_eq!(o.instances(), 3);
 
     let stats = o.get("/statistics").expect("statistics");
     assert!(stats.contains("\"CountInstances\" : 3"), "{stats}");
@@ -431,12 +330,12 @@ fn store_then_visible_in_orthanc() {
 
 #[test]
 fn store_big_endian_is_reencoded_or_accepted() {
-    let o = Orthanc::start(free_port());
+    let o = Orthanc::start();
     let files = vec![PathBuf::from(format!("{DATA}/generated/ct_small_explicit_be.dcm"))];
     let out = dimse::store(&o.peer("RADBRIDGE"), &files).expect("store");
     assert_eq!(out.len(), 1);
     assert!(out[0].accepted, "{:?}", out[0]);
-    assert_eq!(o.instance_count(), 1);
+    assert_eq!(o.instances(), 1);
     let ids = o.get("/instances").expect("instances");
     let id = ids.split('"').nth(1).expect("an id").to_string();
     let ts = o.get(&format!("/instances/{id}/metadata/TransferSyntax")).expect("ts");
@@ -447,8 +346,8 @@ fn store_big_endian_is_reencoded_or_accepted() {
 #[test]
 fn store_reencodes_native_syntax_the_server_refuses() {
     // the server refuses deflate: the deflated file must be re-encoded (explicit/implicit LE)
-    let scp_port = free_port();
-    let o = Orthanc::start_with(scp_port, r#","DeflatedTransferSyntaxAccepted":false"#);
+    let o = Orthanc::start_with(serde_json::json!({"DeflatedTransferSyntaxAccepted": false}));
+    let scp_port = o.scp;
     let deflated = PathBuf::from(format!("{DATA}/generated/693_deflated.dcm"));
     let out = dimse::store(&o.peer("RADBRIDGE"), std::slice::from_ref(&deflated)).expect("store");
     assert!(out[0].accepted, "{:?}", out[0]);
@@ -479,12 +378,12 @@ fn store_to_closed_port_is_connect_error() {
 
 #[test]
 fn store_jpeg2000_then_move_back_identical() {
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     let files = j2k_files();
     let out = dimse::store(&o.peer("RADBRIDGE"), &files).expect("store");
     assert!(out.iter().all(|x| x.accepted && x.status == 0), "{out:?}");
-    assert_eq!(o.instance_count(), 2);
+    assert_eq!(o.instances(), 2);
     let (r, got) = do_move(&o, scp_port, "RADBRIDGE", J2K_STUDY, Some(J2K_SERIES));
     assert_eq!(r.expect("move back").received, 2);
     check_received(&got, &files, J2K_SERIES);
@@ -492,7 +391,7 @@ fn store_jpeg2000_then_move_back_identical() {
 
 #[test]
 fn store_refused_transfer_syntax_is_per_file() {
-    let o = Orthanc::start_with(free_port(), r#","Jpeg2000TransferSyntaxAccepted":false"#);
+    let o = Orthanc::start_with(serde_json::json!({"Jpeg2000TransferSyntaxAccepted": false}));
     let files = vec![
         PathBuf::from(format!("{DATA}/pydicom-data/693_J2KR.dcm")),
         PathBuf::from(format!("{DATA}/pydicom/CT_small.dcm")),
@@ -506,7 +405,7 @@ fn store_refused_transfer_syntax_is_per_file() {
     assert!(out[1].accepted, "{:?}", out[1]);
     assert!(!out[2].accepted);
     assert_eq!(out[2].status, 0xC000);
-    assert_eq!(o.instance_count(), 1);
+    assert_eq!(o.instances(), 1);
 }
 
 #[test]
@@ -572,8 +471,8 @@ fn garbage_peer_is_an_error_not_a_panic() {
 #[test]
 fn garbage_into_our_scp_does_not_break_the_move() {
     use std::io::Write;
-    let scp_port = free_port();
-    let o = Orthanc::start(scp_port);
+    let o = Orthanc::start();
+    let scp_port = o.scp;
     let files = ct2_files();
     for f in &files {
         o.upload(f);
