@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use radbridge_volume::CancelToken;
 use serde::Serialize;
@@ -328,37 +328,52 @@ fn retrieve_dimse(
         let se = req.series_uid.clone().unwrap_or_default();
         return Err(server.err(ErrorKind::SeriesNotFound { study: req.study_uid.clone(), series: se }));
     }
+    /// What one series has on disk, and how many instances this run wrote.
+    struct SeriesState {
+        folder: PathBuf,
+        present: HashSet<String>,
+        written: u64,
+    }
     struct State {
-        per_series: std::collections::HashMap<String, (PathBuf, HashSet<String>, u64, u64)>,
+        per_series: std::collections::HashMap<String, SeriesState>,
         bytes: u64,
         error: Option<PacsError>,
     }
     let mut state = State { per_series: Default::default(), bytes: 0, error: None };
     let mut totals = std::collections::HashMap::new();
-    let mut present_before: Vec<(String, HashSet<String>)> = Vec::new();
+    // What to move: a fresh series whole; one with complete files from an earlier run only its
+    // missing instances (image-level C-FIND, then an image-level C-MOVE of those UIDs).
+    let mut plan: Vec<(String, Option<Vec<String>>)> = Vec::new();
     for s in &series {
         if !crate::is_uid(&s.series_uid) {
             return Err(server.err(ErrorKind::Config(format!("invalid series UID {:?}", s.series_uid))));
         }
         let (folder, present) = prepare_folder(server, &req.output, &s.series_uid)?;
+        if present.is_empty() {
+            plan.push((s.series_uid.clone(), None));
+        } else {
+            let listed = crate::dimse::find_instances(&peer, &req.study_uid, &s.series_uid).map_err(wrap)?;
+            let missing: Vec<String> = listed.into_iter().filter(|u| !present.contains(u)).collect();
+            if !missing.is_empty() {
+                plan.push((s.series_uid.clone(), Some(missing)));
+            }
+        }
         totals.insert(s.series_uid.clone(), s.instances);
-        present_before.push((s.series_uid.clone(), present.clone()));
-        state.per_series.insert(s.series_uid.clone(), (folder, present, 0, 0));
+        state.per_series.insert(s.series_uid.clone(), SeriesState { folder, present, written: 0 });
     }
-    let state = Arc::new(Mutex::new(state));
-    let st = state.clone();
+    let state = Mutex::new(state);
     let server_name = server.name.clone();
     let progress = Mutex::new(progress);
     let mut on_instance = |inst: crate::dimse::ReceivedInstance| -> std::result::Result<(), String> {
-        let mut st = st.lock().map_err(|_| "state poisoned".to_string())?;
+        let mut st = state.lock().map_err(|_| "state poisoned".to_string())?;
         if !crate::is_uid(&inst.sop_instance_uid) {
             return Err(format!("invalid SOP Instance UID {:?}", inst.sop_instance_uid));
         }
         let series_uid = inst.series_uid.clone().unwrap_or_default();
         let entry = st.per_series.get_mut(&series_uid).ok_or_else(|| format!("an instance of an unexpected series {series_uid:?}"))?;
-        let dest = entry.0.join(format!("{}.dcm", inst.sop_instance_uid));
-        if !entry.1.contains(&inst.sop_instance_uid) {
-            let tmp = entry.0.join(format!(".{}.{}.part", inst.sop_instance_uid, std::process::id()));
+        let dest = entry.folder.join(format!("{}.dcm", inst.sop_instance_uid));
+        if !entry.present.contains(&inst.sop_instance_uid) {
+            let tmp = entry.folder.join(format!(".{}.{}.part", inst.sop_instance_uid, std::process::id()));
             let write = std::fs::write(&tmp, &inst.file_bytes).and_then(|()| std::fs::rename(&tmp, &dest));
             if let Err(source) = write {
                 let _ = std::fs::remove_file(&tmp);
@@ -366,11 +381,10 @@ fn retrieve_dimse(
                 st.error = Some(PacsError::new(server_name.clone(), ErrorKind::Io { path: dest, source }));
                 return Err(msg);
             }
-            entry.1.insert(inst.sop_instance_uid.clone());
-            entry.3 += 1;
+            entry.present.insert(inst.sop_instance_uid.clone());
+            entry.written += 1;
         }
-        entry.2 += 1;
-        let done = entry.1.len() as u64;
+        let done = entry.present.len() as u64;
         st.bytes += inst.file_bytes.len() as u64;
         let p = Progress {
             series_uid: series_uid.clone(),
@@ -385,23 +399,7 @@ fn retrieve_dimse(
         Ok(())
     };
     let scp_port = if server.scp_port == 0 { 11112 } else { server.scp_port };
-    // What each series lacks: a series with complete files from an earlier run asks only for
-    // the missing instances (image-level C-FIND, then an image-level C-MOVE of those UIDs).
-    let mut plan: Vec<(String, Option<Vec<String>>)> = Vec::new();
-    for (uid, present) in &present_before {
-        if present.is_empty() {
-            plan.push((uid.clone(), None));
-        } else {
-            let listed = crate::dimse::find_instances(&peer, &req.study_uid, uid).map_err(wrap)?;
-            let missing: Vec<String> = listed.into_iter().filter(|u| !present.contains(u)).collect();
-            if !missing.is_empty() {
-                plan.push((uid.clone(), Some(missing)));
-            }
-        }
-    }
     let whole_study = req.series_uid.is_none() && series.len() > 1 && plan.len() == series.len() && plan.iter().all(|(_, m)| m.is_none());
-    let mut moved: std::result::Result<crate::dimse::MoveOutcome, crate::dimse::DimseError> =
-        Ok(crate::dimse::MoveOutcome { completed: 0, failed: 0, warning: 0, received: 0 });
     let scopes: Vec<crate::dimse::MoveScope<'_>> = if whole_study {
         vec![crate::dimse::MoveScope::Study]
     } else {
@@ -412,20 +410,20 @@ fn retrieve_dimse(
             })
             .collect()
     };
+    let mut outcome = crate::dimse::MoveOutcome { completed: 0, failed: 0, warning: 0, received: 0 };
+    let mut moved = Ok(());
     for scope in scopes {
-        let r = crate::dimse::move_scope_to_self(&peer, &req.study_uid, scope, scp_port, &mut on_instance, cancel.as_atomic());
-        match (&mut moved, r) {
-            (Ok(total), Ok(o)) => {
-                total.completed += o.completed;
-                total.failed += o.failed;
-                total.warning += o.warning;
-                total.received += o.received;
+        match crate::dimse::move_scope_to_self(&peer, &req.study_uid, scope, scp_port, &mut on_instance, cancel.as_atomic()) {
+            Ok(o) => {
+                outcome.completed += o.completed;
+                outcome.failed += o.failed;
+                outcome.warning += o.warning;
+                outcome.received += o.received;
             }
-            (_, Err(e)) => {
+            Err(e) => {
                 moved = Err(e);
                 break;
             }
-            (Err(_), Ok(_)) => break,
         }
     }
     let cancelled = cancel.is_cancelled();
@@ -436,7 +434,7 @@ fn retrieve_dimse(
     if cancelled {
         return Err(server.err(ErrorKind::Cancelled));
     }
-    let outcome = moved.map_err(wrap)?;
+    moved.map_err(wrap)?;
     if outcome.failed > 0 {
         return Err(server.err(ErrorKind::Dimse(crate::dimse::DimseError::Status {
             op: "C-MOVE",
@@ -449,14 +447,14 @@ fn retrieve_dimse(
     }
     let mut out = RetrieveOutcome { study_uid: req.study_uid.clone(), series: Vec::new(), bytes: st.bytes };
     for s in &series {
-        if let Some((folder, present, _received, written)) = st.per_series.get(&s.series_uid) {
-            let instances = present.len() as u64;
+        if let Some(e) = st.per_series.get(&s.series_uid) {
+            let instances = e.present.len() as u64;
             out.series.push(SeriesOutcome {
                 series_uid: s.series_uid.clone(),
-                folder: folder.clone(),
+                folder: e.folder.clone(),
                 instances,
-                fetched: *written,
-                already_present: instances - written,
+                fetched: e.written,
+                already_present: instances - e.written,
             });
         }
     }
