@@ -115,13 +115,7 @@ fn echo_closed_port_fails_fast() {
 
 #[test]
 fn find_by_patient_id() {
-    let o = Orthanc::start();
-    for f in ct2_files() {
-        o.upload(&f);
-    }
-    for f in j2k_files() {
-        o.upload(&f);
-    }
+    let o = Orthanc::holding(&[ct2_files(), j2k_files()].concat());
     let peer = o.peer("RADBRIDGE");
     let q = StudyQuery { patient_id: Some("77654033".into()), ..Default::default() };
     let r = dimse::find_studies(&peer, &q).expect("find");
@@ -173,12 +167,9 @@ fn find_non_ascii_patient_name() {
 
 #[test]
 fn move_uncompressed_series_and_study() {
-    let o = Orthanc::start();
-    let scp_port = o.scp;
     let files = ct2_files();
-    for f in &files {
-        o.upload(f);
-    }
+    let o = Orthanc::holding(&files);
+    let scp_port = o.scp;
     let (r, got) = do_move(&o, scp_port, "RADBRIDGE", CT2_STUDY, Some(CT2_SERIES));
     let out = r.expect("move series");
     assert_eq!(out.received, 4);
@@ -194,12 +185,9 @@ fn move_uncompressed_series_and_study() {
 
 #[test]
 fn move_jpeg2000_series_byte_identical() {
-    let o = Orthanc::start();
-    let scp_port = o.scp;
     let files = j2k_files();
-    for f in &files {
-        o.upload(f);
-    }
+    let o = Orthanc::holding(&files);
+    let scp_port = o.scp;
     let (r, got) = do_move(&o, scp_port, "RADBRIDGE", J2K_STUDY, Some(J2K_SERIES));
     let out = r.expect("move j2k series");
     assert_eq!(out.received, 2);
@@ -210,11 +198,8 @@ fn move_jpeg2000_series_byte_identical() {
 
 #[test]
 fn move_refused_instance_counts_as_failed() {
-    let o = Orthanc::start();
+    let o = Orthanc::holding(&ct2_files());
     let scp_port = o.scp;
-    for f in ct2_files() {
-        o.upload(&f);
-    }
     let cancel = AtomicBool::new(false);
     let mut calls = 0u32;
     let mut cb = |_i: ReceivedInstance| -> Result<(), String> {
@@ -235,11 +220,8 @@ fn move_refused_instance_counts_as_failed() {
 
 #[test]
 fn move_to_unknown_ae_is_refused() {
-    let o = Orthanc::start();
+    let o = Orthanc::holding(&ct2_files());
     let scp_port = o.scp;
-    for f in ct2_files() {
-        o.upload(&f);
-    }
     let (r, got) = do_move(&o, scp_port, "UNKNOWNAE", CT2_STUDY, Some(CT2_SERIES));
     assert!(got.is_empty());
     let e = r.expect_err("must be refused");
@@ -267,11 +249,8 @@ fn move_cancel_before_start() {
 
 #[test]
 fn move_cancel_during_transfer() {
-    let o = Orthanc::start();
+    let o = Orthanc::holding(&ct2_files());
     let scp_port = o.scp;
-    for f in ct2_files() {
-        o.upload(&f);
-    }
     let cancel = AtomicBool::new(false);
     let mut calls = 0u32;
     let t0 = Instant::now();
@@ -471,12 +450,9 @@ fn garbage_peer_is_an_error_not_a_panic() {
 #[test]
 fn garbage_into_our_scp_does_not_break_the_move() {
     use std::io::Write;
-    let o = Orthanc::start();
-    let scp_port = o.scp;
     let files = ct2_files();
-    for f in &files {
-        o.upload(f);
-    }
+    let o = Orthanc::holding(&files);
+    let scp_port = o.scp;
     // a rogue client hits our SCP port while the move runs
     let rogue = std::thread::spawn(move || {
         let t0 = Instant::now();
